@@ -1,0 +1,526 @@
+#include "reader.h"
+
+#include "../fs/io.h"
+#include "../fs/log.h"
+
+#include <errno.h>
+#include <isa-l/igzip_lib.h>
+#include <libdeflate.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define IN_CHUNK (64u << 10)
+#define DEFAULT_CACHE_SIZE (256ull << 20)
+#define DEFAULT_BLOCK_SIZE (128u << 10)
+#define DEFAULT_SPACING (1u << 20)
+
+struct lfs_reader {
+	struct lfs_cache *cache;
+	uint32_t block_size, spacing;
+	pthread_key_t tls;	/* per-thread libdeflate decompressor */
+	pthread_mutex_t stripes[256]; /* serialise fills of one member, by hash */
+	uint64_t bytes_read, bytes_inflated, resume_points_made, members_failed;
+};
+
+/* A resume point: where the compressed stream continues and the complete
+ * inflater state (bit buffer, Huffman tables, 32 KiB history, running CRC).
+ * It depends on nothing but the member's bytes, so it could be stored and
+ * used by another process. */
+struct resume_point {
+	uint64_t in_pos;	/* compressed offset of the next unread byte */
+	uint64_t out_pos;	/* uncompressed offset, a multiple of spacing */
+	struct inflate_state st;
+};
+
+/* A live stream with its input buffer; st.next_in points into in[]. */
+struct stream {
+	uint64_t in_pos;	/* compressed offset of in[0] */
+	uint32_t in_len;
+	uint64_t out_pos;
+	struct inflate_state st;
+	unsigned char in[IN_CHUNK];
+};
+
+static void add(uint64_t *counter, uint64_t n)
+{
+	__atomic_add_fetch(counter, n, __ATOMIC_RELAXED);
+}
+
+int lfs_reader_config_check(struct lfs_reader_config *cfg, char *err, size_t errlen)
+{
+	if (!cfg->cache_size)
+		cfg->cache_size = DEFAULT_CACHE_SIZE;
+	if (!cfg->block_size)
+		cfg->block_size = DEFAULT_BLOCK_SIZE;
+	if (!cfg->spacing)
+		cfg->spacing = cfg->block_size > DEFAULT_SPACING ? cfg->block_size
+								  : DEFAULT_SPACING;
+	if (cfg->block_size < 4096 || cfg->block_size > (64u << 20) ||
+	    (cfg->block_size & (cfg->block_size - 1))) {
+		snprintf(err, errlen, "block_size must be a power of two from 4K to 64M");
+		return -EINVAL;
+	}
+	if (cfg->spacing % cfg->block_size) {
+		snprintf(err, errlen, "resume_spacing must be a multiple of block_size");
+		return -EINVAL;
+	}
+	if (cfg->cache_size < 4ull * cfg->block_size) {
+		snprintf(err, errlen, "cache_size must hold at least four blocks");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void free_decompressor(void *d) { libdeflate_free_decompressor(d); }
+
+struct lfs_reader *lfs_reader_new(const struct lfs_reader_config *cfg)
+{
+	struct lfs_reader *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->block_size = cfg->block_size;
+	r->spacing = cfg->spacing;
+	for (size_t i = 0; i < sizeof(r->stripes) / sizeof(r->stripes[0]); i++)
+		pthread_mutex_init(&r->stripes[i], NULL);
+	r->cache = lfs_cache_new(cfg->cache_size, 0);
+	if (!r->cache || pthread_key_create(&r->tls, free_decompressor)) {
+		lfs_cache_free(r->cache);
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+void lfs_reader_free(struct lfs_reader *r)
+{
+	void *d;
+
+	if (!r)
+		return;
+	d = pthread_getspecific(r->tls);
+	if (d)
+		libdeflate_free_decompressor(d);
+	pthread_key_delete(r->tls);
+	lfs_cache_free(r->cache);
+	free(r);
+}
+
+/* Marks m failed; logs the first time only. */
+static int member_fail(struct lfs_reader *r, const struct lfs_member *m, const char *why)
+{
+	uint32_t old = __atomic_fetch_or(m->flags, LFS_MEMBER_FAILED, __ATOMIC_ACQ_REL);
+
+	if (!(old & LFS_MEMBER_FAILED)) {
+		add(&r->members_failed, 1);
+		lfs_err("%s: entry '%.*s': %s; reads fail with EIO", m->layer_name,
+			m->entry_name_len, m->entry_name, why);
+	}
+	return -EIO;
+}
+
+static int read_zip(struct lfs_reader *r, const struct lfs_member *m, void *buf, size_t len,
+		    uint64_t off)
+{
+	int rc = lfs_pread_full(m->fd, buf, len, m->data_off + off);
+
+	if (rc)
+		return member_fail(r, m, "cannot read its data from the zip");
+	add(&r->bytes_read, len);
+	if (m->counters)
+		add(&m->counters->bytes_read, len);
+	return 0;
+}
+
+static void count_inflated(struct lfs_reader *r, const struct lfs_member *m, uint64_t n)
+{
+	add(&r->bytes_inflated, n);
+	if (m->counters)
+		add(&m->counters->bytes_inflated, n);
+}
+
+/* Inflates a member of at most one block in one call.  Returns the block. */
+static int inflate_whole(struct lfs_reader *r, const struct lfs_member *m, void **out)
+{
+	struct libdeflate_decompressor *d = pthread_getspecific(r->tls);
+	unsigned char *cbuf, *obuf;
+	size_t in_used = 0, out_len = 0;
+	enum libdeflate_result res;
+	int rc;
+
+	if (!d) {
+		d = libdeflate_alloc_decompressor();
+		if (!d || pthread_setspecific(r->tls, d)) {
+			libdeflate_free_decompressor(d);
+			return -ENOMEM;
+		}
+	}
+	cbuf = malloc(m->comp_size ? m->comp_size : 1);
+	/* one spare byte tells a stream that runs long from an exact one */
+	obuf = malloc(m->size + 1);
+	if (!cbuf || !obuf) {
+		free(cbuf);
+		free(obuf);
+		return -ENOMEM;
+	}
+	rc = read_zip(r, m, cbuf, m->comp_size, 0);
+	if (rc)
+		goto out;
+	res = libdeflate_deflate_decompress_ex(d, cbuf, m->comp_size, obuf, m->size + 1,
+					       &in_used, &out_len);
+	if (res == LIBDEFLATE_BAD_DATA)
+		rc = member_fail(r, m, "corrupt deflate data");
+	else if (res == LIBDEFLATE_INSUFFICIENT_SPACE || (res == LIBDEFLATE_SUCCESS && out_len > m->size))
+		rc = member_fail(r, m, "stream runs past its declared size");
+	else if (res != LIBDEFLATE_SUCCESS || out_len < m->size)
+		rc = member_fail(r, m, "stream ends before its declared size");
+	else if (libdeflate_crc32(0, obuf, m->size) != m->crc)
+		rc = member_fail(r, m, "CRC-32 mismatch");
+	if (!rc) {
+		count_inflated(r, m, m->size);
+		__atomic_fetch_or(m->flags, LFS_MEMBER_VERIFIED, __ATOMIC_RELEASE);
+		*out = obuf;
+		obuf = NULL;
+	}
+out:
+	free(cbuf);
+	free(obuf);
+	return rc;
+}
+
+static struct stream *stream_new(void)
+{
+	struct stream *s = malloc(sizeof(*s));
+
+	if (!s)
+		return NULL;
+	isal_inflate_init(&s->st);
+	/* raw deflate, with the gzip CRC-32 (the zip CRC) kept as we go */
+	s->st.crc_flag = ISAL_GZIP_NO_HDR;
+	s->in_pos = 0;
+	s->in_len = 0;
+	s->out_pos = 0;
+	s->st.next_in = s->in;
+	s->st.avail_in = 0;
+	return s;
+}
+
+static struct stream *stream_from_resume(const struct resume_point *rp)
+{
+	struct stream *s = malloc(sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->st = rp->st;
+	s->in_pos = rp->in_pos;
+	s->in_len = 0;
+	s->out_pos = rp->out_pos;
+	s->st.next_in = s->in;
+	s->st.avail_in = 0;
+	return s;
+}
+
+static uint64_t stream_next_in(const struct stream *s)
+{
+	return s->in_pos + (uint64_t)(s->st.next_in - s->in);
+}
+
+static int refill(struct lfs_reader *r, const struct lfs_member *m, struct stream *s)
+{
+	uint64_t pos = stream_next_in(s), left = m->comp_size - pos;
+	uint32_t n = left > IN_CHUNK ? IN_CHUNK : (uint32_t)left;
+	int rc;
+
+	if (n == 0)
+		return 0;
+	rc = read_zip(r, m, s->in, n, pos);
+	if (rc)
+		return rc;
+	s->in_pos = pos;
+	s->in_len = n;
+	s->st.next_in = s->in;
+	s->st.avail_in = n;
+	return 1;
+}
+
+/* Produces exactly len bytes into buf, or fails the member. */
+static int stream_produce(struct lfs_reader *r, const struct lfs_member *m,
+			  struct stream *s, unsigned char *buf, uint32_t len)
+{
+	s->st.next_out = buf;
+	s->st.avail_out = len;
+	while (s->st.avail_out) {
+		uint32_t before_out = s->st.avail_out, before_in = s->st.avail_in;
+		int rc, fed = 0;
+
+		if (s->st.block_state == ISAL_BLOCK_FINISH)
+			return member_fail(r, m, "stream ends before its declared size");
+		if (s->st.avail_in == 0) {
+			rc = refill(r, m, s);
+			if (rc < 0)
+				return rc;
+			fed = rc;
+		}
+		rc = isal_inflate(&s->st);
+		if (rc < 0)
+			return member_fail(r, m, "corrupt deflate data");
+		if (s->st.avail_out == before_out && s->st.avail_in == before_in && !fed &&
+		    s->st.block_state != ISAL_BLOCK_FINISH)
+			return member_fail(r, m, "compressed data ends before the stream does");
+	}
+	s->out_pos += len;
+	count_inflated(r, m, len);
+	return 0;
+}
+
+/* After the last byte: the stream must end here and match the CRC. */
+static int stream_finish(struct lfs_reader *r, const struct lfs_member *m, struct stream *s)
+{
+	unsigned char spare[64];
+
+	while (s->st.block_state != ISAL_BLOCK_FINISH) {
+		uint32_t before_in = s->st.avail_in;
+		int rc, fed = 0;
+
+		if (s->st.avail_in == 0) {
+			rc = refill(r, m, s);
+			if (rc < 0)
+				return rc;
+			fed = rc;
+		}
+		s->st.next_out = spare;
+		s->st.avail_out = sizeof(spare);
+		rc = isal_inflate(&s->st);
+		if (rc < 0)
+			return member_fail(r, m, "corrupt deflate data");
+		if (s->st.avail_out != sizeof(spare))
+			return member_fail(r, m, "stream runs past its declared size");
+		if (s->st.avail_in == before_in && !fed && s->st.block_state != ISAL_BLOCK_FINISH)
+			return member_fail(r, m, "compressed data ends before the stream does");
+	}
+	if (s->st.crc != m->crc)
+		return member_fail(r, m, "CRC-32 mismatch");
+	__atomic_fetch_or(m->flags, LFS_MEMBER_VERIFIED, __ATOMIC_RELEASE);
+	return 0;
+}
+
+static void save_resume_point(struct lfs_reader *r, const struct lfs_member *m,
+			      const struct stream *s)
+{
+	struct lfs_cache_key k = lfs_key(m->layer_id, m->key, LFS_KEY_RESUME,
+					 s->out_pos / r->spacing);
+	struct lfs_centry *have = lfs_cache_get(r->cache, &k);
+	struct resume_point *rp;
+
+	if (have) {
+		lfs_cache_release(r->cache, have);
+		return;
+	}
+	rp = malloc(sizeof(*rp));
+	if (!rp)
+		return; /* only costs speed later */
+	rp->in_pos = stream_next_in(s);
+	rp->out_pos = s->out_pos;
+	rp->st = s->st;
+	rp->st.next_in = NULL;
+	rp->st.avail_in = 0;
+	rp->st.next_out = NULL;
+	rp->st.avail_out = 0;
+	add(&r->resume_points_made, 1);
+	lfs_cache_insert(r->cache, &k, rp, sizeof(*rp));
+}
+
+/* A stream positioned at or before block `blk`: a parked one exactly there,
+ * else the nearest resume point, else the member's start. */
+static struct stream *stream_for(struct lfs_reader *r, const struct lfs_member *m,
+				 uint64_t blk)
+{
+	struct lfs_cache_key k = lfs_key(m->layer_id, m->key, LFS_KEY_PARKED, blk);
+	size_t len;
+	struct stream *s = lfs_cache_take(r->cache, &k, &len);
+
+	if (s)
+		return s;
+	for (uint64_t j = blk * r->block_size / r->spacing; j > 0; j--) {
+		struct lfs_cache_key rk = lfs_key(m->layer_id, m->key, LFS_KEY_RESUME, j);
+		struct lfs_centry *e = lfs_cache_get(r->cache, &rk);
+
+		if (e) {
+			s = stream_from_resume(lfs_centry_data(e));
+			lfs_cache_release(r->cache, e);
+			return s;
+		}
+	}
+	return stream_new();
+}
+
+/* Fills the claimed block `target` (number blk) of a streamed member. */
+static int fill_streamed(struct lfs_reader *r, const struct lfs_member *m, uint64_t blk,
+			 struct lfs_centry *target)
+{
+	struct stream *s = stream_for(r, m, blk);
+	uint64_t B = r->block_size;
+	int rc = 0;
+
+	if (!s)
+		return -ENOMEM;
+	for (;;) {
+		uint64_t b = s->out_pos / B;
+		uint32_t len = (uint32_t)(m->size - b * B < B ? m->size - b * B : B);
+		unsigned char *buf = malloc(len);
+
+		if (!buf) {
+			rc = -ENOMEM;
+			break;
+		}
+		rc = stream_produce(r, m, s, buf, len);
+		if (!rc && s->out_pos == m->size)
+			rc = stream_finish(r, m, s);
+		if (rc) {
+			free(buf);
+			break;
+		}
+		if (s->out_pos < m->size && s->out_pos % r->spacing == 0)
+			save_resume_point(r, m, s);
+		if (b == blk) {
+			lfs_cache_publish(r->cache, target, buf, len);
+			break;
+		}
+		struct lfs_cache_key k = lfs_key(m->layer_id, m->key, LFS_KEY_BLOCK, b);
+		lfs_cache_insert(r->cache, &k, buf, len);
+	}
+	if (!rc && s->out_pos < m->size) {
+		struct lfs_cache_key k = lfs_key(m->layer_id, m->key, LFS_KEY_PARKED,
+						 s->out_pos / B);
+		lfs_cache_insert(r->cache, &k, s, sizeof(*s));
+	} else {
+		free(s);
+	}
+	return rc;
+}
+
+/* A referenced, ready block `blk` of a deflated member. */
+static int get_block(struct lfs_reader *r, const struct lfs_member *m, uint64_t blk,
+		     struct lfs_centry **out)
+{
+	struct lfs_cache_key k = lfs_key(m->layer_id, m->key, LFS_KEY_BLOCK, blk);
+	pthread_mutex_t *lock = NULL;
+	struct lfs_centry *e;
+	int claimed, rc;
+
+	if (m->size > r->block_size) {
+		/* Streams of one member are advanced by one thread at a time,
+		 * and blocks are claimed under the same lock: a reader that
+		 * arrives while another inflates towards its block waits and
+		 * then finds it (or the parked stream) instead of inflating
+		 * the same span again. */
+		e = lfs_cache_get(r->cache, &k);
+		if (e) {
+			*out = e;
+			return 0;
+		}
+		lock = &r->stripes[(m->key ^ m->layer_id) * 0x9e3779b97f4a7c15ull >> 56];
+		pthread_mutex_lock(lock);
+	}
+	e = lfs_cache_acquire(r->cache, &k, &claimed, &rc);
+	if (e && claimed) {
+		if (m->size <= r->block_size) {
+			void *data = NULL;
+
+			rc = inflate_whole(r, m, &data);
+			if (!rc)
+				lfs_cache_publish(r->cache, e, data, m->size);
+		} else {
+			rc = fill_streamed(r, m, blk, e);
+		}
+		if (rc) {
+			lfs_cache_abandon(r->cache, e, rc);
+			e = NULL;
+		}
+	}
+	if (lock)
+		pthread_mutex_unlock(lock);
+	*out = e;
+	return e ? 0 : rc;
+}
+
+/* Stored members need no cache; small ones are CRC-checked once first. */
+static ssize_t read_stored(struct lfs_reader *r, const struct lfs_member *m, void *buf,
+			   size_t len, uint64_t off)
+{
+	if (!(__atomic_load_n(m->flags, __ATOMIC_ACQUIRE) & LFS_MEMBER_VERIFIED) &&
+	    m->size <= r->block_size) {
+		unsigned char *all = malloc(m->size ? m->size : 1);
+		int rc;
+
+		if (!all)
+			return -ENOMEM;
+		rc = read_zip(r, m, all, m->size, 0);
+		if (!rc && libdeflate_crc32(0, all, m->size) != m->crc)
+			rc = member_fail(r, m, "CRC-32 mismatch");
+		if (!rc) {
+			__atomic_fetch_or(m->flags, LFS_MEMBER_VERIFIED, __ATOMIC_RELEASE);
+			memcpy(buf, all + off, len);
+		}
+		free(all);
+		return rc ? rc : (ssize_t)len;
+	}
+	int rc = read_zip(r, m, buf, len, off);
+
+	return rc ? rc : (ssize_t)len;
+}
+
+ssize_t lfs_reader_read(struct lfs_reader *r, const struct lfs_member *m, void *buf,
+			size_t len, uint64_t off)
+{
+	unsigned char *out = buf;
+	size_t done = 0;
+
+	if (__atomic_load_n(m->flags, __ATOMIC_ACQUIRE) & LFS_MEMBER_FAILED)
+		return -EIO;
+	if (off >= m->size || len == 0)
+		return 0;
+	if (len > m->size - off)
+		len = (size_t)(m->size - off);
+	if (m->method == 0)
+		return read_stored(r, m, buf, len, off);
+	if (m->method != 8)
+		return member_fail(r, m, "compression method not supported");
+
+	while (done < len) {
+		uint64_t pos = off + done, blk = pos / r->block_size;
+		size_t in_blk = (size_t)(pos % r->block_size), n;
+		struct lfs_centry *e = NULL;
+		int rc = get_block(r, m, blk, &e);
+
+		if (rc)
+			return rc;
+		n = lfs_centry_len(e) - in_blk;
+		if (n > len - done)
+			n = len - done;
+		memcpy(out + done, (const unsigned char *)lfs_centry_data(e) + in_blk, n);
+		lfs_cache_release(r->cache, e);
+		done += n;
+	}
+	if (m->counters)
+		add(&m->counters->bytes_served, done);
+	return (ssize_t)done;
+}
+
+void lfs_reader_drop_blocks(struct lfs_reader *r)
+{
+	lfs_cache_drop(r->cache, LFS_KEY_BLOCK);
+	lfs_cache_drop(r->cache, LFS_KEY_PARKED);
+}
+
+void lfs_reader_get_stats(struct lfs_reader *r, struct lfs_reader_stats *out)
+{
+	lfs_cache_get_stats(r->cache, &out->cache);
+	out->bytes_read = __atomic_load_n(&r->bytes_read, __ATOMIC_RELAXED);
+	out->bytes_inflated = __atomic_load_n(&r->bytes_inflated, __ATOMIC_RELAXED);
+	out->resume_points_made = __atomic_load_n(&r->resume_points_made, __ATOMIC_RELAXED);
+	out->members_failed = __atomic_load_n(&r->members_failed, __ATOMIC_RELAXED);
+}

@@ -1,0 +1,86 @@
+/* The read path: bytes of a zip member at any offset, through the cache.
+ *
+ * Stored members are read straight from the zip (no cache).  Deflated
+ * members are served from decompressed blocks of `block_size` bytes:
+ *   - a member no larger than one block is inflated whole in one call
+ *     (libdeflate) and its CRC checked before any byte is served;
+ *   - a larger member is inflated as a stream (ISA-L) in block-sized steps.
+ *     Every `spacing` bytes of output the stream's whole state is saved as
+ *     a resume point (the inflater state holds the bit position and the
+ *     32 KiB history).  A block is produced from the nearest resume point at
+ *     or before it, so once a member has been inflated once, any read costs
+ *     at most `spacing` bytes of inflation.  The stream that produced the
+ *     last block is parked in the cache so that sequential reading continues
+ *     it without copying state.  When a stream reaches the member's end its
+ *     size and CRC-32 are checked; a stream that ends early, runs long or
+ *     fails its CRC marks the member failed: EIO from then on, one log line.
+ *
+ * Resume points and parked streams are cache entries, so their memory counts
+ * against the budget like blocks do. */
+#ifndef LFS_READER_H
+#define LFS_READER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cache.h"
+
+/* Per-member flags, kept by the caller (one word per member, zeroed). */
+#define LFS_MEMBER_FAILED 1u
+#define LFS_MEMBER_VERIFIED 2u
+
+/* Counters of one layer; updated atomically. */
+struct lfs_layer_counters {
+	uint64_t bytes_read;	 /* compressed bytes read from the zip */
+	uint64_t bytes_inflated; /* bytes produced by inflation */
+	uint64_t bytes_served;	 /* bytes returned to readers */
+};
+
+struct lfs_member {
+	int fd;
+	uint64_t data_off;	/* where the member's data starts in fd */
+	uint64_t comp_size;
+	uint64_t size;
+	uint32_t crc;
+	uint16_t method;	/* 0 stored, 8 deflated */
+	uint64_t layer_id;	/* cache key: layer content */
+	uint64_t key;		/* cache key: member within the layer */
+	uint32_t *flags;	/* LFS_MEMBER_*, updated atomically */
+	const char *layer_name;	/* for log lines */
+	const char *entry_name;
+	int entry_name_len;
+	struct lfs_layer_counters *counters; /* may be NULL */
+};
+
+struct lfs_reader_config {
+	uint64_t cache_size;	/* budget in bytes */
+	uint32_t block_size;	/* power of two, >= 4096 */
+	uint32_t spacing;	/* multiple of block_size */
+};
+
+struct lfs_reader_stats {
+	struct lfs_cache_stats cache;
+	uint64_t bytes_read, bytes_inflated, resume_points_made, members_failed;
+};
+
+struct lfs_reader;
+
+/* Checks and fills in defaults (0 fields); -EINVAL with a reason in err. */
+int lfs_reader_config_check(struct lfs_reader_config *cfg, char *err, size_t errlen);
+
+struct lfs_reader *lfs_reader_new(const struct lfs_reader_config *cfg);
+void lfs_reader_free(struct lfs_reader *r);
+
+/* Copies up to len bytes of member m at offset off into buf.  Returns the
+ * byte count (short only at the member's end, 0 past it) or a negative
+ * errno (-EIO for corrupt or unsupported data). */
+ssize_t lfs_reader_read(struct lfs_reader *r, const struct lfs_member *m, void *buf,
+			size_t len, uint64_t off);
+
+/* Drops cached blocks (keeping resume points). */
+void lfs_reader_drop_blocks(struct lfs_reader *r);
+
+void lfs_reader_get_stats(struct lfs_reader *r, struct lfs_reader_stats *out);
+
+#endif

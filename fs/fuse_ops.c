@@ -1,0 +1,374 @@
+#include "fuse_ops.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+static struct lfs_fuse_ctx *ctx_of(fuse_req_t req) { return fuse_req_userdata(req); }
+
+static void lfs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct lfs_fuse_ctx *ctx = userdata;
+
+	/* Large reads: the kernel sizes read requests from max_write's page
+	 * count (max_pages), so raise both. */
+	conn->max_write = ctx->max_read;
+	conn->max_readahead = ctx->max_read;
+	if (conn->capable & FUSE_CAP_ASYNC_READ)
+		conn->want |= FUSE_CAP_ASYNC_READ;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	/* Nothing changes under us; no need to revalidate on open. */
+	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
+}
+
+static int fill_entry(struct lfs_fuse_ctx *ctx, uint32_t ino, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->attr_timeout = ctx->timeout;
+	e->entry_timeout = ctx->timeout;
+	if (!ino)
+		return 0; /* negative entry, cached for timeout too */
+	e->ino = ino;
+	e->generation = 1;
+	return lfs_stack_stat(ctx->stack, ino, &e->attr);
+}
+
+static void lfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct lfs_fuse_ctx *ctx = ctx_of(req);
+	struct fuse_entry_param e;
+	const struct lfs_node *p = lfs_tree_node(ctx->stack->tree, parent);
+	uint32_t ino;
+	int rc;
+
+	if (!p) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (!S_ISDIR(p->mode)) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	ino = lfs_tree_lookup(ctx->stack->tree, (uint32_t)parent, name, strlen(name));
+	rc = fill_entry(ctx, ino, &e);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+static void lfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct lfs_fuse_ctx *ctx = ctx_of(req);
+	struct stat st;
+	int rc = lfs_stack_stat(ctx->stack, ino, &st);
+
+	(void)fi;
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, ctx->timeout);
+}
+
+static void lfs_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	char buf[LFS_TREE_MAX_PATH + 1];
+	int rc = lfs_stack_readlink(ctx_of(req)->stack, ino, buf, sizeof(buf));
+
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_readlink(req, buf);
+}
+
+static void lfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int rc;
+
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	rc = lfs_stack_open_file(ctx_of(req)->stack, ino);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	/* The data never changes: keep the page cache across opens. */
+	fi->keep_cache = 1;
+	fi->noflush = 1;
+	fuse_reply_open(req, fi);
+}
+
+static void lfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct lfs_fuse_ctx *ctx = ctx_of(req);
+	char *buf;
+	ssize_t n;
+
+	(void)fi;
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = lfs_stack_read(ctx->stack, ino, buf, size, (uint64_t)off);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void lfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	const struct lfs_node *n = lfs_tree_node(ctx_of(req)->stack->tree, ino);
+
+	if (!n) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (!S_ISDIR(n->mode)) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
+	fuse_reply_open(req, fi);
+}
+
+/* Directory offsets: 1 is after ".", 2 after "..", 2 + i after child i. */
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus)
+{
+	struct lfs_fuse_ctx *ctx = ctx_of(req);
+	const struct lfs_tree *t = ctx->stack->tree;
+	const struct lfs_node *dir = lfs_tree_node(t, ino);
+	char *buf, name[256];
+	size_t used = 0;
+
+	if (!dir) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (off_t i = off; i < (off_t)dir->nchildren + 2; i++) {
+		struct fuse_entry_param e;
+		uint32_t child = i == 0 ? (uint32_t)ino : i == 1 ? dir->parent
+			       : lfs_tree_child(t, (uint32_t)ino, (uint32_t)(i - 2));
+		const struct lfs_node *c = lfs_tree_node(t, child);
+		size_t need;
+
+		if (i < 2) {
+			strcpy(name, i == 0 ? "." : "..");
+		} else {
+			memcpy(name, c->name, c->name_len);
+			name[c->name_len] = '\0';
+		}
+		fill_entry(ctx, child, &e);
+		if (plus) {
+			/* "." and ".." must not take lookup references */
+			if (i < 2)
+				e.ino = 0;
+			need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e,
+						      i + 1);
+			if (i < 2)
+				e.ino = child;
+		} else {
+			need = fuse_add_direntry(req, buf + used, size - used, name, &e.attr,
+						 i + 1);
+		}
+		if (need > size - used)
+			break;
+		used += need;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void lfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, 0);
+}
+
+static void lfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			    struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, 1);
+}
+
+static void lfs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct lfs_stack *s = ctx_of(req)->stack;
+	struct statvfs sv;
+
+	(void)ino;
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_blocks = (fsblkcnt_t)((lfs_tree_total_bytes(s->tree) + 4095) / 4096);
+	sv.f_files = lfs_tree_count(s->tree);
+	sv.f_namemax = 255;
+	sv.f_flag = ST_RDONLY | ST_NOSUID | ST_NODEV;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* Answers a getxattr for a value: its size when size is 0, else the value. */
+static void reply_value(fuse_req_t req, const char *val, size_t len, size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (len > size)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, val, len);
+}
+
+static void lfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct lfs_stack *s = ctx_of(req)->stack;
+	size_t cap = 64 << 10;
+	char *buf;
+	int n;
+
+	if (strcmp(name, LFS_XATTR_LAYER) &&
+	    !(ino == FUSE_ROOT_ID && !strcmp(name, LFS_XATTR_STATS))) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	buf = malloc(cap);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = strcmp(name, LFS_XATTR_LAYER) ? lfs_stack_stats_text(s, buf, cap)
+					  : lfs_stack_provenance(s, ino, buf, cap);
+	if (n < 0)
+		fuse_reply_err(req, -n);
+	else
+		reply_value(req, buf, (size_t)n, size);
+	free(buf);
+}
+
+static void lfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	static const char both[] = LFS_XATTR_LAYER "\0" LFS_XATTR_STATS;
+	size_t len = ino == FUSE_ROOT_ID ? sizeof(both) : sizeof(LFS_XATTR_LAYER);
+
+	if (!lfs_tree_node(ctx_of(req)->stack->tree, ino)) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	reply_value(req, both, len, size);
+}
+
+static void lfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	(void)ino;
+	fuse_reply_err(req, (mask & W_OK) ? EROFS : 0);
+}
+
+/* Every call that would change the tree. */
+static void erofs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *a, int set,
+			  struct fuse_file_info *fi)
+{
+	(void)ino; (void)a; (void)set; (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+static void erofs_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t d)
+{
+	(void)p; (void)n; (void)m; (void)d;
+	fuse_reply_err(req, EROFS);
+}
+static void erofs_mkdir(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m)
+{
+	(void)p; (void)n; (void)m;
+	fuse_reply_err(req, EROFS);
+}
+static void erofs_unlink(fuse_req_t req, fuse_ino_t p, const char *n)
+{
+	(void)p; (void)n;
+	fuse_reply_err(req, EROFS);
+}
+static void erofs_symlink(fuse_req_t req, const char *l, fuse_ino_t p, const char *n)
+{
+	(void)l; (void)p; (void)n;
+	fuse_reply_err(req, EROFS);
+}
+static void erofs_rename(fuse_req_t req, fuse_ino_t p, const char *n, fuse_ino_t np,
+			 const char *nn, unsigned int f)
+{
+	(void)p; (void)n; (void)np; (void)nn; (void)f;
+	fuse_reply_err(req, EROFS);
+}
+static void erofs_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t np, const char *nn)
+{
+	(void)i; (void)np; (void)nn;
+	fuse_reply_err(req, EROFS);
+}
+static void erofs_write(fuse_req_t req, fuse_ino_t i, const char *b, size_t s, off_t o,
+			struct fuse_file_info *fi)
+{
+	(void)i; (void)b; (void)s; (void)o; (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+static void erofs_create(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m,
+			 struct fuse_file_info *fi)
+{
+	(void)p; (void)n; (void)m; (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+static void erofs_setxattr(fuse_req_t req, fuse_ino_t i, const char *n, const char *v,
+			   size_t s, int f)
+{
+	(void)i; (void)n; (void)v; (void)s; (void)f;
+	fuse_reply_err(req, EROFS);
+}
+static void erofs_removexattr(fuse_req_t req, fuse_ino_t i, const char *n)
+{
+	(void)i; (void)n;
+	fuse_reply_err(req, EROFS);
+}
+
+const struct fuse_lowlevel_ops lfs_fuse_ops = {
+	.init = lfs_init,
+	.lookup = lfs_lookup,
+	.getattr = lfs_getattr,
+	.readlink = lfs_readlink,
+	.open = lfs_open,
+	.read = lfs_read,
+	.opendir = lfs_opendir,
+	.readdir = lfs_readdir,
+	.readdirplus = lfs_readdirplus,
+	.statfs = lfs_statfs,
+	.getxattr = lfs_getxattr,
+	.listxattr = lfs_listxattr,
+	.access = lfs_access,
+	.setattr = erofs_setattr,
+	.mknod = erofs_mknod,
+	.mkdir = erofs_mkdir,
+	.unlink = erofs_unlink,
+	.rmdir = erofs_unlink,
+	.symlink = erofs_symlink,
+	.rename = erofs_rename,
+	.link = erofs_link,
+	.write = erofs_write,
+	.create = erofs_create,
+	.setxattr = erofs_setxattr,
+	.removexattr = erofs_removexattr,
+};

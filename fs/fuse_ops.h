@@ -1,0 +1,27 @@
+/* The FUSE front end: libfuse low-level operations over a stack.
+ *
+ * Each operation does its work in a helper that returns 0 or a negative
+ * errno and then sends exactly one reply.  The tree never changes, so
+ * entries, attributes and negative lookups are cached by the kernel for
+ * `timeout` seconds, opened files keep their page cache, and forget is a
+ * no-op (inodes live as long as the mount). */
+#ifndef LFS_FUSE_OPS_H
+#define LFS_FUSE_OPS_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include "stack.h"
+
+#define LFS_XATTR_LAYER "user.layerfs.layer"
+#define LFS_XATTR_STATS "user.layerfs.stats"
+
+struct lfs_fuse_ctx {
+	struct lfs_stack *stack;
+	double timeout;		/* seconds the kernel may cache entries */
+	unsigned max_read;	/* largest read request to ask the kernel for */
+};
+
+extern const struct fuse_lowlevel_ops lfs_fuse_ops;
+
+#endif

@@ -1,0 +1,31 @@
+/* Logging to stderr (the journal under systemd) with levels.
+ *
+ * Every message is one line.  Callers name the layer, entry and reason;
+ * nothing on the read path logs per request, only per failure, and each
+ * failing member logs once (see zipindex/reader). */
+#ifndef LFS_LOG_H
+#define LFS_LOG_H
+
+enum lfs_log_level { LFS_LOG_ERR, LFS_LOG_WARN, LFS_LOG_INFO, LFS_LOG_DEBUG };
+
+/* Messages above this level are dropped; default LFS_LOG_INFO. */
+void lfs_log_set_level(enum lfs_log_level level);
+enum lfs_log_level lfs_log_get_level(void);
+
+/* When set, lines carry the systemd "<N>" priority prefix instead of a
+ * program-name prefix (journald parses it). */
+void lfs_log_set_journal(int on);
+
+void lfs_log(enum lfs_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#define lfs_err(...) lfs_log(LFS_LOG_ERR, __VA_ARGS__)
+#define lfs_warn(...) lfs_log(LFS_LOG_WARN, __VA_ARGS__)
+#define lfs_info(...) lfs_log(LFS_LOG_INFO, __VA_ARGS__)
+#define lfs_debug(...)                                        \
+	do {                                                  \
+		if (lfs_log_get_level() >= LFS_LOG_DEBUG)     \
+			lfs_log(LFS_LOG_DEBUG, __VA_ARGS__);  \
+	} while (0)
+
+#endif

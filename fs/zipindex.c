@@ -1,0 +1,535 @@
+#include "zipindex.h"
+
+#include "io.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define SIG_LOCAL 0x04034b50u
+#define SIG_CENTRAL 0x02014b50u
+#define SIG_EOCD 0x06054b50u
+#define SIG_EOCD64 0x06064b50u
+#define SIG_LOC64 0x07064b50u
+
+#define EOCD_LEN 22
+#define LOC64_LEN 20
+#define EOCD64_LEN 56
+#define CENTRAL_LEN 46
+#define LOCAL_LEN 30
+#define MAX_COMMENT 0xffff
+#define MAX_CD_BYTES (1ull << 31) /* name offsets are 32-bit */
+
+#define HOST_UNIX 3
+#define DATA_OFF_FAILED UINT64_MAX
+
+#define EXTRA_ZIP64 0x0001
+#define EXTRA_NTFS 0x000a
+#define EXTRA_UT 0x5455
+#define EXTRA_UPATH 0x7075
+
+static uint16_t get16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+static uint64_t get64(const unsigned char *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+const char *lfs_zip_bad_reason(enum lfs_zip_bad bad)
+{
+	switch (bad) {
+	case LFS_ZIP_OK: return "ok";
+	case LFS_ZIP_ENCRYPTED: return "encrypted entries are not supported";
+	case LFS_ZIP_UNSUPPORTED_METHOD: return "compression method not supported";
+	case LFS_ZIP_BAD_SIZES: return "sizes are inconsistent";
+	}
+	return "unknown";
+}
+
+/* DOS times are local time; unzip interprets them in the local zone too. */
+static int64_t dos_time(uint16_t time, uint16_t date)
+{
+	struct tm tm = {
+		.tm_year = ((date >> 9) & 0x7f) + 80,
+		.tm_mon = ((date >> 5) & 0x0f) - 1,
+		.tm_mday = date & 0x1f,
+		.tm_hour = (time >> 11) & 0x1f,
+		.tm_min = (time >> 5) & 0x3f,
+		.tm_sec = (time & 0x1f) * 2,
+		.tm_isdst = -1,
+	};
+	time_t t = mktime(&tm);
+
+	return t == (time_t)-1 ? 0 : (int64_t)t;
+}
+
+/* Where the end of central directory record is, what it says, and where the
+ * archive really starts. */
+struct zip_end {
+	uint64_t count;
+	uint64_t cd_off;	/* real file offset */
+	uint64_t cd_size;
+	uint64_t junk;
+	int zip64;
+};
+
+static int find_end(struct lfs_zip_index *zi, struct zip_end *end, char *err,
+		    size_t errlen)
+{
+	size_t tail_len = (size_t)(zi->file_size < EOCD_LEN + MAX_COMMENT
+					   ? zi->file_size
+					   : EOCD_LEN + MAX_COMMENT);
+	uint64_t tail_off = zi->file_size - tail_len, eocd_pos = 0, cd_end;
+	unsigned char *tail = malloc(tail_len);
+	const unsigned char *eocd = NULL;
+	uint64_t declared_off;
+	int rc;
+
+	if (!tail)
+		return -ENOMEM;
+	rc = lfs_pread_full(zi->fd, tail, tail_len, tail_off);
+	if (rc) {
+		free(tail);
+		return fail(err, errlen, rc, "%s: cannot read: %s", zi->path, strerror(-rc));
+	}
+	/* Search backwards; the record must fit with its comment in the file. */
+	for (size_t i = tail_len - EOCD_LEN + 1; i-- > 0;) {
+		if (get32(tail + i) == SIG_EOCD &&
+		    i + EOCD_LEN + get16(tail + i + 20) <= tail_len) {
+			eocd = tail + i;
+			eocd_pos = tail_off + i;
+			break;
+		}
+	}
+	if (!eocd) {
+		free(tail);
+		return fail(err, errlen, -EINVAL,
+			    "%s: not a zip file (no end of central directory record)",
+			    zi->path);
+	}
+	if (get16(eocd + 4) != 0 || get16(eocd + 6) != 0 ||
+	    get16(eocd + 8) != get16(eocd + 10)) {
+		free(tail);
+		return fail(err, errlen, -EINVAL, "%s: multi-disk (split) zips are not supported",
+			    zi->path);
+	}
+	end->count = get16(eocd + 10);
+	end->cd_size = get32(eocd + 12);
+	declared_off = get32(eocd + 16);
+	cd_end = eocd_pos;
+	end->zip64 = 0;
+
+	if (eocd_pos >= LOC64_LEN) {
+		unsigned char loc[LOC64_LEN], rec[EOCD64_LEN];
+
+		rc = lfs_pread_full(zi->fd, loc, sizeof(loc), eocd_pos - LOC64_LEN);
+		if (!rc && get32(loc) == SIG_LOC64) {
+			/* The locator holds the record's offset as written, before
+			 * any junk prefix; the record sits right before it. */
+			uint64_t rec_pos = eocd_pos - LOC64_LEN - EOCD64_LEN;
+
+			if (eocd_pos < LOC64_LEN + EOCD64_LEN ||
+			    lfs_pread_full(zi->fd, rec, sizeof(rec), rec_pos) ||
+			    get32(rec) != SIG_EOCD64) {
+				/* a ZIP64 record with an extensible data sector is
+				 * longer; trust the locator then */
+				rec_pos = get64(loc + 8);
+				if (rec_pos + EOCD64_LEN > eocd_pos ||
+				    lfs_pread_full(zi->fd, rec, sizeof(rec), rec_pos) ||
+				    get32(rec) != SIG_EOCD64) {
+					free(tail);
+					return fail(err, errlen, -EINVAL,
+						    "%s: ZIP64 end record is missing or corrupt",
+						    zi->path);
+				}
+			}
+			end->count = get64(rec + 32);
+			end->cd_size = get64(rec + 40);
+			declared_off = get64(rec + 48);
+			cd_end = rec_pos;
+			end->zip64 = 1;
+		}
+	}
+	free(tail);
+
+	if (end->cd_size > cd_end)
+		return fail(err, errlen, -EINVAL,
+			    "%s: truncated or corrupt: central directory size %llu is past the start of the file",
+			    zi->path, (unsigned long long)end->cd_size);
+	end->cd_off = cd_end - end->cd_size;
+	if (declared_off > end->cd_off)
+		return fail(err, errlen, -EINVAL,
+			    "%s: truncated or corrupt: central directory offset %llu is past its end record",
+			    zi->path, (unsigned long long)declared_off);
+	/* Bytes in front of the archive (self-extractor stub): shift every
+	 * offset, as unzip does. */
+	end->junk = end->cd_off - declared_off;
+	return 0;
+}
+
+/* Applies the extra fields of one central record to e. */
+static void parse_extra(const unsigned char *x, size_t len, struct lfs_zip_entry *e,
+			const unsigned char *name, uint32_t *name_off,
+			const unsigned char *cd_base, int *zip64_bad)
+{
+	int have_ut = 0;
+
+	while (len >= 4) {
+		uint16_t id = get16(x), sz = get16(x + 2);
+		const unsigned char *d = x + 4;
+
+		if ((size_t)sz + 4 > len)
+			break;
+		if (id == EXTRA_ZIP64) {
+			size_t p = 0;
+
+			/* Only the fields saturated in the fixed record are here. */
+			if (e->size == 0xffffffffu) {
+				if (p + 8 > sz) { *zip64_bad = 1; break; }
+				e->size = get64(d + p);
+				p += 8;
+			}
+			if (e->comp_size == 0xffffffffu) {
+				if (p + 8 > sz) { *zip64_bad = 1; break; }
+				e->comp_size = get64(d + p);
+				p += 8;
+			}
+			if (e->lho == 0xffffffffu) {
+				if (p + 8 > sz) { *zip64_bad = 1; break; }
+				e->lho = get64(d + p);
+			}
+		} else if (id == EXTRA_UT && sz >= 5 && (d[0] & 1)) {
+			e->mtime = (int32_t)get32(d + 1);
+			have_ut = 1;
+		} else if (id == EXTRA_NTFS && sz >= 32 && !have_ut) {
+			/* reserved(4), then tag 1 of size 24: mtime, atime, ctime */
+			if (get16(d + 4) == 1 && get16(d + 6) >= 24) {
+				uint64_t ft = get64(d + 8);
+
+				e->mtime = (int64_t)(ft / 10000000ull) - 11644473600ll;
+			}
+		} else if (id == EXTRA_UPATH && sz > 5 && d[0] == 1) {
+			/* Info-ZIP Unicode path: valid only while the name it was
+			 * made for is unchanged (CRC of that name). */
+			if (get32(d + 1) == (uint32_t)crc32(0, name, e->name_len) &&
+			    sz - 5 <= 0xffff) {
+				*name_off = (uint32_t)(d + 5 - cd_base);
+				e->name_len = (uint16_t)(sz - 5);
+			}
+		}
+		x += 4 + sz;
+		len -= 4 + (size_t)sz;
+	}
+}
+
+/* Type and permissions, following unzip: Unix attributes when the high
+ * half of the external attributes holds any (whatever the host, since 7-Zip
+ * and others store them under a FAT host), DOS attributes otherwise. */
+static void set_type_mode(struct lfs_zip_entry *e, uint32_t ext_attr, unsigned host,
+			  const unsigned char *name, size_t name_len)
+{
+	uint32_t unix_mode = ext_attr >> 16;
+	int slash = name_len && (name[name_len - 1] == '/' || name[name_len - 1] == '\\');
+
+	(void)host;
+	if (unix_mode) {
+		switch (unix_mode & 0170000) {
+		case 0040000: e->kind = LFS_ZIP_DIR; break;
+		case 0120000: e->kind = slash ? LFS_ZIP_DIR : LFS_ZIP_SYMLINK; break;
+		default: e->kind = slash ? LFS_ZIP_DIR : LFS_ZIP_FILE; break;
+		}
+		/* setuid, setgid and sticky never reach the mount */
+		e->mode = (uint16_t)(unix_mode & 0777);
+	} else {
+		int dir = slash || (ext_attr & 0x10);
+
+		e->kind = dir ? LFS_ZIP_DIR : LFS_ZIP_FILE;
+		e->mode = dir ? 0755 : ((ext_attr & 0x01) ? 0444 : 0644);
+	}
+}
+
+static int parse_cd(struct lfs_zip_index *zi, const struct zip_end *end,
+		    const struct lfs_zip_limits *lim, char *err, size_t errlen)
+{
+	const unsigned char *p = zi->cd, *stop = zi->cd + zi->cd_size;
+	const uint64_t declared_cd = end->cd_off - end->junk;
+	uint64_t n = 0, cap = zi->count;
+
+	while (p + 4 <= stop && get32(p) == SIG_CENTRAL) {
+		struct lfs_zip_entry *e;
+		uint16_t nlen, xlen, clen, flags;
+		uint32_t name_off;
+		int zip64_bad = 0;
+
+		if (p + CENTRAL_LEN > stop)
+			break;
+		nlen = get16(p + 28);
+		xlen = get16(p + 30);
+		clen = get16(p + 32);
+		if (p + CENTRAL_LEN + nlen + xlen + clen > stop)
+			return fail(err, errlen, -EINVAL,
+				    "%s: corrupt central directory: entry %llu runs past its end",
+				    zi->path, (unsigned long long)n);
+		if (lim && lim->max_entries && n >= lim->max_entries)
+			return fail(err, errlen, -E2BIG,
+				    "%s: more than max_entries=%llu entries", zi->path,
+				    (unsigned long long)lim->max_entries);
+		if (n == cap) {
+			/* Only writers that wrapped the 16-bit count get here. */
+			uint64_t ncap = cap * 2 + 1024;
+			struct lfs_zip_entry *ne;
+
+			if (end->zip64 || n >= (zi->cd_size / CENTRAL_LEN) + 1)
+				return fail(err, errlen, -EINVAL,
+					    "%s: corrupt: the central directory holds more entries than the %llu its end record declares",
+					    zi->path, (unsigned long long)end->count);
+			ne = realloc(zi->entries, ncap * sizeof(*ne));
+			if (!ne)
+				return -ENOMEM;
+			zi->entries = ne;
+			cap = ncap;
+		}
+		if (lim && lim->max_name && nlen > lim->max_name)
+			return fail(err, errlen, -ENAMETOOLONG,
+				    "%s: entry %llu has a %u-byte name, more than max_name=%zu",
+				    zi->path, (unsigned long long)n, nlen, lim->max_name);
+		e = &zi->entries[n];
+		flags = get16(p + 8);
+		e->method = get16(p + 10);
+		e->mtime = dos_time(get16(p + 12), get16(p + 14));
+		e->crc = get32(p + 16);
+		e->comp_size = get32(p + 20);
+		e->size = get32(p + 24);
+		e->lho = get32(p + 42);
+		e->name_len = nlen;
+		name_off = (uint32_t)(p + CENTRAL_LEN - zi->cd);
+		set_type_mode(e, get32(p + 38), p[5], p + CENTRAL_LEN, nlen);
+		parse_extra(p + CENTRAL_LEN + nlen, xlen, e, p + CENTRAL_LEN, &name_off,
+			    zi->cd, &zip64_bad);
+		e->name_off = name_off;
+		e->bad = LFS_ZIP_OK;
+		if (flags & 1)
+			e->bad = LFS_ZIP_ENCRYPTED;
+		else if (e->kind != LFS_ZIP_DIR && e->method != LFS_ZIP_STORED &&
+			 e->method != LFS_ZIP_DEFLATED)
+			e->bad = LFS_ZIP_UNSUPPORTED_METHOD;
+		else if (zip64_bad ||
+			 (e->method == LFS_ZIP_STORED && e->comp_size != e->size) ||
+			 e->lho >= declared_cd ||
+			 e->comp_size > declared_cd - e->lho - LOCAL_LEN)
+			/* member data must lie before the central directory */
+			e->bad = LFS_ZIP_BAD_SIZES;
+		e->lho += end->junk;
+		if (e->bad && e->kind != LFS_ZIP_DIR)
+			lfs_warn("%s: entry '%.*s': %s; reads will fail with EIO", zi->path,
+				 (int)e->name_len, lfs_zip_name(zi, e), lfs_zip_bad_reason(e->bad));
+		p += CENTRAL_LEN + nlen + xlen + clen;
+		n++;
+	}
+	/* Writers without ZIP64 support store the count modulo 65536. */
+	if (n != end->count && !(!end->zip64 && (n & 0xffff) == end->count && p == stop))
+		return fail(err, errlen, -EINVAL,
+			    "%s: corrupt: end record declares %llu entries, central directory holds %llu",
+			    zi->path, (unsigned long long)end->count, (unsigned long long)n);
+	zi->count = n;
+	return 0;
+}
+
+/* 64 bits that identify the layer's content: checksums of its central
+ * directory, which holds every member's CRC, sizes and name.  The block
+ * cache keys on it so that cached blocks never depend on a path or mount. */
+static uint64_t content_id(const struct lfs_zip_index *zi)
+{
+	uLong c = crc32(0, zi->cd, (uInt)0);
+	uLong a = adler32(0, zi->cd, (uInt)0);
+	uint64_t left = zi->cd_size;
+	const unsigned char *p = zi->cd;
+
+	while (left) {
+		uInt chunk = left > (1u << 30) ? (1u << 30) : (uInt)left;
+
+		c = crc32(c, p, chunk);
+		a = adler32(a, p, chunk);
+		p += chunk;
+		left -= chunk;
+	}
+	return ((uint64_t)c << 32 | (uint64_t)a) ^ (zi->cd_size * 0x9e3779b97f4a7c15ull);
+}
+
+int lfs_zip_open(const char *path, const struct lfs_zip_limits *limits,
+		 struct lfs_zip_index **out, char *err, size_t errlen)
+{
+	struct lfs_zip_index *zi;
+	struct zip_end end = { 0 };
+	struct stat st;
+	int rc;
+
+	zi = calloc(1, sizeof(*zi));
+	if (!zi)
+		return -ENOMEM;
+	zi->fd = -1;
+	zi->path = strdup(path);
+	if (!zi->path) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	zi->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (zi->fd < 0) {
+		rc = fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (fstat(zi->fd, &st) < 0) {
+		rc = fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		rc = fail(err, errlen, -EISDIR, "%s: is a directory, not a zip file", path);
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = fail(err, errlen, -EINVAL, "%s: not a regular file", path);
+		goto fail;
+	}
+	if (st.st_size == 0) {
+		rc = fail(err, errlen, -EINVAL, "%s: empty file, not a zip", path);
+		goto fail;
+	}
+	zi->file_size = (uint64_t)st.st_size;
+	zi->file_mtime = st.st_mtime;
+	if (zi->file_size < EOCD_LEN) {
+		rc = fail(err, errlen, -EINVAL, "%s: too short to be a zip file (%llu bytes)",
+			  path, (unsigned long long)zi->file_size);
+		goto fail;
+	}
+	rc = find_end(zi, &end, err, errlen);
+	if (rc)
+		goto fail;
+	if (limits && limits->max_entries && end.count > limits->max_entries) {
+		rc = fail(err, errlen, -E2BIG, "%s: %llu entries, more than max_entries=%llu",
+			  path, (unsigned long long)end.count,
+			  (unsigned long long)limits->max_entries);
+		goto fail;
+	}
+	if (end.cd_size > MAX_CD_BYTES || end.count > end.cd_size / CENTRAL_LEN + 1) {
+		rc = fail(err, errlen, -EINVAL,
+			  "%s: corrupt: %llu entries cannot fit a %llu-byte central directory",
+			  path, (unsigned long long)end.count, (unsigned long long)end.cd_size);
+		goto fail;
+	}
+	zi->junk_prefix = end.junk;
+	zi->cd_size = end.cd_size;
+	/* +1 so that an empty directory still gets a valid pointer */
+	zi->cd = malloc(end.cd_size + 1);
+	zi->count = end.count ? end.count : 1;
+	zi->entries = calloc(zi->count, sizeof(*zi->entries));
+	if (!zi->cd || !zi->entries) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	rc = lfs_pread_full(zi->fd, zi->cd, end.cd_size, end.cd_off);
+	if (rc) {
+		rc = fail(err, errlen, rc, "%s: cannot read the central directory: %s", path,
+			  strerror(-rc));
+		goto fail;
+	}
+	rc = parse_cd(zi, &end, limits, err, errlen);
+	if (rc)
+		goto fail;
+	zi->data_off = calloc(zi->count ? zi->count : 1, sizeof(*zi->data_off));
+	if (!zi->data_off) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	zi->layer_id = content_id(zi);
+	*out = zi;
+	return 0;
+fail:
+	lfs_zip_close(zi);
+	return rc;
+}
+
+void lfs_zip_close(struct lfs_zip_index *zi)
+{
+	if (!zi)
+		return;
+	if (zi->fd >= 0)
+		close(zi->fd);
+	free(zi->path);
+	free(zi->cd);
+	free(zi->entries);
+	free(zi->data_off);
+	free(zi);
+}
+
+int lfs_zip_data_offset(struct lfs_zip_index *zi, uint64_t i, uint64_t *off)
+{
+	const struct lfs_zip_entry *e = &zi->entries[i];
+	unsigned char hdr[LOCAL_LEN];
+	uint64_t cached = __atomic_load_n(&zi->data_off[i], __ATOMIC_ACQUIRE);
+	uint64_t data;
+	const char *why = NULL;
+	uint16_t nlen;
+	int rc;
+
+	if (cached == DATA_OFF_FAILED)
+		return -EIO; /* logged once, when it first failed */
+	if (cached) {
+		*off = cached;
+		return 0;
+	}
+	if (e->bad)
+		return -EIO; /* already logged at mount */
+	rc = lfs_pread_full(zi->fd, hdr, LOCAL_LEN, e->lho);
+	nlen = get16(hdr + 26);
+	if (rc)
+		why = "local header is past the end of the file";
+	else if (get32(hdr) != SIG_LOCAL)
+		why = "no local header where the central directory points";
+	else if (get16(hdr + 8) != e->method)
+		why = "local header names another compression method";
+	else if (get16(hdr + 6) & 1)
+		why = "local header says encrypted";
+	if (!why) {
+		data = e->lho + LOCAL_LEN + nlen + get16(hdr + 28);
+		if (data > zi->file_size || e->comp_size > zi->file_size - data)
+			why = "compressed data runs past the end of the file";
+	}
+	if (why) {
+		uint64_t expect = 0;
+
+		if (__atomic_compare_exchange_n(&zi->data_off[i], &expect, DATA_OFF_FAILED, 0,
+						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			lfs_err("%s: entry '%.*s': %s", zi->path, (int)e->name_len,
+				lfs_zip_name(zi, e), why);
+		return -EIO;
+	}
+	__atomic_store_n(&zi->data_off[i], data, __ATOMIC_RELEASE);
+	*off = data;
+	return 0;
+}

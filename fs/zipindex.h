@@ -1,0 +1,88 @@
+/* The zip index: one layer's central directory, parsed once at mount.
+ *
+ * Only the end records and the central directory are read here (one pread
+ * each); no file data is touched.  Each entry keeps what the read path needs
+ * (sizes, CRC, method, local header offset) and what the tree needs (name,
+ * type, mode, mtime).  The data offset needs the local header, which is read
+ * lazily by lfs_zip_data_offset() on first open of that entry.
+ *
+ * After lfs_zip_open() returns, the index is immutable except for the
+ * per-entry data offset cache, which is written atomically; so it may be
+ * shared by any number of threads without locks. */
+#ifndef LFS_ZIPINDEX_H
+#define LFS_ZIPINDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum lfs_zip_kind { LFS_ZIP_FILE, LFS_ZIP_DIR, LFS_ZIP_SYMLINK };
+
+/* Why an entry cannot be read (it still appears in the tree, reads fail
+ * with EIO and the reason is logged once at mount). */
+enum lfs_zip_bad {
+	LFS_ZIP_OK = 0,
+	LFS_ZIP_ENCRYPTED,
+	LFS_ZIP_UNSUPPORTED_METHOD,
+	LFS_ZIP_BAD_SIZES,
+};
+
+#define LFS_ZIP_STORED 0
+#define LFS_ZIP_DEFLATED 8
+
+struct lfs_zip_entry {
+	uint64_t lho;		/* local header offset, junk prefix already added */
+	uint64_t comp_size;
+	uint64_t size;		/* uncompressed */
+	int64_t mtime;		/* seconds since the epoch */
+	uint32_t crc;
+	uint32_t name_off;	/* into the central directory copy */
+	uint16_t name_len;
+	uint16_t method;
+	uint16_t mode;		/* permission bits only (0777) */
+	uint8_t kind;		/* enum lfs_zip_kind */
+	uint8_t bad;		/* enum lfs_zip_bad */
+};
+
+struct lfs_zip_limits {
+	uint64_t max_entries;	/* refuse layers with more entries */
+	size_t max_name;	/* refuse names longer than this */
+};
+
+struct lfs_zip_index {
+	int fd;
+	char *path;		/* for messages */
+	uint64_t file_size;
+	uint64_t junk_prefix;	/* bytes before the archive (self-extractor) */
+	uint64_t layer_id;	/* identifies the layer's content, see lfs_zip_open */
+	uint64_t count;
+	struct lfs_zip_entry *entries;
+	uint64_t *data_off;	/* 0 = not resolved yet; accessed atomically */
+	unsigned char *cd;	/* the central directory bytes (names live here) */
+	uint64_t cd_size;
+	int64_t file_mtime;
+};
+
+/* Opens and indexes the zip at `path`.  On failure returns a negative
+ * errno and a one-line reason naming the file in err.  `limits` may be NULL
+ * for no limits. */
+int lfs_zip_open(const char *path, const struct lfs_zip_limits *limits,
+		 struct lfs_zip_index **out, char *err, size_t errlen);
+
+void lfs_zip_close(struct lfs_zip_index *zi);
+
+static inline const char *lfs_zip_name(const struct lfs_zip_index *zi,
+				       const struct lfs_zip_entry *e)
+{
+	return (const char *)zi->cd + e->name_off;
+}
+
+/* Resolves where entry i's data starts by reading its local header, and
+ * checks that header against the central directory and the data against the
+ * file size.  Thread-safe; the result is cached.  Returns 0 or -EIO (with a
+ * log line naming layer, entry and reason). */
+int lfs_zip_data_offset(struct lfs_zip_index *zi, uint64_t i, uint64_t *off);
+
+const char *lfs_zip_bad_reason(enum lfs_zip_bad bad);
+
+#endif
