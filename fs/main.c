@@ -38,6 +38,7 @@ static const char usage_text[] =
 	"       layerfs umount MOUNTPOINT\n"
 	"       layerfs stats MOUNTPOINT\n"
 	"       layerfs dropcache MOUNTPOINT\n"
+	"       layerfs LIST MOUNTPOINT [-o OPTIONS]   (as run by mount.fuse3)\n"
 	"       layerfs --help | --version\n"
 	"\n"
 	"Mounts an ordered stack of layer zips (LIST: one zip per line, lowest\n"
@@ -528,6 +529,10 @@ int main(int argc, char **argv)
 		return cmd_stats(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "dropcache"))
 		return cmd_dropcache(argv[2]);
+	/* mount.fuse3 runs "layerfs LIST MOUNTPOINT -o OPTIONS" for
+	 * `mount -t fuse.layerfs` and fstab lines. */
+	if (argc >= 3 && argv[1][0] != '-')
+		return cmd_mount(argc, argv);
 	fputs(usage_text, stderr);
 	return 2;
 }
