@@ -48,7 +48,7 @@ $(BUILD)/layerfs: $(CORE_OBJ) $(FRONT_OBJ)
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/helpers.h $(CORE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(TEST_PC)) -o $@ $< $(CORE_OBJ) \
+	$(CC) $(ALL_CFLAGS) -Wno-null-dereference $(shell $(PKG_CONFIG) --cflags $(TEST_PC)) -o $@ $< $(CORE_OBJ) \
 		$(LDFLAGS) $(ALL_LDLIBS) $(shell $(PKG_CONFIG) --libs $(TEST_PC))
 
 unit: $(UNIT_TESTS)

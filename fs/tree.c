@@ -284,11 +284,8 @@ int lfs_tree_add_layer(struct lfs_tree_builder *b, unsigned layer,
 				 zi->path, (int)e->name_len, name, (unsigned long long)e->size);
 			continue;
 		}
-		if (max_total && b->allocated >= max_total) {
-			lfs_err("%s: the merged tree would exceed max_total_entries=%llu",
-				zi->path, (unsigned long long)max_total);
+		if (max_total && b->allocated >= max_total)
 			return -E2BIG;
-		}
 		rc = add_entry(b, layer, (uint32_t)i, e, path, (size_t)len, is_dir,
 			       zi->file_mtime);
 		if (rc)
@@ -328,12 +325,12 @@ struct lfs_tree *lfs_tree_freeze(struct lfs_tree_builder *b)
 	t->nodes = calloc(b->allocated + 1, sizeof(*t->nodes));
 	if (!t->nodes)
 		goto fail;
+	t->nodes[LFS_TREE_ROOT].parent = LFS_TREE_ROOT; /* others: set with their parent */
 	while (head < tail) {
 		struct bnode *d = queue[head], *c, *tmp;
 		struct lfs_node *n = &t->nodes[head];
 		uint32_t k = 0, nk = HASH_COUNT(d->children);
 
-		n->parent = d == b->root ? LFS_TREE_ROOT : 0; /* fixed below */
 		n->name = d->name;
 		n->name_len = d->name_len;
 		n->mode = d->mode;

@@ -1,0 +1,333 @@
+/* The read path: any offset of stored and deflated members gives the
+ * reference bytes, resume points bound the work, damage gives EIO. */
+#include "helpers.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+
+#include "../../cache/reader.h"
+
+#define PREFIX 777 /* member data does not start at offset 0 */
+
+struct member_file {
+	char *path;
+	int fd;
+	unsigned char *data;	/* the reference bytes */
+	size_t size;
+	uint32_t flags;
+	struct lfs_member m;
+};
+
+static char *dir;
+
+static int setup(void **state)
+{
+	(void)state;
+	dir = tmpdir_new();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	tmpdir_free(dir);
+	return 0;
+}
+
+/* Writes `size` test bytes as a stored or deflated member. */
+static struct member_file *member_new(size_t size, int deflated, uint32_t seed)
+{
+	static int n;
+	struct member_file *f = calloc(1, sizeof(*f));
+	unsigned char *payload, *file;
+	size_t plen;
+	char name[64];
+
+	f->data = test_bytes(size, seed);
+	f->size = size;
+	payload = deflated ? raw_deflate(f->data, size, 6, &plen) : f->data;
+	if (!deflated)
+		plen = size;
+	file = malloc(PREFIX + plen + 100);
+	memset(file, 0xee, PREFIX + plen + 100);
+	memcpy(file + PREFIX, payload, plen);
+	snprintf(name, sizeof(name), "m%d", n++);
+	f->path = path_in(dir, name);
+	write_file(f->path, file, PREFIX + plen + 100);
+	free(file);
+	if (deflated)
+		free(payload);
+	f->fd = open(f->path, O_RDONLY);
+	assert_true(f->fd >= 0);
+	f->m = (struct lfs_member){
+		.fd = f->fd, .data_off = PREFIX, .comp_size = plen, .size = size,
+		.crc = (uint32_t)crc32(0, f->data, (uInt)size), .method = deflated ? 8 : 0,
+		.layer_id = 0x1234, .key = (uint64_t)n, .flags = &f->flags,
+		.layer_name = "test.zip", .entry_name = name, .entry_name_len = 0,
+	};
+	return f;
+}
+
+static void member_free(struct member_file *f)
+{
+	close(f->fd);
+	free(f->path);
+	free(f->data);
+	free(f);
+}
+
+static struct lfs_reader *reader(uint32_t block, uint32_t spacing, uint64_t budget)
+{
+	struct lfs_reader_config cfg = { budget, block, spacing };
+	char err[128];
+
+	assert_int_equal(lfs_reader_config_check(&cfg, err, sizeof(err)), 0);
+	return lfs_reader_new(&cfg);
+}
+
+static void read_check(struct lfs_reader *r, struct member_file *f, uint64_t off, size_t len)
+{
+	unsigned char *buf = malloc(len + 1);
+	ssize_t n = lfs_reader_read(r, &f->m, buf, len, off);
+	size_t want = off >= f->size ? 0 : (len < f->size - off ? len : f->size - off);
+
+	if (n < 0)
+		fail_msg("read %zu at %llu of %zu: %s", len, (unsigned long long)off, f->size,
+			 strerror((int)-n));
+	assert_int_equal((size_t)n, want);
+	if (want && memcmp(buf, f->data + off, want))
+		fail_msg("wrong bytes: read %zu at %llu of %zu", len, (unsigned long long)off,
+			 f->size);
+	free(buf);
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static void check_member(uint32_t block, uint32_t spacing, size_t size, int deflated)
+{
+	struct lfs_reader *r = reader(block, spacing, 64 << 20);
+	struct member_file *f = member_new(size, deflated, (uint32_t)size);
+	uint64_t s = size * 31 + 7;
+
+	/* random offsets first (a read far in before any pass), then
+	 * sequential in odd chunks, then random again */
+	for (int i = 0; i < 40; i++)
+		read_check(r, f, size ? rnd(&s) % (size + 10) : 0, 1 + rnd(&s) % (3 * block));
+	for (uint64_t off = 0; off < size; off += 4096 + 123)
+		read_check(r, f, off, 4096 + 123);
+	lfs_reader_drop_blocks(r);
+	for (int i = 0; i < 40; i++)
+		read_check(r, f, size ? rnd(&s) % size : 0, 1 + rnd(&s) % (2 * block));
+	/* edges */
+	read_check(r, f, size, 100);
+	read_check(r, f, size + 5000, 100);
+	if (size)
+		read_check(r, f, size - 1, 100);
+	if (deflated && size)
+		assert_true(f->flags & LFS_MEMBER_VERIFIED);
+	assert_false(f->flags & LFS_MEMBER_FAILED);
+	member_free(f);
+	lfs_reader_free(r);
+}
+
+static void test_sizes_and_offsets(void **state)
+{
+	const uint32_t B = 16384, S = 65536;
+	const size_t sizes[] = { 0, 1, 4095, B - 1, B, B + 1, 3 * B + 17, S - 1, S, S + 1,
+				 5 * S + B, (2u << 20) + 3 };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		check_member(B, S, sizes[i], 1);
+		check_member(B, S, sizes[i], 0);
+	}
+	check_member(4096, 4096, 100000, 1);		/* spacing == block */
+	check_member(128 << 10, 1 << 20, 3u << 20, 1);	/* the defaults */
+}
+
+/* After a first pass, a read anywhere inflates at most one spacing. */
+static void test_resume_points_bound_work(void **state)
+{
+	const uint32_t B = 16384, S = 131072;
+	struct lfs_reader *r = reader(B, S, 256 << 20);
+	struct member_file *f = member_new(8u << 20, 1, 99);
+	struct lfs_reader_stats st;
+	uint64_t s = 1, before;
+
+	(void)state;
+	/* a first read far in inflates up to it, once */
+	read_check(r, f, 6u << 20, 100);
+	lfs_reader_get_stats(r, &st);
+	assert_true(st.bytes_inflated <= (6u << 20) + B);
+	assert_int_equal(st.resume_points_made, (6u << 20) / S);
+	read_check(r, f, 0, f->size); /* first full pass */
+	lfs_reader_get_stats(r, &st);
+	assert_int_equal(st.resume_points_made, (f->size - 1) / S);
+	assert_true(st.bytes_inflated <= f->size + (6u << 20) / S * 0 + B + (6u << 20));
+	for (int i = 0; i < 200; i++) {
+		uint64_t off = rnd(&s) % f->size;
+
+		lfs_reader_drop_blocks(r);
+		lfs_reader_get_stats(r, &st);
+		before = st.bytes_inflated;
+		read_check(r, f, off, 4096);
+		lfs_reader_get_stats(r, &st);
+		/* up to one spacing before the block, plus a block when the
+		 * read crosses into the next one */
+		assert_true(st.bytes_inflated - before <= S + B);
+	}
+	member_free(f);
+	lfs_reader_free(r);
+}
+
+static void expect_eio(struct lfs_reader *r, struct member_file *f, const char *what)
+{
+	unsigned char *buf = malloc(f->size + 1);
+	ssize_t n = 0;
+
+	/* read everything: the damage shows at the latest at the end */
+	for (uint64_t off = 0; off < f->size && n >= 0; off += 65536)
+		n = lfs_reader_read(r, &f->m, buf, 65536, off);
+	if (n != -EIO)
+		fail_msg("%s: expected EIO, got %zd", what, n);
+	assert_true(f->flags & LFS_MEMBER_FAILED);
+	/* and from then on, anywhere */
+	assert_int_equal(lfs_reader_read(r, &f->m, buf, 10, 0), -EIO);
+	free(buf);
+}
+
+static void test_damage_gives_eio(void **state)
+{
+	(void)state;
+	for (int big = 0; big < 2; big++) {
+		size_t size = big ? (3u << 20) + 5 : 10000;
+		struct lfs_reader *r = reader(16384, 65536, 64 << 20);
+		struct member_file *f;
+
+		f = member_new(size, 1, 1);
+		f->m.crc ^= 1;
+		expect_eio(r, f, "CRC mismatch");
+		member_free(f);
+
+		f = member_new(size, 1, 2);
+		f->m.size += 1; /* stream ends before the declared size */
+		f->size += 1;
+		expect_eio(r, f, "ends early");
+		member_free(f);
+
+		f = member_new(size, 1, 3);
+		f->m.size -= 1; /* stream runs past the declared size */
+		f->size -= 1;
+		expect_eio(r, f, "runs long");
+		member_free(f);
+
+		f = member_new(size, 1, 4);
+		f->m.comp_size /= 2; /* compressed data cut short */
+		expect_eio(r, f, "truncated");
+		member_free(f);
+
+		f = member_new(size, 1, 5);
+		f->m.data_off = 0; /* garbage where the stream should be */
+		expect_eio(r, f, "garbage");
+		member_free(f);
+
+		f = member_new(size, 0, 6);
+		f->m.crc ^= 1;
+		if (!big)
+			expect_eio(r, f, "stored CRC"); /* small stored members are checked */
+		member_free(f);
+
+		f = member_new(size, 1, 7);
+		f->m.method = 12;
+		expect_eio(r, f, "bzip2");
+		member_free(f);
+		lfs_reader_free(r);
+	}
+}
+
+struct shared {
+	struct lfs_reader *r;
+	struct member_file *f[3];
+	int bad;
+	uint64_t seed;
+};
+
+static void *reader_thread(void *arg)
+{
+	struct shared *sh = arg;
+	uint64_t s = __atomic_add_fetch(&sh->seed, 0x9e3779b9, __ATOMIC_RELAXED);
+	unsigned char *buf = malloc(200000);
+
+	for (int i = 0; i < 400; i++) {
+		struct member_file *f = sh->f[rnd(&s) % 3];
+		uint64_t off = rnd(&s) % f->size;
+		size_t len = 1 + rnd(&s) % 150000;
+		ssize_t n = lfs_reader_read(sh->r, &f->m, buf, len, off);
+		size_t want = len < f->size - off ? len : f->size - off;
+
+		if (n != (ssize_t)want || memcmp(buf, f->data + off, want))
+			__atomic_add_fetch(&sh->bad, 1, __ATOMIC_RELAXED);
+	}
+	free(buf);
+	return NULL;
+}
+
+static void test_many_threads_small_budget(void **state)
+{
+	struct shared sh = { .r = reader(16384, 65536, 1 << 20), .seed = 5 };
+	struct lfs_reader_stats st;
+	pthread_t th[8];
+
+	(void)state;
+	sh.f[0] = member_new(3u << 20, 1, 11);
+	sh.f[1] = member_new(1u << 20, 0, 12);
+	sh.f[2] = member_new(40000, 1, 13);
+	for (int i = 0; i < 8; i++)
+		pthread_create(&th[i], NULL, reader_thread, &sh);
+	for (int i = 0; i < 8; i++)
+		pthread_join(th[i], NULL);
+	assert_int_equal(sh.bad, 0);
+	lfs_reader_get_stats(sh.r, &st);
+	assert_true(st.cache.evictions > 0);
+	/* at rest nothing is referenced, so the budget holds exactly */
+	assert_true(st.cache.bytes <= st.cache.budget);
+	for (int i = 0; i < 3; i++)
+		member_free(sh.f[i]);
+	lfs_reader_free(sh.r);
+}
+
+static void test_config(void **state)
+{
+	struct lfs_reader_config cfg = { 0 };
+	char err[128];
+
+	(void)state;
+	assert_int_equal(lfs_reader_config_check(&cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.block_size, 128 << 10);
+	cfg = (struct lfs_reader_config){ 1 << 20, 3000, 0 };
+	assert_int_equal(lfs_reader_config_check(&cfg, err, sizeof(err)), -EINVAL);
+	cfg = (struct lfs_reader_config){ 1 << 20, 4096, 6000 };
+	assert_int_equal(lfs_reader_config_check(&cfg, err, sizeof(err)), -EINVAL);
+	cfg = (struct lfs_reader_config){ 4096, 4096, 4096 };
+	assert_int_equal(lfs_reader_config_check(&cfg, err, sizeof(err)), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_config),
+		cmocka_unit_test(test_sizes_and_offsets),
+		cmocka_unit_test(test_resume_points_bound_work),
+		cmocka_unit_test(test_damage_gives_eio),
+		cmocka_unit_test(test_many_threads_small_budget),
+	};
+
+	return cmocka_run_group_tests_name("reader", tests, setup, teardown);
+}
