@@ -63,7 +63,11 @@ asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 		LDFLAGS="-fsanitize=address,undefined" check
 
-bench: $(BUILD)/layerfs
+$(BUILD)/tests/inflate_speed: tests/bench/inflate_speed.c $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(CORE_OBJ) $(LDFLAGS) $(ALL_LDLIBS)
+
+bench: $(BUILD)/layerfs $(BUILD)/tests/inflate_speed
 	LAYERFS=$(abspath $(BUILD)/layerfs) bash tests/bench/run.sh
 
 demo: $(BUILD)/layerfs

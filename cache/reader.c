@@ -22,6 +22,7 @@ struct lfs_reader {
 	uint32_t block_size, spacing;
 	pthread_key_t tls;	/* per-thread libdeflate decompressor */
 	pthread_mutex_t stripes[256]; /* serialise fills of one member, by hash */
+	uint32_t readahead_blocks;
 	uint64_t bytes_read, bytes_inflated, resume_points_made, members_failed;
 };
 
@@ -67,6 +68,8 @@ int lfs_reader_config_check(struct lfs_reader_config *cfg, char *err, size_t err
 		snprintf(err, errlen, "resume_spacing must be a multiple of block_size");
 		return -EINVAL;
 	}
+	if (cfg->readahead > cfg->cache_size / 4)
+		cfg->readahead = cfg->cache_size / 4; /* never crowd out what is read */
 	if (cfg->cache_size < 4ull * cfg->block_size) {
 		snprintf(err, errlen, "cache_size must hold at least four blocks");
 		return -EINVAL;
@@ -83,6 +86,7 @@ struct lfs_reader *lfs_reader_new(const struct lfs_reader_config *cfg)
 	if (!r)
 		return NULL;
 	r->block_size = cfg->block_size;
+	r->readahead_blocks = (uint32_t)(cfg->readahead / cfg->block_size);
 	r->spacing = cfg->spacing;
 	for (size_t i = 0; i < sizeof(r->stripes) / sizeof(r->stripes[0]); i++)
 		pthread_mutex_init(&r->stripes[i], NULL);
@@ -357,11 +361,12 @@ static struct stream *stream_for(struct lfs_reader *r, const struct lfs_member *
 	return stream_new();
 }
 
-/* Fills the claimed block `target` (number blk) of a streamed member. */
+/* Fills the claimed block `target` (number blk) of a streamed member from
+ * stream s (positioned at or before it), which it consumes: parked after the
+ * block, or freed. */
 static int fill_streamed(struct lfs_reader *r, const struct lfs_member *m, uint64_t blk,
-			 struct lfs_centry *target)
+			 struct lfs_centry *target, struct stream *s)
 {
-	struct stream *s = stream_for(r, m, blk);
 	uint64_t B = r->block_size;
 	int rc = 0;
 
@@ -402,6 +407,11 @@ static int fill_streamed(struct lfs_reader *r, const struct lfs_member *m, uint6
 	return rc;
 }
 
+static pthread_mutex_t *stripe_of(struct lfs_reader *r, const struct lfs_member *m)
+{
+	return &r->stripes[(m->key ^ m->layer_id) * 0x9e3779b97f4a7c15ull >> 56];
+}
+
 /* A referenced, ready block `blk` of a deflated member. */
 static int get_block(struct lfs_reader *r, const struct lfs_member *m, uint64_t blk,
 		     struct lfs_centry **out)
@@ -422,7 +432,7 @@ static int get_block(struct lfs_reader *r, const struct lfs_member *m, uint64_t 
 			*out = e;
 			return 0;
 		}
-		lock = &r->stripes[(m->key ^ m->layer_id) * 0x9e3779b97f4a7c15ull >> 56];
+		lock = stripe_of(r, m);
 		pthread_mutex_lock(lock);
 	}
 	e = lfs_cache_acquire(r->cache, &k, &claimed, &rc);
@@ -434,7 +444,7 @@ static int get_block(struct lfs_reader *r, const struct lfs_member *m, uint64_t 
 			if (!rc)
 				lfs_cache_publish(r->cache, e, data, m->size);
 		} else {
-			rc = fill_streamed(r, m, blk, e);
+			rc = fill_streamed(r, m, blk, e, stream_for(r, m, blk));
 		}
 		if (rc) {
 			lfs_cache_abandon(r->cache, e, rc);
@@ -448,8 +458,8 @@ static int get_block(struct lfs_reader *r, const struct lfs_member *m, uint64_t 
 }
 
 /* Stored members need no cache; small ones are CRC-checked once first. */
-static ssize_t read_stored(struct lfs_reader *r, const struct lfs_member *m, void *buf,
-			   size_t len, uint64_t off)
+static int read_stored(struct lfs_reader *r, const struct lfs_member *m, void *buf,
+		       size_t len, uint64_t off)
 {
 	if (!(__atomic_load_n(m->flags, __ATOMIC_ACQUIRE) & LFS_MEMBER_VERIFIED) &&
 	    m->size <= r->block_size) {
@@ -466,48 +476,145 @@ static ssize_t read_stored(struct lfs_reader *r, const struct lfs_member *m, voi
 			memcpy(buf, all + off, len);
 		}
 		free(all);
-		return rc ? rc : (ssize_t)len;
+		return rc;
 	}
-	int rc = read_zip(r, m, buf, len, off);
-
-	return rc ? rc : (ssize_t)len;
+	return read_zip(r, m, buf, len, off);
 }
 
-ssize_t lfs_reader_read(struct lfs_reader *r, const struct lfs_member *m, void *buf,
-			size_t len, uint64_t off)
+void lfs_reader_unpin(struct lfs_reader *r, struct lfs_pin *p)
 {
-	unsigned char *out = buf;
-	size_t done = 0;
+	for (size_t i = 0; i < p->count; i++)
+		lfs_cache_release(r->cache, p->entries[i]);
+	free(p->entries);
+	free(p->iov);
+	free(p->buf);
+	memset(p, 0, sizeof(*p));
+}
 
+ssize_t lfs_reader_pin(struct lfs_reader *r, const struct lfs_member *m, uint64_t off,
+		       size_t len, struct lfs_pin *p)
+{
+	size_t done = 0, max;
+	int rc;
+
+	memset(p, 0, sizeof(*p));
 	if (__atomic_load_n(m->flags, __ATOMIC_ACQUIRE) & LFS_MEMBER_FAILED)
 		return -EIO;
 	if (off >= m->size || len == 0)
 		return 0;
 	if (len > m->size - off)
 		len = (size_t)(m->size - off);
-	if (m->method == 0)
-		return read_stored(r, m, buf, len, off);
-	if (m->method != 8)
+	if (m->method != 0 && m->method != 8)
 		return member_fail(r, m, "compression method not supported");
-
+	max = m->method == 0 ? 1 : len / r->block_size + 2;
+	p->iov = malloc(max * sizeof(*p->iov));
+	p->entries = malloc(max * sizeof(*p->entries));
+	if (!p->iov || !p->entries) {
+		lfs_reader_unpin(r, p);
+		return -ENOMEM;
+	}
+	if (m->method == 0) {
+		p->buf = malloc(len);
+		if (!p->buf) {
+			lfs_reader_unpin(r, p);
+			return -ENOMEM;
+		}
+		rc = read_stored(r, m, p->buf, len, off);
+		if (rc) {
+			lfs_reader_unpin(r, p);
+			return rc;
+		}
+		p->iov[0].iov_base = p->buf;
+		p->iov[0].iov_len = len;
+		p->niov = 1;
+		done = len;
+	}
 	while (done < len) {
 		uint64_t pos = off + done, blk = pos / r->block_size;
 		size_t in_blk = (size_t)(pos % r->block_size), n;
 		struct lfs_centry *e = NULL;
-		int rc = get_block(r, m, blk, &e);
 
-		if (rc)
+		rc = get_block(r, m, blk, &e);
+		if (rc) {
+			lfs_reader_unpin(r, p);
 			return rc;
+		}
 		n = lfs_centry_len(e) - in_blk;
 		if (n > len - done)
 			n = len - done;
-		memcpy(out + done, (const unsigned char *)lfs_centry_data(e) + in_blk, n);
-		lfs_cache_release(r->cache, e);
+		p->entries[p->count++] = e;
+		/* the cache never writes an entry's data once it is ready */
+		p->iov[p->niov].iov_base = (unsigned char *)(uintptr_t)lfs_centry_data(e) + in_blk;
+		p->iov[p->niov++].iov_len = n;
 		done += n;
 	}
 	if (m->counters)
 		add(&m->counters->bytes_served, done);
 	return (ssize_t)done;
+}
+
+ssize_t lfs_reader_read(struct lfs_reader *r, const struct lfs_member *m, void *buf,
+			size_t len, uint64_t off)
+{
+	struct lfs_pin p;
+	ssize_t n = lfs_reader_pin(r, m, off, len, &p);
+	unsigned char *out = buf;
+
+	for (size_t i = 0; n > 0 && i < p.niov; i++) {
+		memcpy(out, p.iov[i].iov_base, p.iov[i].iov_len);
+		out += p.iov[i].iov_len;
+	}
+	lfs_reader_unpin(r, &p);
+	return n;
+}
+
+void lfs_reader_readahead(struct lfs_reader *r, const struct lfs_member *m, uint64_t end)
+{
+	uint64_t B = r->block_size, first = (end + B - 1) / B;
+	pthread_mutex_t *lock = stripe_of(r, m);
+
+	if (m->method != 8 || m->size <= B || !r->readahead_blocks ||
+	    (__atomic_load_n(m->flags, __ATOMIC_ACQUIRE) & LFS_MEMBER_FAILED))
+		return;
+	/* Only a stream parked where the reader stopped is continued: that is
+	 * a sequential reader, and going on costs nothing but the inflation a
+	 * later read would do anyway.  One block per lock hold, so a reader
+	 * that catches up waits for one block, not the whole window. */
+	for (uint64_t blk = first; blk < first + r->readahead_blocks && blk * B < m->size; blk++) {
+		struct lfs_cache_key k = lfs_key(m->layer_id, m->key, LFS_KEY_BLOCK, blk);
+		struct lfs_cache_key pk = lfs_key(m->layer_id, m->key, LFS_KEY_PARKED, blk);
+		struct lfs_centry *e;
+		struct stream *s;
+		size_t len;
+		int claimed, rc;
+
+		pthread_mutex_lock(lock);
+		e = lfs_cache_get(r->cache, &k);
+		if (e) {
+			lfs_cache_release(r->cache, e);
+			pthread_mutex_unlock(lock);
+			continue;
+		}
+		s = lfs_cache_take(r->cache, &pk, &len);
+		if (!s) {
+			pthread_mutex_unlock(lock);
+			return;
+		}
+		e = lfs_cache_acquire(r->cache, &k, &claimed, &rc);
+		if (e && claimed) {
+			rc = fill_streamed(r, m, blk, e, s);
+			if (rc)
+				lfs_cache_abandon(r->cache, e, rc);
+			else
+				lfs_cache_release(r->cache, e);
+		} else {
+			free(s);
+			lfs_cache_release(r->cache, e);
+		}
+		pthread_mutex_unlock(lock);
+		if (!claimed || rc)
+			return;
+	}
 }
 
 void lfs_reader_drop_blocks(struct lfs_reader *r)

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "cache.h"
 
@@ -57,6 +58,16 @@ struct lfs_reader_config {
 	uint64_t cache_size;	/* budget in bytes */
 	uint32_t block_size;	/* power of two, >= 4096 */
 	uint32_t spacing;	/* multiple of block_size */
+	uint64_t readahead;	/* bytes inflated ahead of a sequential reader */
+};
+
+/* Blocks held for a reply: iov points into them until lfs_reader_unpin(). */
+struct lfs_pin {
+	struct iovec *iov;
+	size_t niov;
+	struct lfs_centry **entries;
+	size_t count;
+	void *buf;		/* stored members: the bytes read */
 };
 
 struct lfs_reader_stats {
@@ -77,6 +88,18 @@ void lfs_reader_free(struct lfs_reader *r);
  * errno (-EIO for corrupt or unsupported data). */
 ssize_t lfs_reader_read(struct lfs_reader *r, const struct lfs_member *m, void *buf,
 			size_t len, uint64_t off);
+
+/* Like lfs_reader_read, without the copy: pins the blocks holding the
+ * range and describes it in p->iov.  The caller must lfs_reader_unpin(). */
+ssize_t lfs_reader_pin(struct lfs_reader *r, const struct lfs_member *m, uint64_t off,
+		       size_t len, struct lfs_pin *p);
+void lfs_reader_unpin(struct lfs_reader *r, struct lfs_pin *p);
+
+/* Called after a read that ended at `end` has been answered: if a stream
+ * is parked there (a sequential reader), inflates up to `readahead` bytes
+ * further so the next read finds its blocks ready.  Runs in the caller's
+ * thread, so the work overlaps with the reader consuming the reply. */
+void lfs_reader_readahead(struct lfs_reader *r, const struct lfs_member *m, uint64_t end);
 
 /* Drops cached blocks (keeping resume points). */
 void lfs_reader_drop_blocks(struct lfs_reader *r);

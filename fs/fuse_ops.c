@@ -107,8 +107,8 @@ static void lfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void lfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
-	struct lfs_fuse_ctx *ctx = ctx_of(req);
-	char *buf;
+	struct lfs_stack *s = ctx_of(req)->stack;
+	struct lfs_pin pin;
 	ssize_t n;
 
 	(void)fi;
@@ -116,17 +116,15 @@ static void lfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	buf = malloc(size ? size : 1);
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	n = lfs_stack_read(ctx->stack, ino, buf, size, (uint64_t)off);
+	/* The reply is gathered straight from the cached blocks. */
+	n = lfs_stack_pin(s, ino, (uint64_t)off, size, &pin);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
-		fuse_reply_buf(req, buf, (size_t)n);
-	free(buf);
+		fuse_reply_iov(req, pin.iov, (int)pin.niov);
+	lfs_stack_unpin(s, &pin);
+	if (n > 0)
+		lfs_stack_readahead(s, ino, (uint64_t)off + (uint64_t)n);
 }
 
 static void lfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@
 #define DEFAULT_MAX_NAME 4096
 #define DEFAULT_TIMEOUT 86400.0
 #define DEFAULT_MAX_READ (1u << 20)
+#define DEFAULT_READAHEAD (2u << 20)
 
 static const char usage_text[] =
 	"usage: layerfs mount [-f] [-d] [-o OPTION[,OPTION...]] LIST MOUNTPOINT\n"
@@ -50,6 +52,8 @@ static const char usage_text[] =
 	"  -o cache_size=SIZE     decompressed block cache budget (default 256M)\n"
 	"  -o block_size=SIZE     cache block size, a power of two (default 128K)\n"
 	"  -o resume_spacing=SIZE distance between deflate resume points (default 1M)\n"
+	"  -o readahead=SIZE      inflate this far ahead of a sequential reader\n"
+	"                         (default 2M, at most cache_size/4; 0: off)\n"
 	"  -o max_read=SIZE       largest read request asked of the kernel (default 1M)\n"
 	"  -o timeout=SECONDS     how long the kernel caches names and attributes\n"
 	"                         (default 86400; the tree never changes)\n"
@@ -123,7 +127,7 @@ static int parse_option(struct mount_opts *o, const char *opt)
 		return 0;
 	}
 	if (KEY("cache_size") || KEY("block_size") || KEY("resume_spacing") ||
-	    KEY("max_read") || KEY("uid") || KEY("gid") || KEY("max_layers") ||
+	    KEY("max_read") || KEY("readahead") || KEY("uid") || KEY("gid") || KEY("max_layers") ||
 	    KEY("max_entries") || KEY("max_total_entries") || KEY("max_name") ||
 	    KEY("timeout")) {
 		if (!val || parse_size(val, &v)) {
@@ -133,6 +137,8 @@ static int parse_option(struct mount_opts *o, const char *opt)
 		}
 		if (KEY("cache_size"))
 			o->stack.reader.cache_size = v;
+		else if (KEY("readahead"))
+			o->stack.reader.readahead = v;
 		else if (KEY("block_size") || KEY("resume_spacing") || KEY("max_read")) {
 			if (v > (1u << 30)) {
 				fprintf(stderr, "layerfs: -o %.*s is too large\n", (int)klen, opt);
@@ -310,6 +316,7 @@ static int cmd_mount(int argc, char **argv)
 	o.stack.max_total_entries = DEFAULT_MAX_TOTAL;
 	o.stack.max_name = DEFAULT_MAX_NAME;
 	o.fuse.timeout = DEFAULT_TIMEOUT;
+	o.stack.reader.readahead = DEFAULT_READAHEAD;
 	o.fuse.max_read = DEFAULT_MAX_READ;
 	if (fuse_opt_add_arg(&o.fuse_args, "layerfs"))
 		return 1;
@@ -509,6 +516,11 @@ static int cmd_dropcache(const char *mnt)
 
 int main(int argc, char **argv)
 {
+	/* Cache blocks are allocated in one FUSE thread and freed in another;
+	 * with glibc's default of 8 arenas per core, freed blocks linger in
+	 * idle arenas and the daemon's RSS drifts well past the cache budget
+	 * (make bench, item 4: 107 MiB with the default, 87 MiB with 2). */
+	mallopt(M_ARENA_MAX, 2);
 	if (argc < 2) {
 		fputs(usage_text, stderr);
 		return 2;

@@ -183,6 +183,32 @@ ssize_t lfs_stack_read(struct lfs_stack *s, uint64_t ino, void *buf, size_t len,
 	return lfs_reader_read(s->reader, &m, buf, len, off);
 }
 
+ssize_t lfs_stack_pin(struct lfs_stack *s, uint64_t ino, uint64_t off, size_t len,
+		      struct lfs_pin *p)
+{
+	struct lfs_member m;
+	int rc = member_of(s, ino, &m);
+
+	if (rc) {
+		memset(p, 0, sizeof(*p));
+		return rc;
+	}
+	return lfs_reader_pin(s->reader, &m, off, len, p);
+}
+
+void lfs_stack_unpin(struct lfs_stack *s, struct lfs_pin *p)
+{
+	lfs_reader_unpin(s->reader, p);
+}
+
+void lfs_stack_readahead(struct lfs_stack *s, uint64_t ino, uint64_t end)
+{
+	struct lfs_member m;
+
+	if (member_of(s, ino, &m) == 0)
+		lfs_reader_readahead(s->reader, &m, end);
+}
+
 int lfs_stack_readlink(struct lfs_stack *s, uint64_t ino, char *buf, size_t size)
 {
 	const struct lfs_node *n = lfs_tree_node(s->tree, ino);

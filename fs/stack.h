@@ -62,6 +62,13 @@ int lfs_stack_open_file(struct lfs_stack *s, uint64_t ino);
 ssize_t lfs_stack_read(struct lfs_stack *s, uint64_t ino, void *buf, size_t len,
 		       uint64_t off);
 
+/* Zero-copy form of lfs_stack_read for replies; see lfs_reader_pin.  Then
+ * lfs_stack_readahead() once the reply is sent. */
+ssize_t lfs_stack_pin(struct lfs_stack *s, uint64_t ino, uint64_t off, size_t len,
+		      struct lfs_pin *p);
+void lfs_stack_unpin(struct lfs_stack *s, struct lfs_pin *p);
+void lfs_stack_readahead(struct lfs_stack *s, uint64_t ino, uint64_t end);
+
 /* The symlink target, NUL-terminated, in buf of `size` bytes (at least
  * LFS_TREE_MAX_PATH + 1).  0 or negative errno. */
 int lfs_stack_readlink(struct lfs_stack *s, uint64_t ino, char *buf, size_t size);

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Timed reads for the benchmarks.
+
+  readbench.py seq FILE...        sequential 1 MiB reads; FILEs in parallel threads
+  readbench.py random FILE N SIZE N random reads of SIZE bytes, readahead off
+prints one JSON object."""
+import json
+import os
+import random
+import sys
+import threading
+import time
+
+CHUNK = 1 << 20
+
+
+def seq(path, out, i):
+    fd = os.open(path, os.O_RDONLY)
+    total = 0
+    t0 = time.perf_counter()
+    while True:
+        b = os.read(fd, CHUNK)
+        if not b:
+            break
+        total += len(b)
+    out[i] = (total, time.perf_counter() - t0)
+    os.close(fd)
+
+
+def cmd_seq(paths):
+    out = [None] * len(paths)
+    threads = [threading.Thread(target=seq, args=(p, out, i)) for i, p in enumerate(paths)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    total = sum(o[0] for o in out)
+    print(json.dumps({"bytes": total, "seconds": wall, "mbps": total / wall / 1e6}))
+
+
+def cmd_random(path, n, size):
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+    length = os.fstat(fd).st_size
+    rng = random.Random(12345)
+    lat = []
+    for _ in range(n):
+        off = rng.randrange(0, length - size) // 4096 * 4096
+        t0 = time.perf_counter()
+        b = os.pread(fd, size, off)
+        lat.append((time.perf_counter() - t0) * 1e3)
+        assert len(b) == size
+    os.close(fd)
+    lat.sort()
+    print(json.dumps({"n": n, "p50_ms": lat[n // 2], "p99_ms": lat[int(n * 0.99) - 1],
+                      "max_ms": lat[-1]}))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "seq":
+        cmd_seq(sys.argv[2:])
+    else:
+        cmd_random(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
