@@ -12,6 +12,9 @@ MANDIR ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 SBINDIR ?= /sbin
+# The files in systemd/ name the default paths; install rewrites them.
+SYSTEMD_SED = -e 's|/usr/local/bin/layerfs|$(BINDIR)/layerfs|g' \
+	-e 's|^PATH=/usr/local/bin:|PATH=$(BINDIR):|' -e 's|/etc/layerfs|$(SYSCONFDIR)/layerfs|g'
 DESTDIR ?=
 BUILD ?= build
 
@@ -51,8 +54,27 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/helpers.h $(CORE_OBJ)
 	$(CC) $(ALL_CFLAGS) -Wno-null-dereference $(shell $(PKG_CONFIG) --cflags $(TEST_PC)) -o $@ $< $(CORE_OBJ) \
 		$(LDFLAGS) $(ALL_LDLIBS) $(shell $(PKG_CONFIG) --libs $(TEST_PC))
 
-unit: $(UNIT_TESTS)
+FUZZ_TARGETS := fuzz_open fuzz_read
+FUZZ_REPLAY := $(FUZZ_TARGETS:%=$(BUILD)/tests/%_replay)
+
+$(BUILD)/tests/%_replay: tests/fuzz/%.c tests/fuzz/replay.c tests/fuzz/fuzz_common.h $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-null-dereference -o $@ $< tests/fuzz/replay.c $(CORE_OBJ) \
+		$(LDFLAGS) $(ALL_LDLIBS)
+
+unit: $(UNIT_TESTS) $(FUZZ_REPLAY)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+	@set -e; for t in $(FUZZ_TARGETS); do $(BUILD)/tests/$${t}_replay tests/fuzz/corpus; done
+
+# libFuzzer builds (clang, libclang-rt-14-dev): build-fuzz/fuzz_open, fuzz_read.
+# Run e.g.: build-fuzz/fuzz_read -max_total_time=600 build-fuzz/corpus-read tests/fuzz/corpus
+FUZZ_CC ?= clang
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer
+fuzz:
+	@mkdir -p build-fuzz
+	set -e; for t in $(FUZZ_TARGETS); do \
+		$(FUZZ_CC) -std=c11 -D_GNU_SOURCE $(FUZZ_FLAGS) $(shell $(PKG_CONFIG) --cflags $(LIBS_PC)) \
+			-o build-fuzz/$$t tests/fuzz/$$t.c $(CORE) $(ALL_LDLIBS); done
 
 it: $(BUILD)/layerfs
 	LAYERFS=$(abspath $(BUILD)/layerfs) bash tests/it/run.sh
@@ -73,13 +95,34 @@ bench: $(BUILD)/layerfs $(BUILD)/tests/inflate_speed
 demo: $(BUILD)/layerfs
 	LAYERFS=$(abspath $(BUILD)/layerfs) bash examples/demo.sh
 
+# Also installs systemd/ (see systemd/README.md): the layerfs@.service
+# template to UNITDIR, the mount.fuse.layerfs helper to SBINDIR, and
+# example.conf/example.list to SYSCONFDIR/layerfs unless they exist there.
+# uninstall removes those two only while they are unmodified.
 install: $(BUILD)/layerfs
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/layerfs
 	install -m 755 $(BUILD)/layerfs $(DESTDIR)$(BINDIR)/layerfs
 	install -m 644 docs/layerfs.1 $(DESTDIR)$(MANDIR)/man1/layerfs.1
+	sed $(SYSTEMD_SED) systemd/layerfs@.service >$(DESTDIR)$(UNITDIR)/layerfs@.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/layerfs@.service
+	sed $(SYSTEMD_SED) systemd/mount.fuse.layerfs >$(DESTDIR)$(SBINDIR)/mount.fuse.layerfs
+	chmod 755 $(DESTDIR)$(SBINDIR)/mount.fuse.layerfs
+	@set -e; for f in example.conf example.list; do \
+		dst=$(DESTDIR)$(SYSCONFDIR)/layerfs/$$f; \
+		if [ -e "$$dst" ]; then echo "keeping existing $$dst"; \
+		else echo "installing $$dst"; sed $(SYSTEMD_SED) systemd/$$f >"$$dst"; chmod 644 "$$dst"; fi; \
+	done
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/layerfs $(DESTDIR)$(MANDIR)/man1/layerfs.1
+	rm -f $(DESTDIR)$(BINDIR)/layerfs $(DESTDIR)$(MANDIR)/man1/layerfs.1 \
+		$(DESTDIR)$(UNITDIR)/layerfs@.service $(DESTDIR)$(SBINDIR)/mount.fuse.layerfs
+	@for f in example.conf example.list; do \
+		dst=$(DESTDIR)$(SYSCONFDIR)/layerfs/$$f; \
+		if sed $(SYSTEMD_SED) systemd/$$f | cmp -s - "$$dst"; then rm -f "$$dst"; \
+		elif [ -e "$$dst" ]; then echo "keeping modified $$dst"; fi; \
+	done
+	@rmdir $(DESTDIR)$(SYSCONFDIR)/layerfs 2>/dev/null || :
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -6,7 +6,7 @@
 #ifndef LFS_LOG_H
 #define LFS_LOG_H
 
-enum lfs_log_level { LFS_LOG_ERR, LFS_LOG_WARN, LFS_LOG_INFO, LFS_LOG_DEBUG };
+enum lfs_log_level { LFS_LOG_SILENT = -1, LFS_LOG_ERR, LFS_LOG_WARN, LFS_LOG_INFO, LFS_LOG_DEBUG };
 
 /* Messages above this level are dropped; default LFS_LOG_INFO. */
 void lfs_log_set_level(enum lfs_log_level level);

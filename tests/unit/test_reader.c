@@ -79,7 +79,7 @@ static void member_free(struct member_file *f)
 
 static struct lfs_reader *reader(uint32_t block, uint32_t spacing, uint64_t budget)
 {
-	struct lfs_reader_config cfg = { budget, block, spacing };
+	struct lfs_reader_config cfg = { budget, block, spacing, 4 * (uint64_t)block };
 	char err[128];
 
 	assert_int_equal(lfs_reader_config_check(&cfg, err, sizeof(err)), 0);
@@ -311,11 +311,11 @@ static void test_config(void **state)
 	(void)state;
 	assert_int_equal(lfs_reader_config_check(&cfg, err, sizeof(err)), 0);
 	assert_int_equal(cfg.block_size, 128 << 10);
-	cfg = (struct lfs_reader_config){ 1 << 20, 3000, 0 };
+	cfg = (struct lfs_reader_config){ 1 << 20, 3000, 0, 0 };
 	assert_int_equal(lfs_reader_config_check(&cfg, err, sizeof(err)), -EINVAL);
-	cfg = (struct lfs_reader_config){ 1 << 20, 4096, 6000 };
+	cfg = (struct lfs_reader_config){ 1 << 20, 4096, 6000, 0 };
 	assert_int_equal(lfs_reader_config_check(&cfg, err, sizeof(err)), -EINVAL);
-	cfg = (struct lfs_reader_config){ 4096, 4096, 4096 };
+	cfg = (struct lfs_reader_config){ 4096, 4096, 4096, 0 };
 	assert_int_equal(lfs_reader_config_check(&cfg, err, sizeof(err)), -EINVAL);
 }
 
