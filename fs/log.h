@@ -16,6 +16,10 @@ enum lfs_log_level lfs_log_get_level(void);
  * program-name prefix (journald parses it). */
 void lfs_log_set_journal(int on);
 
+/* Sends lines to syslog(3) instead of stderr: for a daemon in the
+ * background, whose stderr is gone (journald collects syslog too). */
+void lfs_log_use_syslog(void);
+
 void lfs_log(enum lfs_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

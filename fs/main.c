@@ -18,6 +18,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <time.h>
@@ -190,12 +191,16 @@ static int parse_option_list(struct mount_opts *o, const char *list)
 	return rc;
 }
 
-/* A mount point whose daemon died answers ENOTCONN: detach it first. */
+/* A mount point whose daemon died answers ENOTCONN: detach it first.
+ * statfs, not stat: the kernel answers stat from its attribute cache (valid
+ * for -o timeout, a day by default) even after the daemon died; statfs is
+ * always a request. */
 static int prepare_mountpoint(const char *mnt)
 {
 	struct stat st;
+	struct statfs sfs;
 
-	if (stat(mnt, &st) < 0 && errno == ENOTCONN) {
+	if (statfs(mnt, &sfs) < 0 && errno == ENOTCONN) {
 		if (umount2(mnt, MNT_DETACH) == 0)
 			lfs_warn("%s: recovered a stale mount (its daemon had died)", mnt);
 		else
@@ -411,11 +416,15 @@ static int cmd_mount(int argc, char **argv)
 		if (chdir("/")) {
 			/* nothing relative is used after this point */
 		}
+		/* Let go of the caller's terminal or pipes (a caller reading
+		 * our output to its end must not wait for the daemon). */
 		if (devnull >= 0) {
 			dup2(devnull, STDIN_FILENO);
 			dup2(devnull, STDOUT_FILENO);
+			dup2(devnull, STDERR_FILENO);
 			close(devnull);
 		}
+		lfs_log_use_syslog();
 		d.ready_fd = pipefd[1];
 		rc = run_daemon(&d);
 		goto out_session;
