@@ -275,10 +275,34 @@ static void lfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	reply_value(req, both, len, size);
 }
 
+/* access(2) as the mode bits say (the kernel only checks them itself with
+ * -o default_permissions). */
 static void lfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
-	(void)ino;
-	fuse_reply_err(req, (mask & W_OK) ? EROFS : 0);
+	struct lfs_stack *s = ctx_of(req)->stack;
+	const struct fuse_ctx *who = fuse_req_ctx(req);
+	struct stat st;
+	mode_t bits;
+	int rc = lfs_stack_stat(s, ino, &st);
+
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (mask & W_OK) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (who->uid == 0) {
+		/* root may read anything, and execute what anyone may */
+		rc = (mask & X_OK) && !S_ISDIR(st.st_mode) && !(st.st_mode & 0111) ? EACCES : 0;
+		fuse_reply_err(req, rc);
+		return;
+	}
+	bits = who->uid == st.st_uid ? (st.st_mode >> 6) & 7
+	     : who->gid == st.st_gid ? (st.st_mode >> 3) & 7
+				      : st.st_mode & 7;
+	fuse_reply_err(req, ((mode_t)mask & ~bits & 7) ? EACCES : 0);
 }
 
 /* Every call that would change the tree. */

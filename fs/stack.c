@@ -121,7 +121,7 @@ int lfs_stack_stat(const struct lfs_stack *s, uint64_t ino, struct stat *st)
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
 	st->st_mode = n->mode;
-	st->st_nlink = S_ISDIR(n->mode) ? 2 : 1;
+	st->st_nlink = S_ISDIR(n->mode) ? 2 + n->nsubdirs : 1;
 	st->st_uid = s->uid;
 	st->st_gid = s->gid;
 	st->st_size = S_ISDIR(n->mode) ? 4096 : (off_t)n->size;

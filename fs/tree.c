@@ -356,6 +356,7 @@ struct lfs_tree *lfs_tree_freeze(struct lfs_tree_builder *b)
 		n->first_child = tail;
 		n->nchildren = nk;
 		for (k = 0; k < nk; k++) {
+			n->nsubdirs += S_ISDIR(kids[k]->mode) ? 1 : 0;
 			kids[k]->ino = tail;
 			t->nodes[tail].parent = head;
 			queue[tail++] = kids[k];

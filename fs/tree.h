@@ -43,6 +43,7 @@ struct lfs_node {
 	uint64_t layers;	/* dirs: mask of layers contributing; else 1 << layer */
 	uint32_t first_child;	/* dirs: children[first_child ..] */
 	uint32_t nchildren;
+	uint32_t nsubdirs;	/* dirs: children that are directories (for st_nlink) */
 };
 
 struct lfs_tree;
