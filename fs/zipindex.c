@@ -72,21 +72,49 @@ const char *lfs_zip_bad_reason(enum lfs_zip_bad bad)
 	return "unknown";
 }
 
-/* DOS times are local time; unzip interprets them in the local zone too. */
+/* Days since the epoch of a proleptic Gregorian date (Howard Hinnant's
+ * days_from_civil). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	int64_t era;
+	unsigned yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = (unsigned)(y - era * 400);
+	doy = (153 * (m + (m > 2 ? (unsigned)-3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (int64_t)doe - 719468;
+}
+
+/* DOS times are local time; unzip reads them with mktime() too.  mktime()
+ * consults the time zone file on every call, which dominated mounting a
+ * 100,000-entry layer, so the zone offset is looked up once per distinct
+ * date (entries of one zip share few dates). */
 static int64_t dos_time(uint16_t time, uint16_t date)
 {
-	struct tm tm = {
-		.tm_year = ((date >> 9) & 0x7f) + 80,
-		.tm_mon = ((date >> 5) & 0x0f) - 1,
-		.tm_mday = date & 0x1f,
-		.tm_hour = (time >> 11) & 0x1f,
-		.tm_min = (time >> 5) & 0x3f,
-		.tm_sec = (time & 0x1f) * 2,
-		.tm_isdst = -1,
-	};
-	time_t t = mktime(&tm);
+	static __thread uint16_t last_date = 0xffff;
+	static __thread int64_t last_offset;
+	int64_t y = ((date >> 9) & 0x7f) + 1980;
+	unsigned mon = (date >> 5) & 0x0f, day = date & 0x1f;
+	int64_t utc;
 
-	return t == (time_t)-1 ? 0 : (int64_t)t;
+	if (mon < 1 || mon > 12 || day < 1)
+		return 0;
+	utc = days_from_civil(y, mon, day) * 86400 + ((time >> 11) & 0x1f) * 3600 +
+	      ((time >> 5) & 0x3f) * 60 + (time & 0x1f) * 2;
+	if (date != last_date) {
+		struct tm tm = { .tm_year = (int)y - 1900, .tm_mon = (int)mon - 1,
+				 .tm_mday = (int)day, .tm_hour = 12, .tm_isdst = -1 };
+		time_t local_noon = mktime(&tm);
+
+		last_offset = local_noon == (time_t)-1
+				      ? 0
+				      : days_from_civil(y, mon, day) * 86400 + 12 * 3600 -
+						(int64_t)local_noon;
+		last_date = date;
+	}
+	return utc - last_offset;
 }
 
 /* Where the end of central directory record is, what it says, and where the
