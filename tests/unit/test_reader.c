@@ -187,6 +187,42 @@ static void test_resume_points_bound_work(void **state)
 	lfs_reader_free(r);
 }
 
+/* A sequential reader followed by read-ahead: the blocks are ready before
+ * they are asked for, and nothing is inflated twice. */
+static void test_readahead(void **state)
+{
+	const uint32_t B = 16384;
+	struct lfs_reader *r = reader(B, 65536, 64 << 20); /* read-ahead: 4 blocks */
+	struct member_file *f = member_new((1u << 20) + 999, 1, 21);
+	struct lfs_reader_stats st;
+	uint64_t misses_before;
+
+	(void)state;
+	read_check(r, f, 0, B);
+	lfs_reader_readahead(r, &f->m, B);
+	lfs_reader_get_stats(r, &st);
+	assert_true(st.bytes_inflated >= 5 * B); /* block 0 and four ahead */
+	misses_before = st.cache.misses;
+	read_check(r, f, B, 4 * B);
+	lfs_reader_get_stats(r, &st);
+	assert_int_equal(st.cache.misses, misses_before); /* all ready */
+	for (uint64_t off = 5 * B; off < f->size; off += B) {
+		read_check(r, f, off, B);
+		lfs_reader_readahead(r, &f->m, off + B);
+	}
+	lfs_reader_get_stats(r, &st);
+	assert_int_equal(st.bytes_inflated, f->size);
+	assert_true(f->flags & LFS_MEMBER_VERIFIED);
+	/* a reader with no parked stream where it stopped gets no read-ahead */
+	lfs_reader_drop_blocks(r);
+	read_check(r, f, 3 * B, 10);
+	lfs_reader_readahead(r, &f->m, 40 * B);
+	lfs_reader_get_stats(r, &st);
+	assert_true(st.bytes_inflated <= f->size + 4 * B);
+	member_free(f);
+	lfs_reader_free(r);
+}
+
 static void expect_eio(struct lfs_reader *r, struct member_file *f, const char *what)
 {
 	unsigned char *buf = malloc(f->size + 1);
@@ -325,6 +361,7 @@ int main(void)
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_sizes_and_offsets),
 		cmocka_unit_test(test_resume_points_bound_work),
+		cmocka_unit_test(test_readahead),
 		cmocka_unit_test(test_damage_gives_eio),
 		cmocka_unit_test(test_many_threads_small_budget),
 	};
