@@ -1,0 +1,403 @@
+#!/bin/bash
+# tests/systemd/boot.sh: layerfs@.service under a real systemd.
+#
+# Boots the host's systemd as PID 1 of new pid, mount and cgroup namespaces
+# on a scratch root (tmpfs, the host's /usr read-only, a copy of /etc, no
+# enabled units), with `make install DESTDIR=` putting layerfs, the unit and
+# the example configs in it, and its root mount shared like a real host's.
+# Then, through systemctl in there:
+#   - `systemctl start` returns only once the tree serves files; StatusText
+#   - the mount is in PID 1's mount namespace (the host's), and the daemon
+#     runs in that namespace; the sandbox is really applied (NoNewPrivs,
+#     seccomp, capability bounding set) and the FUSE mount still works
+#   - a function service as another user, Requires=/After= the unit, reads it
+#   - journald gets the daemon's priorities
+#   - SIGKILL and a hung daemon (SIGSTOP, WatchdogSec=2s drop-in) are
+#     restarted; the mount serves again, no stale mount is left stacked; a
+#     function unit with Requires=/After= is restarted along
+#   - systemctl stop: clean exit, mount gone
+#   - a broken config fails the start, with the error in `journalctl -p err`
+#   - control: with ProtectHome=yes added (a private mount namespace) the
+#     mount never reaches the host - why the unit has no such option
+# Needs root, /dev/fuse, cgroup2, unshare/nsenter, systemd >= 245, zip,
+# python3.  About 30s.  Ends with "N passed, M failed" (exit 1 if any
+# failed, 77 if it cannot run here).
+#
+#   LAYERFS=build/layerfs bash tests/systemd/boot.sh
+
+set -u
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+LAYERFS=${LAYERFS:-$REPO/build/layerfs}
+case $LAYERFS in /*) ;; *) LAYERFS=$PWD/$LAYERFS ;; esac
+export LC_ALL=C TZ=UTC
+
+PASS=0
+FAIL=0
+FAILED=()
+T=
+UNSHARE_PID=
+SDPID=
+CGDIR=
+
+say() { printf '# %s\n' "$*"; }
+check() {
+	local name=$1 out rc=0
+	shift
+	out=$("$@" 2>&1) || rc=$?
+	if [[ $rc -eq 0 ]]; then
+		PASS=$((PASS + 1))
+		echo "ok $name"
+		[[ ${LFS_SD_VERBOSE:-0} == 1 && -n $out ]] && printf '%s\n' "$out" | sed 's/^/    /'
+	else
+		FAIL=$((FAIL + 1))
+		FAILED+=("$name")
+		echo "FAIL $name"
+		[[ -n $out ]] && printf '%s\n' "$out" | head -n 30 | sed 's/^/    /'
+	fi
+	return 0
+}
+finish() {
+	[[ $FAIL -gt 0 ]] && say "failed: ${FAILED[*]}"
+	echo "$PASS passed, $FAIL failed"
+	[[ $FAIL -eq 0 ]]
+	exit $?
+}
+skip() {
+	echo "SKIP: $*"
+	echo "0 passed, 0 failed"
+	exit 77
+}
+
+# Everything the test mounts lives in the namespaces; killing their PID 1
+# ends them (and the daemons, and their mounts).
+cleanup() {
+	local i
+	if [[ -n $SDPID ]] && kill -0 "$SDPID" 2>/dev/null; then
+		timeout 20 nsenter -t "$SDPID" -m -p -r -w systemctl poweroff >/dev/null 2>&1
+		for i in $(seq 50); do kill -0 "$SDPID" 2>/dev/null || break; sleep 0.2; done
+		kill -KILL "$SDPID" 2>/dev/null
+	fi
+	if [[ -n $UNSHARE_PID ]]; then
+		for i in $(seq 25); do kill -0 "$UNSHARE_PID" 2>/dev/null || break; sleep 0.2; done
+		kill -KILL "$UNSHARE_PID" 2>/dev/null
+		wait "$UNSHARE_PID" 2>/dev/null
+	fi
+	if [[ -n $CGDIR && -d $CGDIR ]]; then
+		find "$CGDIR" -depth -type d -exec rmdir {} + 2>/dev/null
+		[[ -d $CGDIR ]] && echo "# warning: cgroup $CGDIR left behind" >&2
+	fi
+	if [[ -n $T && -d $T ]]; then
+		if grep -qF " $T/" /proc/self/mountinfo; then
+			echo "# warning: mounts remain under $T; not removed" >&2
+		else
+			rm -rf --one-file-system "$T"
+		fi
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# ---- prerequisites --------------------------------------------------------
+[[ $(id -u) -eq 0 ]] || skip "needs root"
+[[ -c /dev/fuse ]] || skip "no /dev/fuse"
+for c in unshare nsenter zip systemctl python3 make; do
+	command -v $c >/dev/null || skip "needs $c"
+done
+SYSTEMD=
+for s in /usr/lib/systemd/systemd /lib/systemd/systemd; do
+	[[ -x $s ]] && { SYSTEMD=$s; break; }
+done
+[[ -n $SYSTEMD ]] || skip "no systemd binary"
+[[ $(readlink -f "$SYSTEMD") == /usr/* ]] || skip "systemd is not under /usr (needed: /usr is shared with the container)"
+CG2=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
+[[ -n $CG2 ]] || skip "no cgroup2 mounted"
+CGSELF=$(awk -F: '$1 == "0" { print $3 }' /proc/self/cgroup)
+[[ -x $LAYERFS ]] || { echo "FAIL no binary $LAYERFS"; FAIL=1; finish; }
+
+T=$(mktemp -d /tmp/layerfs-boot.XXXXXX)
+T=$(readlink -f "$T")
+R=$T/root
+mkdir -p "$R"
+CGDIR=$CG2${CGSELF%/}/layerfs-boot.$$
+mkdir "$CGDIR" || skip "cannot create a cgroup under $CG2$CGSELF"
+
+# ---- the scratch root, prepared and booted inside the namespaces ----------
+LBUILD=$(dirname "$LAYERFS")
+cat >"$T/setup.sh" <<'EOF'
+set -e
+mount -t tmpfs -o mode=755 lfs-boot-root "$R"
+mkdir -p "$R"/{usr,etc,proc,sys,dev,run,tmp,var/tmp,var/lib,var/log,root,srv}
+chmod 1777 "$R/tmp" "$R/var/tmp"
+mount --bind /usr "$R/usr"
+mount -o remount,bind,ro "$R/usr"
+for d in bin sbin lib lib32 lib64 libx32; do
+	if [ -L "/$d" ]; then ln -s "$(readlink "/$d")" "$R/$d"
+	elif [ -d "/$d" ]; then mkdir "$R/$d"; mount --bind "/$d" "$R/$d"; mount -o remount,bind,ro "$R/$d"
+	fi
+done
+cp -a /etc/. "$R/etc/"
+rm -rf "$R"/etc/systemd/system/*.wants "$R/etc/machine-id"
+: >"$R/etc/fstab"
+# layerfs as `make install` puts it, into the scratch root
+make -s -C "$REPO" -o "$LBUILD/layerfs" BUILD="$LBUILD" install DESTDIR="$R" PREFIX=/lfs \
+	SYSCONFDIR=/etc SBINDIR=/lfs/sbin UNITDIR=/etc/systemd/system >"$T/install.log"
+mkdir -p "$R/lfs/layers" "$R/srv/t"
+cp "$T"/layers/*.zip "$R/lfs/layers/"
+cp "$T/t.list" "$T/t.conf" "$T/bad.list" "$T/bad.conf" "$R/etc/layerfs/"
+cat >"$R/etc/systemd/system/lfs.target" <<'U'
+[Unit]
+Description=layerfs test target
+Wants=systemd-journald.service
+U
+# a real host's / is shared (systemd does that when booted by the kernel)
+mount --make-rshared "$R"
+echo 0 >"$CGDIR/cgroup.procs"
+exec unshare --cgroup /usr/bin/env -i container=layerfs-test TERM=dumb \
+	/usr/sbin/chroot "$R" "$SYSTEMD" --unit=lfs.target systemd.unified_cgroup_hierarchy=1
+EOF
+
+# layers: base + top, top overrides bin/hello.txt
+mkdir -p "$T/src/base/bin" "$T/src/top/bin" "$T/layers"
+echo "from base" >"$T/src/base/bin/hello.txt"
+echo "from top" >"$T/src/top/bin/hello.txt"
+echo "base only" >"$T/src/base/bin/base.txt"
+(cd "$T/src/base" && zip -qrX "$T/layers/base.zip" .)
+(cd "$T/src/top" && zip -qrX "$T/layers/top.zip" .)
+printf '/lfs/layers/base.zip name=base\n/lfs/layers/top.zip name=top\n' >"$T/t.list"
+printf 'LAYERFS_LIST=/etc/layerfs/t.list\nLAYERFS_MOUNTPOINT=/srv/t/opt\nLAYERFS_OPTIONS=allow_other,default_permissions,cache_size=16M\n' >"$T/t.conf"
+printf '/lfs/layers/base.zip\n/lfs/layers/nope.zip\n' >"$T/bad.list"
+printf 'LAYERFS_LIST=/etc/layerfs/bad.list\nLAYERFS_MOUNTPOINT=/srv/bad\n' >"$T/bad.conf"
+
+env R="$R" T="$T" REPO="$REPO" LBUILD="$LBUILD" CGDIR="$CGDIR" SYSTEMD="$SYSTEMD" \
+	unshare --pid --fork --mount --propagation private /bin/bash "$T/setup.sh" \
+	</dev/null >"$T/boot.log" 2>&1 &
+UNSHARE_PID=$!
+for i in $(seq 100); do
+	SDPID=$(pgrep -P "$UNSHARE_PID" -x systemd | head -n 1)
+	[[ -n $SDPID ]] && break
+	kill -0 "$UNSHARE_PID" 2>/dev/null || break
+	sleep 0.1
+done
+if [[ -z $SDPID ]]; then
+	echo "FAIL systemd did not start:"
+	tail -n 20 "$T/boot.log" "$T/install.log" 2>/dev/null | sed 's/^/    /'
+	FAIL=1
+	FAILED=(boot)
+	finish
+fi
+sd() { nsenter -t "$SDPID" -m -p -r -w "$@"; }
+# -m only: a PID 1-namespace view of the mount table and files
+host() { nsenter -t "$SDPID" -m -r -w "$@"; }
+for i in $(seq 100); do
+	st=$(sd systemctl is-system-running 2>/dev/null)
+	[[ $st == running || $st == degraded ]] && break
+	sleep 0.2
+done
+say "systemd $("$SYSTEMD" --version | head -n 1 | awk '{ print $2 }') booted: $st (pid $SDPID)"
+
+prop() { sd systemctl show -P "$2" "$1"; }
+mainpid() { prop layerfs@t.service MainPID; }
+# pids and /proc as seen inside (MainPID is a pid of that namespace)
+ns_of() { sd readlink "/proc/$1/ns/mnt"; }
+# in_mountinfo MNT: how many mounts PID 1 (the host) has at MNT ("ERR" if
+# its table cannot be read, which fails any numeric test)
+in_mountinfo() {
+	local mi
+	mi=$(sd cat /proc/1/mountinfo) && [[ -n $mi ]] || { echo ERR; return; }
+	awk -v m="$1" '$5 == m' <<<"$mi" | wc -l
+}
+
+# =========================== start ==========================================
+t_start() {
+	sd systemctl daemon-reload || return 1
+	timeout 60 nsenter -t "$SDPID" -m -p -r -w systemctl start layerfs@t.service || {
+		sd systemctl status --no-pager layerfs@t.service; return 1; }
+	# Type=notify: once start returns, the tree must already serve files
+	local got
+	got=$(host cat /srv/t/opt/bin/hello.txt 2>&1)
+	[[ $got == "from top" ]] || { echo "right after start: $got"; return 1; }
+}
+check "systemctl start returns once the tree serves files" t_start
+t_status() {
+	local s
+	s=$(prop layerfs@t.service StatusText)
+	echo "StatusText=$s"
+	[[ $s == *"2 layers"* ]] && [[ $(prop layerfs@t.service ActiveState) == active ]]
+}
+check "active, StatusText names the layers" t_status
+t_host_ns() {
+	local pid
+	pid=$(mainpid)
+	[[ $pid -gt 0 ]] || return 1
+	echo "daemon $pid: $(ns_of "$pid"), PID 1: $(ns_of 1)"
+	[[ $(ns_of "$pid") == "$(ns_of 1)" ]] || return 1
+	[[ $(in_mountinfo /srv/t/opt) -eq 1 ]]
+}
+check "the mount is in the host's (PID 1's) mount namespace" t_host_ns
+t_sandboxed() {
+	local pid s
+	pid=$(mainpid)
+	s=$(sd grep -E '^(NoNewPrivs|Seccomp|CapBnd|CapEff):' "/proc/$pid/status")
+	echo "$s"
+	# CAP_DAC_READ_SEARCH (2) + CAP_SYS_ADMIN (21) = 0x200004
+	grep -q '^NoNewPrivs:[[:space:]]*1$' <<<"$s" &&
+		grep -q '^Seccomp:[[:space:]]*2$' <<<"$s" &&
+		grep -q '^CapBnd:[[:space:]]*0000000000200004$' <<<"$s"
+}
+check "sandbox applied: no_new_privs, seccomp, 2 capabilities" t_sandboxed
+t_function() {
+	# As systemd/README.md recommends: Requires= + After= the stack.  With
+	# the stack stopped, starting the function must pull it in and wait for
+	# READY=1 before running.
+	sd systemctl stop layerfs@t.service
+	[[ $(in_mountinfo /srv/t/opt) -eq 0 ]] || { echo "still mounted after stop"; return 1; }
+	sd sh -c 'cat >/etc/systemd/system/fn.service <<U
+[Unit]
+Requires=layerfs@t.service
+After=layerfs@t.service
+[Service]
+Type=oneshot
+User=nobody
+StandardOutput=file:/run/fn.out
+ExecStart=/bin/cat /srv/t/opt/bin/hello.txt /srv/t/opt/bin/base.txt
+U
+systemctl daemon-reload'
+	sd systemctl start fn.service || { sd systemctl status --no-pager fn.service; return 1; }
+	local out
+	out=$(sd cat /run/fn.out)
+	echo "$out"
+	[[ $out == $'from top\nbase only' ]] && [[ $(prop layerfs@t.service ActiveState) == active ]]
+}
+check "a function (User=nobody, Requires=/After=) pulls the stack in and reads it" t_function
+t_journal() {
+	local j
+	j=$(sd journalctl -q --no-pager -u layerfs@t.service -o json --output-fields=PRIORITY,MESSAGE 2>&1)
+	grep -E '"PRIORITY":"6".*serving 2 layers|serving 2 layers.*"PRIORITY":"6"' <<<"$j" ||
+		{ echo "no serving line at priority 6:"; echo "$j" | tail -n 5; return 1; }
+}
+JOURNAL=no
+if sd systemctl -q is-active systemd-journald.service; then
+	JOURNAL=yes
+	check "journald: 'serving' logged at priority info (6)" t_journal
+else
+	say "journald not running in the container: journal checks skipped"
+fi
+
+# =========================== crash, hang, stop ==============================
+wait_restarted() {	# wait_restarted OLDPID: a new main pid, active, serving
+	local i pid
+	for i in $(seq 150); do
+		pid=$(mainpid)
+		if [[ $pid -gt 0 && $pid != "$1" && $(prop layerfs@t.service ActiveState) == active ]]; then
+			[[ $(host cat /srv/t/opt/bin/hello.txt 2>&1) == "from top" ]] && return 0
+		fi
+		sleep 0.2
+	done
+	echo "not restarted: $(prop layerfs@t.service ActiveState) pid $(mainpid)"
+	return 1
+}
+t_sigkill() {
+	local old
+	old=$(mainpid)
+	sd kill -KILL "$old"
+	wait_restarted "$old" || return 1
+	echo "NRestarts=$(prop layerfs@t.service NRestarts)"
+	[[ $(in_mountinfo /srv/t/opt) -eq 1 ]] || { echo "$(in_mountinfo /srv/t/opt) mounts at the point"; return 1; }
+	if [[ $JOURNAL == yes ]]; then
+		# ExecStopPost= did the detaching, inside the sandbox, at priority 4
+		sd journalctl -q --no-pager -u layerfs@t.service -p warning -o cat | grep 'detaching the stale mount' ||
+			{ echo "ExecStopPost did not report detaching:"; sd journalctl -q --no-pager -u layerfs@t.service | tail -n 8; return 1; }
+	fi
+}
+check "SIGKILL: restarted, serving, no stale mount stacked" t_sigkill
+t_function_follows() {
+	# A long-running function with Requires= + After= (README) is restarted
+	# with the stack, so it does not keep a cwd in the dead mount.
+	sd sh -c 'cat >/etc/systemd/system/fnlong.service <<U
+[Unit]
+Requires=layerfs@t.service
+After=layerfs@t.service
+[Service]
+WorkingDirectory=/srv/t/opt/bin
+ExecStart=/bin/sleep 1000
+U
+systemctl daemon-reload; systemctl start fnlong.service' || return 1
+	local fpid old i
+	fpid=$(prop fnlong.service MainPID)
+	old=$(mainpid)
+	sd kill -KILL "$old"
+	wait_restarted "$old" || return 1
+	for i in $(seq 50); do
+		[[ $(prop fnlong.service MainPID) != "$fpid" && $(prop fnlong.service ActiveState) == active ]] && break
+		sleep 0.2
+	done
+	local npid
+	npid=$(prop fnlong.service MainPID)
+	echo "function pid $fpid -> $npid"
+	[[ $npid -gt 0 && $npid != "$fpid" ]] || return 1
+	sd cat "/proc/$npid/cwd/hello.txt" | grep -qx "from top" || { echo "its cwd does not serve"; return 1; }
+	sd systemctl stop fnlong.service
+}
+check "a long-running function (Requires=/After=) is restarted with the stack" t_function_follows
+t_watchdog() {
+	sd mkdir -p /etc/systemd/system/layerfs@t.service.d
+	sd sh -c 'printf "[Service]\nWatchdogSec=2s\n" >/etc/systemd/system/layerfs@t.service.d/wd.conf'
+	sd systemctl daemon-reload
+	sd systemctl restart layerfs@t.service || return 1
+	local old n0
+	old=$(mainpid)
+	n0=$(prop layerfs@t.service NRestarts)
+	sleep 3	# alive and pinging: no restart
+	[[ $(mainpid) == "$old" ]] || { echo "restarted while healthy"; return 1; }
+	sd kill -STOP "$old"
+	wait_restarted "$old" || return 1
+	echo "NRestarts $n0 -> $(prop layerfs@t.service NRestarts)"
+	sd journalctl -q --no-pager -u layerfs@t.service | grep -i watchdog | tail -n 2
+	[[ $(prop layerfs@t.service NRestarts) -gt $n0 ]]
+}
+check "hung daemon (SIGSTOP): watchdog kills it, restarted, serving" t_watchdog
+t_stop() {
+	sd systemctl stop layerfs@t.service || return 1
+	local r
+	r="$(prop layerfs@t.service Result) $(prop layerfs@t.service ExecMainStatus)"
+	echo "Result/ExecMainStatus: $r"
+	[[ $r == "success 0" ]] || return 1
+	[[ $(in_mountinfo /srv/t/opt) -eq 0 ]] || { echo "still mounted"; return 1; }
+}
+check "systemctl stop: exit 0, unmounted" t_stop
+
+# =========================== errors, control ================================
+t_bad_config() {
+	if sd systemctl start layerfs@bad.service 2>/dev/null; then
+		echo "a broken list started"; return 1
+	fi
+	sd systemctl reset-failed layerfs@bad.service 2>/dev/null
+	sd journalctl -q --no-pager -u layerfs@bad.service -p err | grep nope.zip ||
+		{ echo "error not in journalctl -p err:"; sd journalctl -q --no-pager -u layerfs@bad.service | tail -n 5; return 1; }
+}
+if [[ $JOURNAL == yes ]]; then
+	check "broken list: start fails, error at priority err" t_bad_config
+fi
+t_control_namespace() {
+	# Why the unit avoids ProtectHome=, ProtectSystem=, PrivateTmp= ...: any
+	# of them puts the mount in a namespace the host never sees.
+	sd sh -c 'printf "[Service]\nProtectHome=yes\n" >/etc/systemd/system/layerfs@t.service.d/ns.conf'
+	sd systemctl daemon-reload
+	local rc=0
+	sd systemctl start layerfs@t.service || rc=$?
+	local pid n
+	pid=$(mainpid)
+	n=$(in_mountinfo /srv/t/opt)
+	echo "start: $rc; daemon ns $(ns_of "$pid") vs PID 1 $(ns_of 1); host mounts at point: $n"
+	sd systemctl stop layerfs@t.service
+	sd rm -f /etc/systemd/system/layerfs@t.service.d/ns.conf
+	sd systemctl daemon-reload
+	[[ $rc -eq 0 && $pid -gt 0 && $(ns_of "$pid") != "$(ns_of 1)" && $n -eq 0 ]]
+}
+check "control: with ProtectHome=yes the host never sees the mount" t_control_namespace
+
+if command -v systemd-analyze >/dev/null; then
+	say "$(sd systemd-analyze security --no-pager layerfs@t.service 2>/dev/null | tail -n 1)"
+fi
+finish
