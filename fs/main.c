@@ -191,6 +191,21 @@ static int parse_option_list(struct mount_opts *o, const char *list)
 	return rc;
 }
 
+/* FUSE splits -o values at commas; "\\," keeps one in a value. */
+static char *escape_commas(const char *s)
+{
+	char *out = malloc(2 * strlen(s) + 1), *o = out;
+
+	for (; out && *s; s++) {
+		if (*s == ',' || *s == '\\')
+			*o++ = '\\';
+		*o++ = *s;
+	}
+	if (out)
+		*o = '\0';
+	return out;
+}
+
 /* A mount point whose daemon died answers ENOTCONN: detach it first.
  * statfs, not stat: the kernel answers stat from its attribute cache (valid
  * for -o timeout, a day by default) even after the daemon died; statfs is
@@ -207,11 +222,11 @@ static int prepare_mountpoint(const char *mnt)
 			lfs_warn("%s: stale mount, cannot detach it: %s", mnt, strerror(errno));
 	}
 	if (stat(mnt, &st) < 0) {
-		fprintf(stderr, "layerfs: %s: %s\n", mnt, strerror(errno));
+		lfs_err("%s: %s", mnt, strerror(errno));
 		return -1;
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		fprintf(stderr, "layerfs: %s: mount point is not a directory\n", mnt);
+		lfs_err("%s: mount point is not a directory", mnt);
 		return -1;
 	}
 	return 0;
@@ -254,8 +269,13 @@ static void *ready_thread(void *arg)
 	wd = lfs_notify_watchdog_usec();
 	while (wd && !fuse_session_exited(d->se)) {
 		struct timespec ts = { (time_t)(wd / 2000000), (long)(wd / 2 % 1000000) * 1000 };
+		struct statfs sfs;
 
-		lfs_notify("WATCHDOG=1");
+		/* statfs is never cached by the kernel: it answers only while
+		 * the FUSE loop does, so a hung loop stops the pings and
+		 * systemd restarts us. */
+		if (statfs(d->mountpoint, &sfs) == 0)
+			lfs_notify("WATCHDOG=1");
 		nanosleep(&ts, NULL);
 	}
 	return NULL;
@@ -334,18 +354,18 @@ static int cmd_mount(int argc, char **argv)
 			const char *list = argv[i][2] ? argv[i] + 2 : (i + 1 < argc ? argv[++i] : NULL);
 
 			if (!list) {
-				fprintf(stderr, "layerfs: -o needs options\n");
+				lfs_err("-o needs options");
 				goto out;
 			}
 			if (parse_option_list(&o, list))
 				goto out;
 		} else if (argv[i][0] == '-' && argv[i][1]) {
-			fprintf(stderr, "layerfs: unknown option %s (see layerfs --help)\n", argv[i]);
+			lfs_err("unknown option %s (see layerfs --help)", argv[i]);
 			goto out;
 		} else if (npos < 2) {
 			pos[npos++] = argv[i];
 		} else {
-			fprintf(stderr, "layerfs: too many arguments (see layerfs --help)\n");
+			lfs_err("too many arguments (see layerfs --help)");
 			goto out;
 		}
 	}
@@ -356,7 +376,7 @@ static int cmd_mount(int argc, char **argv)
 	lfs_log_set_level(o.debug ? LFS_LOG_DEBUG : LFS_LOG_INFO);
 	lfs_log_set_journal(o.journal);
 	if (o.fuse.max_read < 4096 || o.fuse.max_read > (1u << 20)) {
-		fprintf(stderr, "layerfs: max_read must be from 4K to 1M\n");
+		lfs_err("max_read must be from 4K to 1M");
 		goto out;
 	}
 	o.stack.list_path = pos[0];
@@ -364,35 +384,37 @@ static int cmd_mount(int argc, char **argv)
 		goto out;
 	mnt = realpath(pos[1], NULL);
 	if (!mnt) {
-		fprintf(stderr, "layerfs: %s: %s\n", pos[1], strerror(errno));
+		lfs_err("%s: %s", pos[1], strerror(errno));
 		goto out;
 	}
 	d.mountpoint = mnt;
 	if (lfs_stack_open(&o.stack, &d.stack, err, sizeof(err))) {
-		fprintf(stderr, "layerfs: %s\n", err);
+		lfs_err("%s", err);
 		goto out;
 	}
 	o.fuse.stack = d.stack;
 	{
-		char *fsname = NULL;
+		char *fsname = NULL, *list = escape_commas(pos[0]);
 
-		if (asprintf(&fsname, "-ofsname=layerfs:%s,subtype=layerfs,ro,nosuid,nodev",
-			     pos[0]) < 0 ||
+		if (!list || asprintf(&fsname, "-ofsname=layerfs:%s,subtype=layerfs,ro,nosuid,nodev",
+				      list) < 0 ||
 		    fuse_opt_add_arg(&o.fuse_args, fsname)) {
 			free(fsname);
+			free(list);
 			goto out;
 		}
 		free(fsname);
+		free(list);
 	}
 	if (o.debug && fuse_opt_add_arg(&o.fuse_args, "-odebug"))
 		goto out;
 	d.se = fuse_session_new(&o.fuse_args, &lfs_fuse_ops, sizeof(lfs_fuse_ops), &o.fuse);
 	if (!d.se) {
-		fprintf(stderr, "layerfs: cannot start a FUSE session (bad -o option?)\n");
+		lfs_err("cannot start a FUSE session (bad -o option?)");
 		goto out;
 	}
 	if (fuse_session_mount(d.se, mnt)) {
-		fprintf(stderr, "layerfs: %s: cannot mount (is /dev/fuse available?)\n", mnt);
+		lfs_err("%s: cannot mount (is /dev/fuse available?)", mnt);
 		goto out_session;
 	}
 	if (o.foreground) {
@@ -400,12 +422,12 @@ static int cmd_mount(int argc, char **argv)
 		goto out_session;
 	}
 	if (pipe(pipefd)) {
-		fprintf(stderr, "layerfs: pipe: %s\n", strerror(errno));
+		lfs_err("pipe: %s", strerror(errno));
 		goto out_unmount;
 	}
 	pid = fork();
 	if (pid < 0) {
-		fprintf(stderr, "layerfs: fork: %s\n", strerror(errno));
+		lfs_err("fork: %s", strerror(errno));
 		goto out_unmount;
 	}
 	if (pid == 0) {
@@ -442,7 +464,7 @@ static int cmd_mount(int argc, char **argv)
 			_exit(0);
 		}
 	}
-	fprintf(stderr, "layerfs: %s: the daemon exited before the mount was ready\n", mnt);
+	lfs_err("%s: the daemon exited before the mount was ready", mnt);
 	waitpid(pid, NULL, 0);
 	umount2(mnt, MNT_DETACH);
 	rc = 1;
