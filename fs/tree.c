@@ -233,11 +233,9 @@ static int add_entry(struct lfs_tree_builder *b, unsigned layer, uint32_t index,
 			continue;
 		}
 		if (is_dir && cur && S_ISDIR(cur->mode)) {
-			/* Directories merge; the record sets mode and mtime. */
-			cur->mode = S_IFDIR | e->mode;
-			cur->mtime = e->mtime;
-			cur->layer = (uint16_t)layer;
-			cur->entry = index;
+			/* Directories merge.  Like unzip, a record for a directory
+			 * that already exists leaves its mode and mtime alone:
+			 * they are set once, when the directory is created. */
 			cur->layers |= 1ull << layer;
 			return 0;
 		}

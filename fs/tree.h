@@ -9,8 +9,10 @@
  *   - a file replaces a directory at its path (the directory's subtree is
  *     hidden), and a directory - explicit or implied by a deeper name -
  *     replaces a file;
- *   - a directory record sets the directory's mode and mtime; an implied
- *     directory gets 0755 and keeps whatever an earlier record set;
+ *   - a directory's mode and mtime are set when it is created: from its
+ *     record, or 0755 and the zip's mtime when a deeper name implies it;
+ *     a later record for an existing directory changes nothing (as with
+ *     unzip, which sets modes only on directories it creates);
  *   - names with NUL bytes or components over 255 bytes are skipped with a
  *     warning, as are paths over LFS_TREE_MAX_PATH bytes.
  *

@@ -130,7 +130,7 @@ static void test_override_across_layers(void **state)
 	assert_int_equal(n->mode, S_IFREG | 0444);
 	assert_int_equal(node(t, "bin/tool")->layer, 0);
 	n = node(t, "python");
-	assert_int_equal(n->mode, S_IFDIR | 0700); /* record of layer 1; layer 2 only implies it */
+	assert_int_equal(n->mode, S_IFDIR | 0755); /* implied by layer 0; layer 1's record changes nothing */
 	assert_int_equal(n->layers, 7);		/* all three contribute */
 	n = node(t, "python/new");
 	assert_int_equal(n->mode, S_IFDIR | 0755); /* implicit */
@@ -156,8 +156,8 @@ static void test_file_dir_conflicts(void **state)
 	/* a later directory (implied) replaces an earlier file */
 	assert_int_equal(node(t, "y")->mode, S_IFDIR | 0755);
 	assert_int_equal(node(t, "y/sub.txt")->size, 5);
-	/* a directory record over a directory merges */
-	assert_int_equal(node(t, "z")->mode, S_IFDIR | 0711);
+	/* a directory record over a directory merges, mode unchanged */
+	assert_int_equal(node(t, "z")->mode, S_IFDIR | 0755);
 	assert_int_equal(node(t, "z/deep/f")->size, 3);
 	/* hidden nodes get no inode: /, x, y, z, y/sub.txt, z/deep, z/deep/f */
 	assert_int_equal(lfs_tree_count(t), 7);
@@ -169,9 +169,10 @@ static void test_within_one_zip(void **state)
 	static const struct fake l0[] = { F("dup", 0644, 1), F("dup", 0600, 2),
 					  F("/abs", 0644, 3), F("../up", 0644, 4),
 					  F("w\\in\\dows.txt", 0644, 5), L("ln", 6),
-					  D("./", 0700), F("dup/x", 0644, 7), F("dup", 0640, 8) };
+					  D("./", 0700), F("dup/x", 0644, 7), F("dup", 0640, 8),
+					  D("fresh/", 0700), D("fresh/", 0750) };
 	const struct fake *layers[] = { l0 };
-	size_t counts[] = { 9 };
+	size_t counts[] = { 11 };
 	struct lfs_tree *t = build(layers, counts, 1);
 
 	(void)state;
@@ -183,6 +184,7 @@ static void test_within_one_zip(void **state)
 	assert_int_equal(node(t, "w/in/dows.txt")->size, 5);
 	assert_int_equal(node(t, "ln")->mode, S_IFLNK | 0777);
 	assert_int_equal(node(t, "")->mode, S_IFDIR | 0755); /* "./" does not touch the root */
+	assert_int_equal(node(t, "fresh")->mode, S_IFDIR | 0700); /* the creating record */
 	lfs_tree_free(t);
 }
 

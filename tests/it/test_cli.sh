@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# The command line: mount returns once the mount is live, -f, umount (three
+# ways), statfs, read-only (EROFS), and bad input (non-zero exit, one stderr
+# line naming the bad file, nothing left mounted).
+set -uo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lfs_init
+lfs_gen
+lfs_tmpdir T
+
+lfs_list "$T/stack.list" "$L/stack1.zip" "$L/stack2.zip" "$L/stack3.zip"
+
+# --- mount is live when `layerfs mount` returns --------------------------------
+mkdir -p "$T/live"
+lfs_register_mount "$T/live"
+rc=0
+timeout -k 5 60 "$LAYERFS" mount "$T/stack.list" "$T/live" </dev/null >"$T/live.out" 2>&1 || rc=$?
+# no sleep, no retry: these run right after mount returned
+live_mp=0 live_ls=""
+mountpoint -q "$T/live" && live_mp=1
+live_ls=$(cat "$T/live/common/file.txt" 2>&1)
+check "mount: exits 0" eq "$rc" 0 "exit status ($(head -c 300 "$T/live.out"))"
+check "mount: mountpoint is mounted when mount returns" eq "$live_mp" 1
+check "mount: content readable when mount returns" eq "$live_ls" "from layer 3"
+check "mount: fuse type in /proc/mounts" \
+	awk -v m="$T/live" '$2 == m && $3 ~ /^fuse/ { f = 1 } END { exit !f }' /proc/mounts
+
+# --- statfs --------------------------------------------------------------------
+check "statfs: stat -f works" stat -f "$T/live"
+check "statfs: df works" df "$T/live"
+check "statfs: os.statvfs has a block size" \
+	"$PY" -c 'import os,sys; s = os.statvfs(sys.argv[1]); sys.exit(0 if s.f_bsize > 0 and s.f_namemax > 0 else str(s))' "$T/live"
+
+# --- read-only: EROFS ---------------------------------------------------------
+M=$T/live
+F=$M/common/file.txt
+D=$M/common
+E=$M/new3/deep # a directory with one file
+sum_before=$(sha256sum <"$F")
+ero() { "$PY" "$LFS_IT_DIR/erofs.py" "$@"; }
+check "erofs: open existing file for writing" ero write "$F"
+check "erofs: open for append" ero append "$F"
+check "erofs: open read-write" ero rdwr "$F"
+check "erofs: open with O_TRUNC" ero trunc_open "$F"
+check "erofs: create a new file" ero create "$D/new.txt"
+check "erofs: create in the root" ero create "$M/new.txt"
+check "erofs: mkdir" ero mkdir "$D/newdir"
+check "erofs: unlink a file" ero unlink "$F"
+check "erofs: unlink a symlink" ero unlink "$M/plain.txt"
+check "erofs: rmdir" ero rmdir "$E"
+check "erofs: rename a file" ero rename "$F" "$D/renamed.txt"
+check "erofs: rename a dir" ero rename "$D" "$M/common2"
+check "erofs: chmod" ero chmod "$F"
+check "erofs: chown" ero chown "$F"
+check "erofs: truncate" ero truncate "$F"
+check "erofs: utime" ero utime "$F"
+check "erofs: symlink" ero symlink "$D/newlink"
+check "erofs: hard link" ero link "$F" "$D/hardlink"
+check "erofs: mkfifo" ero mkfifo "$D/fifo"
+check "erofs: setxattr" ero setxattr "$F"
+check "erofs: removexattr" ero removexattr "$F"
+check "erofs: shell redirection fails" bash -c '! (echo x >>"$1") 2>/dev/null' _ "$F"
+check "erofs: content unchanged" eq "$(sha256sum <"$F")" "$sum_before"
+check "erofs: nothing was created" \
+	bash -c 'for p in new.txt newdir renamed.txt newlink hardlink fifo; do [[ ! -e $1/$p && ! -L $1/$p ]] || exit 1; done; [[ ! -e $2/new.txt && ! -e $2/common2 ]]' _ "$D" "$M"
+
+# --- umount ------------------------------------------------------------------
+daemon_gone() { # MOUNTPOINT: within 5 s no process has it as an argument
+	"$PY" - "$1" <<'PYEOF'
+import os, sys, time
+mnt = os.fsencode(sys.argv[1])
+me = os.getpid()
+for _ in range(50):
+    holders = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == me:
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if mnt in args:
+            holders.append("%s: %s" % (pid, b" ".join(args).decode(errors="replace")))
+    if not holders:
+        sys.exit(0)
+    time.sleep(0.1)
+print("still running:", *holders, sep="\n  ")
+sys.exit(1)
+PYEOF
+}
+check "umount: layerfs umount exits 0" timeout 30 "$LAYERFS" umount "$T/live"
+check "umount: not mounted afterwards" bash -c '! mountpoint -q "$1"' _ "$T/live"
+check "umount: daemon exited" daemon_gone "$T/live"
+
+lfs_mount "$T/stack.list" "$T/fu" >/dev/null 2>&1
+check "umount: fusermount3 -u works" fusermount3 -u "$T/fu"
+check "umount: fusermount3 -u leaves nothing mounted" bash -c '! mountpoint -q "$1"' _ "$T/fu"
+check "umount: daemon exited after fusermount3 -u" daemon_gone "$T/fu"
+
+lfs_mount "$T/stack.list" "$T/um" >/dev/null 2>&1
+check "umount: plain umount works" umount "$T/um"
+check "umount: umount leaves nothing mounted" bash -c '! mountpoint -q "$1"' _ "$T/um"
+check "umount: daemon exited after umount" daemon_gone "$T/um"
+
+check "umount: of a path that is not mounted fails" \
+	bash -c '! timeout 20 "$LAYERFS" umount "$1" >/dev/null 2>&1' _ "$T/um"
+
+# --- the background daemon does not hold the caller's stdout/stderr -----------
+# `out=$(layerfs mount ...)` and subprocess.run(capture_output=True) wait for
+# EOF on the pipe: a daemon that keeps the inherited descriptors open makes
+# them hang until it is unmounted.
+mkdir -p "$T/cap"
+lfs_register_mount "$T/cap"
+check "mount: returns with stdout/stderr captured through a pipe (no hang)" \
+	timeout -k 2 20 bash -c 'out=$("$1" mount "$2" "$3" 2>&1)' _ "$LAYERFS" "$T/stack.list" "$T/cap"
+lfs_force_umount "$T/cap"
+
+# --- -f: foreground ------------------------------------------------------------
+mkdir -p "$T/fg"
+lfs_register_mount "$T/fg"
+timeout -k 5 120 "$LAYERFS" mount -f "$T/stack.list" "$T/fg" </dev/null >"$T/fg.log" 2>&1 &
+fgpid=$!
+up=0
+for i in $(seq 100); do
+	if mountpoint -q "$T/fg"; then
+		up=1
+		break
+	fi
+	if ! kill -0 "$fgpid" 2>/dev/null; then break; fi
+	sleep 0.1
+done
+check "mount -f: mounted while running" eq "$up" 1 "mounted ($(head -c 300 "$T/fg.log"))"
+check "mount -f: process still in the foreground" kill -0 "$fgpid"
+check "mount -f: content readable" eq "$(cat "$T/fg/common/only2.txt" 2>&1)" "only in layer 2"
+timeout 30 "$LAYERFS" umount "$T/fg" >/dev/null 2>&1 || fusermount3 -u "$T/fg" 2>/dev/null
+fgrc=0
+wait "$fgpid" || fgrc=$?
+check "mount -f: exits 0 after umount" eq "$fgrc" 0 "exit status"
+check "mount -f: nothing mounted after exit" bash -c '! mountpoint -q "$1"' _ "$T/fg"
+
+# --- odd characters in paths -------------------------------------------------------
+# FUSE options are comma-separated: a comma in the list's path (which ends up
+# in fsname=) must be escaped, not split into a bogus option.
+mkdir -p "$T/odd dir,1"
+lfs_list "$T/odd dir,1/layers, v1.list" "$L/stack1.zip"
+if check "mount: list path with a comma and spaces" \
+	lfs_mount "$T/odd dir,1/layers, v1.list" "$T/oddlist"; then
+	check "mount: content of a mount whose list path has a comma" \
+		eq "$(cat "$T/oddlist/common/file.txt" 2>&1)" "from layer 1"
+	lfs_umount "$T/oddlist"
+fi
+mkdir -p "$T/mnt point,2"
+if check "mount: mountpoint with a comma and a space" lfs_mount "$T/stack.list" "$T/mnt point,2"; then
+	check "mount: content under a mountpoint with a comma and a space" \
+		eq "$(cat "$T/mnt point,2/common/file.txt" 2>&1)" "from layer 3"
+	check "stats: mountpoint with a comma and a space" \
+		bash -c 'timeout 20 "$1" stats "$2" | grep -q "^layers 3$"' _ "$LAYERFS" "$T/mnt point,2"
+	check "umount: mountpoint with a comma and a space" lfs_umount "$T/mnt point,2"
+	check "umount: nothing mounted there afterwards" bash -c '! mountpoint -q "$1"' _ "$T/mnt point,2"
+fi
+
+# --- -o options ----------------------------------------------------------------
+if check "mount -o uid=1234,gid=4321" lfs_mount -o uid=1234,gid=4321 "$T/stack.list" "$T/own"; then
+	check "mount -o uid/gid: owner of files and dirs" \
+		eq "$(stat -c %u:%g "$T/own/common/file.txt" "$T/own/common" "$T/own" 2>&1 | sort -u)" 1234:4321
+	check "dropcache: exits 0" timeout 20 "$LAYERFS" dropcache "$T/own"
+	check "dropcache: content still right afterwards" \
+		bash -c '[[ $(sha256sum <"$1") == $(unzip -p "$2" lib/data/mid.bin | sha256sum) ]]' _ \
+		"$T/own/lib/data/mid.bin" "$L/stack2.zip"
+	lfs_umount "$T/own"
+fi
+
+# --- bad input ---------------------------------------------------------------
+# bad_case NAME LIST BADPATH [extra mount args]: mount must fail with one
+# stderr line naming BADPATH, and leave nothing mounted.
+bad_case() {
+	local name=$1 list=$2 bad=$3
+	shift 3
+	local mnt=$T/bad_$name rc=0
+	mkdir -p "$mnt"
+	lfs_register_mount "$mnt"
+	timeout -k 5 60 "$LAYERFS" mount "$@" "$list" "$mnt" </dev/null \
+		>"$T/bad_$name.out" 2>"$T/bad_$name.err" || rc=$?
+	check "bad $name: non-zero exit" bash -c '[[ $1 -ne 0 && $1 -ne 124 && $1 -ne 137 ]] || { echo "exit status $1"; exit 1; }' _ "$rc"
+	check "bad $name: exactly one stderr line naming $(basename "$bad")" \
+		bash -c 'n=$(wc -l <"$1"); grep -qF -- "$2" "$1" && [[ $n -eq 1 ]] || { echo "stderr ($n lines):"; cat "$1"; exit 1; }' \
+		_ "$T/bad_$name.err" "$bad"
+	check "bad $name: nothing mounted" bash -c '! mountpoint -q "$1" && ! grep -qF " $1 " /proc/mounts' _ "$mnt"
+	lfs_force_umount "$mnt" >/dev/null 2>&1
+}
+B=$G/bad
+bad_case missing_list "$T/does-not-exist.list" "$T/does-not-exist.list"
+printf '# only comments\n\n   \n# and blanks\n' >"$T/empty.list"
+bad_case empty_list "$T/empty.list" "$T/empty.list"
+lfs_list "$T/missing_zip.list" "$L/stack1.zip" "$T/no-such-layer.zip"
+bad_case missing_zip "$T/missing_zip.list" "$T/no-such-layer.zip"
+lfs_list "$T/empty_zip.list" "$L/stack1.zip" "$B/empty.zip"
+bad_case empty_zip "$T/empty_zip.list" "$B/empty.zip"
+lfs_list "$T/notazip.list" "$B/notazip.zip" "$L/stack1.zip"
+bad_case not_a_zip "$T/notazip.list" "$B/notazip.zip"
+lfs_list "$T/trunc.list" "$L/stack1.zip" "$L/stack2.zip" "$B/truncated.zip"
+bad_case truncated_end "$T/trunc.list" "$B/truncated.zip"
+lfs_list "$T/trunc2.list" "$B/truncated_half.zip"
+bad_case truncated_half "$T/trunc2.list" "$B/truncated_half.zip"
+mkdir -p "$T/adir.zip"
+lfs_list "$T/dirzip.list" "$T/adir.zip"
+bad_case directory_as_zip "$T/dirzip.list" "$T/adir.zip"
+# relative path in the list: the message may give it resolved; both contain
+# the folder and file name as written below
+mkdir -p "$T/rel"
+printf 'sub/missing-rel.zip name=x\n' >"$T/rel/rel.list"
+bad_case missing_relative "$T/rel/rel.list" "sub/missing-rel.zip"
+# an unknown key after the path is an error (not silently ignored)
+printf '%s nmae=typo\n' "$L/stack1.zip" >"$T/badkey.list"
+bad_case unknown_key "$T/badkey.list" "$T/badkey.list"
+# more layers than the default limit (5): refused, naming the list
+lfs_list "$T/six.list" "$L/stack1.zip" "$L/stack2.zip" "$L/stack3.zip" "$L/r5_1.zip" "$L/r5_2.zip" "$L/r5_3.zip"
+bad_case too_many_layers "$T/six.list" "$T/six.list"
+
+lfs_finish
