@@ -85,11 +85,12 @@ systemd-test: $(BUILD)/layerfs
 check: all unit it systemd-test
 
 # Sanitizer reports go to files, because a background daemon has no stderr;
-# any report fails the target.
+# any report fails the target.  The test that boots a real systemd is left
+# out: the unit's system call filter forbids the ptrace LeakSanitizer needs.
 ASAN_REPORTS := $(abspath build-asan/reports)
 asan:
 	rm -rf $(ASAN_REPORTS) && mkdir -p $(ASAN_REPORTS)
-	ASAN_OPTIONS=log_path=$(ASAN_REPORTS)/asan:detect_leaks=1 \
+	LFS_SD_BOOT=0 ASAN_OPTIONS=log_path=$(ASAN_REPORTS)/asan:detect_leaks=1 \
 	UBSAN_OPTIONS=log_path=$(ASAN_REPORTS)/ubsan:print_stacktrace=1:halt_on_error=1 \
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 		LDFLAGS="-fsanitize=address,undefined" check
