@@ -195,22 +195,30 @@ static void put_locked(struct lfs_centry *e)
 		entry_free(e);
 }
 
+/* With s->lock held: a referenced ready entry for a present key (waiting
+ * while it fills), NULL with *err set when that fill failed. */
+static struct lfs_centry *ref_ready(struct shard *s, struct lfs_centry *e, int *err)
+{
+	e->refs++;
+	*err = wait_ready(s, e);
+	if (*err) {
+		put_locked(e);
+		return NULL;
+	}
+	touch(s, e);
+	return e;
+}
+
 struct lfs_centry *lfs_cache_get(struct lfs_cache *c, const struct lfs_cache_key *k)
 {
 	struct shard *s = shard_of(c, k);
 	struct lfs_centry *e;
+	int err;
 
 	pthread_mutex_lock(&s->lock);
 	e = find(s, k);
-	if (e) {
-		e->refs++;
-		if (wait_ready(s, e)) {
-			put_locked(e);
-			e = NULL;
-		} else {
-			touch(s, e);
-		}
-	}
+	if (e)
+		e = ref_ready(s, e, &err);
 	pthread_mutex_unlock(&s->lock);
 	return e;
 }
@@ -226,15 +234,8 @@ struct lfs_centry *lfs_cache_acquire(struct lfs_cache *c, const struct lfs_cache
 	pthread_mutex_lock(&s->lock);
 	e = find(s, k);
 	if (e) {
-		e->refs++;
-		*err = wait_ready(s, e);
-		if (*err) {
-			put_locked(e);
-			e = NULL;
-		} else {
-			touch(s, e);
-			s->hits++;
-		}
+		e = ref_ready(s, e, err);
+		s->hits += e != NULL;
 		pthread_mutex_unlock(&s->lock);
 		return e;
 	}

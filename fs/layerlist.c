@@ -1,5 +1,7 @@
 #include "layerlist.h"
 
+#include "log.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -10,21 +12,6 @@
 #include <unistd.h>
 
 #define LIST_MAX_BYTES (16u << 20) /* a list is a few lines; refuse absurd files */
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 static int is_space(char c) { return c == ' ' || c == '\t'; }
 
@@ -123,13 +110,13 @@ static int parse_line(const char *line, size_t end, const char *basedir,
 	spec->line = lineno;
 	path = next_field(line, end, &pos, &bad);
 	if (!path)
-		return bad ? fail(err, errlen, -EINVAL,
+		return bad ? lfs_errf(err, errlen, -EINVAL,
 				  "%s:%u: unterminated or malformed quoted path",
 				  listname, lineno)
 			   : -ENOMEM;
 	if (!path[0]) {
 		free(path);
-		return fail(err, errlen, -EINVAL, "%s:%u: empty path", listname, lineno);
+		return lfs_errf(err, errlen, -EINVAL, "%s:%u: empty path", listname, lineno);
 	}
 	spec->path = join_path(basedir, path);
 	free(path);
@@ -145,12 +132,12 @@ static int parse_line(const char *line, size_t end, const char *basedir,
 			break;
 		field = next_field(line, end, &pos, &bad);
 		if (!field)
-			return bad ? fail(err, errlen, -EINVAL, "%s:%u: malformed field",
+			return bad ? lfs_errf(err, errlen, -EINVAL, "%s:%u: malformed field",
 					  listname, lineno)
 				   : -ENOMEM;
 		eq = strchr(field, '=');
 		if (!eq) {
-			fail(err, errlen, -EINVAL,
+			lfs_errf(err, errlen, -EINVAL,
 			     "%s:%u: expected key=value after the path, got '%.64s'",
 			     listname, lineno, field);
 			free(field);
@@ -162,14 +149,14 @@ static int parse_line(const char *line, size_t end, const char *basedir,
 		else if (!strcmp(field, "version"))
 			slot = &spec->version;
 		else {
-			fail(err, errlen, -EINVAL,
+			lfs_errf(err, errlen, -EINVAL,
 			     "%s:%u: unknown key '%.64s' (known: name, version)",
 			     listname, lineno, field);
 			free(field);
 			return -EINVAL;
 		}
 		if (*slot || !valid_value(eq + 1)) {
-			fail(err, errlen, -EINVAL, "%s:%u: %s '%.64s'", listname, lineno,
+			lfs_errf(err, errlen, -EINVAL, "%s:%u: %s '%.64s'", listname, lineno,
 			     *slot ? "repeated key" : "bad value for key", field);
 			free(field);
 			return -EINVAL;
@@ -180,7 +167,7 @@ static int parse_line(const char *line, size_t end, const char *basedir,
 			return -ENOMEM;
 	}
 	if (spec->version && !spec->name)
-		return fail(err, errlen, -EINVAL, "%s:%u: version= needs name=",
+		return lfs_errf(err, errlen, -EINVAL, "%s:%u: version= needs name=",
 			    listname, lineno);
 	return 0;
 }
@@ -204,7 +191,7 @@ int lfs_layerlist_parse(const char *text, size_t len, const char *basedir,
 	int rc;
 
 	if (memchr(text, '\0', len))
-		return fail(err, errlen, -EINVAL, "%s: contains NUL bytes, not a text list",
+		return lfs_errf(err, errlen, -EINVAL, "%s: contains NUL bytes, not a text list",
 			    listname);
 	while (start < len) {
 		const char *nl = memchr(text + start, '\n', len - start);
@@ -213,7 +200,7 @@ int lfs_layerlist_parse(const char *text, size_t len, const char *basedir,
 
 		lineno++;
 		if (e - b > LFS_LIST_MAX_LINE) {
-			rc = fail(err, errlen, -EINVAL, "%s:%u: line longer than %u bytes",
+			rc = lfs_errf(err, errlen, -EINVAL, "%s:%u: line longer than %u bytes",
 				  listname, lineno, LFS_LIST_MAX_LINE);
 			goto out_free;
 		}
@@ -228,7 +215,7 @@ int lfs_layerlist_parse(const char *text, size_t len, const char *basedir,
 			continue;
 
 		if (max_layers && list.count >= max_layers) {
-			rc = fail(err, errlen, -E2BIG,
+			rc = lfs_errf(err, errlen, -E2BIG,
 				  "%s:%u: more than %zu layers (raise -o max_layers=)",
 				  listname, lineno, max_layers);
 			goto out_free;
@@ -253,7 +240,7 @@ int lfs_layerlist_parse(const char *text, size_t len, const char *basedir,
 		list.count++;
 		for (size_t i = 0; i + 1 < list.count; i++) {
 			if (same_layer(&list.layers[i], &list.layers[list.count - 1])) {
-				rc = fail(err, errlen, -EINVAL,
+				rc = lfs_errf(err, errlen, -EINVAL,
 					  "%s:%u: the same layer as line %u is listed twice",
 					  listname, lineno, list.layers[i].line);
 				goto out_free;
@@ -261,7 +248,7 @@ int lfs_layerlist_parse(const char *text, size_t len, const char *basedir,
 		}
 	}
 	if (list.count == 0) {
-		rc = fail(err, errlen, -EINVAL, "%s: no layers listed", listname);
+		rc = lfs_errf(err, errlen, -EINVAL, "%s: no layers listed", listname);
 		goto out_free;
 	}
 	*out = list;
@@ -282,17 +269,17 @@ int lfs_layerlist_load(const char *path, size_t max_layers,
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+		return lfs_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
 	if (fstat(fd, &st) < 0) {
-		rc = fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+		rc = lfs_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
 		goto out;
 	}
 	if (S_ISDIR(st.st_mode)) {
-		rc = fail(err, errlen, -EISDIR, "%s: is a directory, not a layer list", path);
+		rc = lfs_errf(err, errlen, -EISDIR, "%s: is a directory, not a layer list", path);
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode) || st.st_size > LIST_MAX_BYTES) {
-		rc = fail(err, errlen, -EINVAL, "%s: not a regular file of at most %u bytes",
+		rc = lfs_errf(err, errlen, -EINVAL, "%s: not a regular file of at most %u bytes",
 			  path, LIST_MAX_BYTES);
 		goto out;
 	}
@@ -307,7 +294,7 @@ int lfs_layerlist_load(const char *path, size_t max_layers,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			rc = fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+			rc = lfs_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
 			goto out;
 		}
 		if (n == 0)
@@ -331,7 +318,7 @@ int lfs_layerlist_load(const char *path, size_t max_layers,
 		basedir = realpath(slash ? dir : ".", NULL);
 		free(dir);
 		if (!basedir) {
-			rc = fail(err, errlen, -errno, "%s: cannot resolve its folder: %s", path,
+			rc = lfs_errf(err, errlen, -errno, "%s: cannot resolve its folder: %s", path,
 				  strerror(errno));
 			goto out;
 		}

@@ -39,3 +39,15 @@ void lfs_log(enum lfs_log_level level, const char *fmt, ...)
 	else
 		fprintf(stderr, "layerfs: %s: %s\n", name[level], line);
 }
+
+int lfs_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}

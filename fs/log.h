@@ -6,6 +6,8 @@
 #ifndef LFS_LOG_H
 #define LFS_LOG_H
 
+#include <stddef.h>
+
 enum lfs_log_level { LFS_LOG_SILENT = -1, LFS_LOG_ERR, LFS_LOG_WARN, LFS_LOG_INFO, LFS_LOG_DEBUG };
 
 /* Messages above this level are dropped; default LFS_LOG_INFO. */
@@ -22,6 +24,11 @@ void lfs_log_use_syslog(void);
 
 void lfs_log(enum lfs_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* Formats a one-line error into err (when err is not NULL) and returns rc:
+ * `return lfs_errf(err, errlen, -EINVAL, "%s: ...", path);` */
+int lfs_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 #define lfs_err(...) lfs_log(LFS_LOG_ERR, __VA_ARGS__)
 #define lfs_warn(...) lfs_log(LFS_LOG_WARN, __VA_ARGS__)

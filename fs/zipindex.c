@@ -47,20 +47,6 @@ static uint64_t get64(const unsigned char *p)
 	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
 }
 
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 const char *lfs_zip_bad_reason(enum lfs_zip_bad bad)
 {
 	switch (bad) {
@@ -144,7 +130,7 @@ static int find_end(struct lfs_zip_index *zi, struct zip_end *end, char *err,
 	rc = lfs_pread_full(zi->fd, tail, tail_len, tail_off);
 	if (rc) {
 		free(tail);
-		return fail(err, errlen, rc, "%s: cannot read: %s", zi->path, strerror(-rc));
+		return lfs_errf(err, errlen, rc, "%s: cannot read: %s", zi->path, strerror(-rc));
 	}
 	/* Search backwards; the record must fit with its comment in the file. */
 	for (size_t i = tail_len - EOCD_LEN + 1; i-- > 0;) {
@@ -157,14 +143,14 @@ static int find_end(struct lfs_zip_index *zi, struct zip_end *end, char *err,
 	}
 	if (!eocd) {
 		free(tail);
-		return fail(err, errlen, -EINVAL,
+		return lfs_errf(err, errlen, -EINVAL,
 			    "%s: not a zip file (no end of central directory record)",
 			    zi->path);
 	}
 	if (get16(eocd + 4) != 0 || get16(eocd + 6) != 0 ||
 	    get16(eocd + 8) != get16(eocd + 10)) {
 		free(tail);
-		return fail(err, errlen, -EINVAL, "%s: multi-disk (split) zips are not supported",
+		return lfs_errf(err, errlen, -EINVAL, "%s: multi-disk (split) zips are not supported",
 			    zi->path);
 	}
 	end->count = get16(eocd + 10);
@@ -192,7 +178,7 @@ static int find_end(struct lfs_zip_index *zi, struct zip_end *end, char *err,
 				    lfs_pread_full(zi->fd, rec, sizeof(rec), rec_pos) ||
 				    get32(rec) != SIG_EOCD64) {
 					free(tail);
-					return fail(err, errlen, -EINVAL,
+					return lfs_errf(err, errlen, -EINVAL,
 						    "%s: ZIP64 end record is missing or corrupt",
 						    zi->path);
 				}
@@ -207,12 +193,12 @@ static int find_end(struct lfs_zip_index *zi, struct zip_end *end, char *err,
 	free(tail);
 
 	if (end->cd_size > cd_end)
-		return fail(err, errlen, -EINVAL,
+		return lfs_errf(err, errlen, -EINVAL,
 			    "%s: truncated or corrupt: central directory size %llu is past the start of the file",
 			    zi->path, (unsigned long long)end->cd_size);
 	end->cd_off = cd_end - end->cd_size;
 	if (declared_off > end->cd_off)
-		return fail(err, errlen, -EINVAL,
+		return lfs_errf(err, errlen, -EINVAL,
 			    "%s: truncated or corrupt: central directory offset %llu is past its end record",
 			    zi->path, (unsigned long long)declared_off);
 	/* Bytes in front of the archive (self-extractor stub): shift every
@@ -321,11 +307,11 @@ static int parse_cd(struct lfs_zip_index *zi, const struct zip_end *end,
 		xlen = get16(p + 30);
 		clen = get16(p + 32);
 		if (p + CENTRAL_LEN + nlen + xlen + clen > stop)
-			return fail(err, errlen, -EINVAL,
+			return lfs_errf(err, errlen, -EINVAL,
 				    "%s: corrupt central directory: entry %llu runs past its end",
 				    zi->path, (unsigned long long)n);
 		if (lim && lim->max_entries && n >= lim->max_entries)
-			return fail(err, errlen, -E2BIG,
+			return lfs_errf(err, errlen, -E2BIG,
 				    "%s: more than max_entries=%llu entries", zi->path,
 				    (unsigned long long)lim->max_entries);
 		if (n == cap) {
@@ -334,7 +320,7 @@ static int parse_cd(struct lfs_zip_index *zi, const struct zip_end *end,
 			struct lfs_zip_entry *ne;
 
 			if (end->zip64 || n >= (zi->cd_size / CENTRAL_LEN) + 1)
-				return fail(err, errlen, -EINVAL,
+				return lfs_errf(err, errlen, -EINVAL,
 					    "%s: corrupt: the central directory holds more entries than the %llu its end record declares",
 					    zi->path, (unsigned long long)end->count);
 			ne = realloc(zi->entries, ncap * sizeof(*ne));
@@ -344,7 +330,7 @@ static int parse_cd(struct lfs_zip_index *zi, const struct zip_end *end,
 			cap = ncap;
 		}
 		if (lim && lim->max_name && nlen > lim->max_name)
-			return fail(err, errlen, -ENAMETOOLONG,
+			return lfs_errf(err, errlen, -ENAMETOOLONG,
 				    "%s: entry %llu has a %u-byte name, more than max_name=%zu",
 				    zi->path, (unsigned long long)n, nlen, lim->max_name);
 		e = &zi->entries[n];
@@ -382,7 +368,7 @@ static int parse_cd(struct lfs_zip_index *zi, const struct zip_end *end,
 	}
 	/* Writers without ZIP64 support store the count modulo 65536. */
 	if (n != end->count && !(!end->zip64 && (n & 0xffff) == end->count && p == stop))
-		return fail(err, errlen, -EINVAL,
+		return lfs_errf(err, errlen, -EINVAL,
 			    "%s: corrupt: end record declares %llu entries, central directory holds %llu",
 			    zi->path, (unsigned long long)end->count, (unsigned long long)n);
 	zi->count = n;
@@ -429,29 +415,29 @@ int lfs_zip_open(const char *path, const struct lfs_zip_limits *limits,
 	}
 	zi->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (zi->fd < 0) {
-		rc = fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+		rc = lfs_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (fstat(zi->fd, &st) < 0) {
-		rc = fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+		rc = lfs_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (S_ISDIR(st.st_mode)) {
-		rc = fail(err, errlen, -EISDIR, "%s: is a directory, not a zip file", path);
+		rc = lfs_errf(err, errlen, -EISDIR, "%s: is a directory, not a zip file", path);
 		goto fail;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		rc = fail(err, errlen, -EINVAL, "%s: not a regular file", path);
+		rc = lfs_errf(err, errlen, -EINVAL, "%s: not a regular file", path);
 		goto fail;
 	}
 	if (st.st_size == 0) {
-		rc = fail(err, errlen, -EINVAL, "%s: empty file, not a zip", path);
+		rc = lfs_errf(err, errlen, -EINVAL, "%s: empty file, not a zip", path);
 		goto fail;
 	}
 	zi->file_size = (uint64_t)st.st_size;
 	zi->file_mtime = st.st_mtime;
 	if (zi->file_size < EOCD_LEN) {
-		rc = fail(err, errlen, -EINVAL, "%s: too short to be a zip file (%llu bytes)",
+		rc = lfs_errf(err, errlen, -EINVAL, "%s: too short to be a zip file (%llu bytes)",
 			  path, (unsigned long long)zi->file_size);
 		goto fail;
 	}
@@ -459,13 +445,13 @@ int lfs_zip_open(const char *path, const struct lfs_zip_limits *limits,
 	if (rc)
 		goto fail;
 	if (limits && limits->max_entries && end.count > limits->max_entries) {
-		rc = fail(err, errlen, -E2BIG, "%s: %llu entries, more than max_entries=%llu",
+		rc = lfs_errf(err, errlen, -E2BIG, "%s: %llu entries, more than max_entries=%llu",
 			  path, (unsigned long long)end.count,
 			  (unsigned long long)limits->max_entries);
 		goto fail;
 	}
 	if (end.cd_size > MAX_CD_BYTES || end.count > end.cd_size / CENTRAL_LEN + 1) {
-		rc = fail(err, errlen, -EINVAL,
+		rc = lfs_errf(err, errlen, -EINVAL,
 			  "%s: corrupt: %llu entries cannot fit a %llu-byte central directory",
 			  path, (unsigned long long)end.count, (unsigned long long)end.cd_size);
 		goto fail;
@@ -482,7 +468,7 @@ int lfs_zip_open(const char *path, const struct lfs_zip_limits *limits,
 	}
 	rc = lfs_pread_full(zi->fd, zi->cd, end.cd_size, end.cd_off);
 	if (rc) {
-		rc = fail(err, errlen, rc, "%s: cannot read the central directory: %s", path,
+		rc = lfs_errf(err, errlen, rc, "%s: cannot read the central directory: %s", path,
 			  strerror(-rc));
 		goto fail;
 	}
