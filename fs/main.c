@@ -38,6 +38,7 @@
 
 static const char usage_text[] =
 	"usage: layerfs mount [-f] [-d] [-o OPTION[,OPTION...]] LIST MOUNTPOINT\n"
+	"       layerfs check [-o OPTION[,OPTION...]] LIST\n"
 	"       layerfs umount MOUNTPOINT\n"
 	"       layerfs stats MOUNTPOINT\n"
 	"       layerfs dropcache MOUNTPOINT\n"
@@ -69,6 +70,9 @@ static const char usage_text[] =
 	"                         any other option is passed to FUSE (see mount.fuse3(8))\n"
 	"SIZE takes a K, M or G suffix (powers of 1024).\n"
 	"\n"
+	"check      opens LIST as mount would, without mounting: reports each layer\n"
+	"           and warns where the platform's limits (5 layers, 262,144,000 bytes\n"
+	"           unzipped, 50 MB per uploaded zip) would be exceeded.\n"
 	"umount     unmounts MOUNTPOINT; the daemon exits.\n"
 	"stats      prints the running daemon's counters (hits, misses, bytes\n"
 	"           inflated, bytes read from the zips, ...), one 'key value' a line.\n"
@@ -327,6 +331,45 @@ static int run_daemon(struct daemon_state *d)
 	return rc < 0 ? 1 : 0;
 }
 
+/* Options and positional arguments shared by mount and check. */
+static int parse_args(int argc, char **argv, struct mount_opts *o, const char **pos, int *npos)
+{
+	o->stack.max_layers = DEFAULT_MAX_LAYERS;
+	o->stack.max_entries = DEFAULT_MAX_ENTRIES;
+	o->stack.max_total_entries = DEFAULT_MAX_TOTAL;
+	o->stack.max_name = DEFAULT_MAX_NAME;
+	o->fuse.timeout = DEFAULT_TIMEOUT;
+	o->stack.reader.readahead = DEFAULT_READAHEAD;
+	o->fuse.max_read = DEFAULT_MAX_READ;
+	if (fuse_opt_add_arg(&o->fuse_args, "layerfs"))
+		return -1;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-f")) {
+			o->foreground = 1;
+		} else if (!strcmp(argv[i], "-d")) {
+			o->debug = 1;
+		} else if (!strncmp(argv[i], "-o", 2)) {
+			const char *list = argv[i][2] ? argv[i] + 2 : (i + 1 < argc ? argv[++i] : NULL);
+
+			if (!list) {
+				lfs_err("-o needs options");
+				return -1;
+			}
+			if (parse_option_list(o, list))
+				return -1;
+		} else if (argv[i][0] == '-' && argv[i][1]) {
+			lfs_err("unknown option %s (see layerfs --help)", argv[i]);
+			return -1;
+		} else if (*npos < 2) {
+			pos[(*npos)++] = argv[i];
+		} else {
+			lfs_err("too many arguments (see layerfs --help)");
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int cmd_mount(int argc, char **argv)
 {
 	struct mount_opts o = { .fuse_args = FUSE_ARGS_INIT(0, NULL) };
@@ -336,39 +379,8 @@ static int cmd_mount(int argc, char **argv)
 	int npos = 0, rc = 1, pipefd[2];
 	pid_t pid;
 
-	o.stack.max_layers = DEFAULT_MAX_LAYERS;
-	o.stack.max_entries = DEFAULT_MAX_ENTRIES;
-	o.stack.max_total_entries = DEFAULT_MAX_TOTAL;
-	o.stack.max_name = DEFAULT_MAX_NAME;
-	o.fuse.timeout = DEFAULT_TIMEOUT;
-	o.stack.reader.readahead = DEFAULT_READAHEAD;
-	o.fuse.max_read = DEFAULT_MAX_READ;
-	if (fuse_opt_add_arg(&o.fuse_args, "layerfs"))
-		return 1;
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "-f")) {
-			o.foreground = 1;
-		} else if (!strcmp(argv[i], "-d")) {
-			o.debug = 1;
-		} else if (!strncmp(argv[i], "-o", 2)) {
-			const char *list = argv[i][2] ? argv[i] + 2 : (i + 1 < argc ? argv[++i] : NULL);
-
-			if (!list) {
-				lfs_err("-o needs options");
-				goto out;
-			}
-			if (parse_option_list(&o, list))
-				goto out;
-		} else if (argv[i][0] == '-' && argv[i][1]) {
-			lfs_err("unknown option %s (see layerfs --help)", argv[i]);
-			goto out;
-		} else if (npos < 2) {
-			pos[npos++] = argv[i];
-		} else {
-			lfs_err("too many arguments (see layerfs --help)");
-			goto out;
-		}
-	}
+	if (parse_args(argc, argv, &o, pos, &npos))
+		goto out;
 	if (npos != 2) {
 		fprintf(stderr, "usage: layerfs mount [-f] [-o OPTIONS] LIST MOUNTPOINT\n");
 		goto out;
@@ -545,6 +557,75 @@ static int cmd_dropcache(const char *mnt)
 	return 0;
 }
 
+/* The platform's limits (see LAYERS.md): warned about, never enforced. */
+#define PLATFORM_MAX_LAYERS 5
+#define PLATFORM_MAX_UNZIPPED 262144000ull
+#define PLATFORM_MAX_ZIP (50ull * 1000 * 1000)
+
+/* Opens the stack as mount would, reports it, and warns where the
+ * platform would refuse it.  0: mountable (warnings or not), 1: refused. */
+static int cmd_check(int argc, char **argv)
+{
+	struct mount_opts o = { .fuse_args = FUSE_ARGS_INIT(0, NULL) };
+	struct lfs_stack *s = NULL;
+	const char *pos[2];
+	char err[1024] = "";
+	uint64_t unzipped = 0, warnings = 0;
+	int npos = 0, rc = 1;
+
+	if (parse_args(argc, argv, &o, pos, &npos))
+		goto out;
+	if (npos != 1) {
+		fprintf(stderr, "usage: layerfs check [-o OPTIONS] LIST\n");
+		goto out;
+	}
+	lfs_log_set_level(LFS_LOG_WARN);
+	/* more layers than the platform allows is a warning here, not a refusal */
+	if (o.stack.max_layers == DEFAULT_MAX_LAYERS)
+		o.stack.max_layers = LFS_TREE_MAX_LAYERS;
+	o.stack.list_path = pos[0];
+	if (lfs_stack_open(&o.stack, &s, err, sizeof(err))) {
+		lfs_err("%s", err);
+		goto out;
+	}
+	printf("%-40s %10s %14s %14s\n", "layer", "entries", "zip bytes", "unzipped bytes");
+	for (size_t i = 0; i < s->nlayers; i++) {
+		const struct lfs_zip_index *zi = s->layers[i].zi;
+		uint64_t bytes = 0;
+
+		for (uint64_t j = 0; j < zi->count; j++)
+			bytes += zi->entries[j].size;
+		unzipped += bytes;
+		printf("%-40s %10llu %14llu %14llu\n", s->layers[i].label,
+		       (unsigned long long)zi->count, (unsigned long long)zi->file_size,
+		       (unsigned long long)bytes);
+		if (zi->file_size > PLATFORM_MAX_ZIP) {
+			printf("warning: %s: %llu bytes, more than the %llu a direct upload may have\n",
+			       zi->path, (unsigned long long)zi->file_size, PLATFORM_MAX_ZIP);
+			warnings++;
+		}
+	}
+	printf("merged tree: %u inodes, %llu bytes of files\n", lfs_tree_count(s->tree),
+	       (unsigned long long)lfs_tree_total_bytes(s->tree));
+	if (s->nlayers > PLATFORM_MAX_LAYERS) {
+		printf("warning: %zu layers, the platform allows %d per function\n", s->nlayers,
+		       PLATFORM_MAX_LAYERS);
+		warnings++;
+	}
+	if (unzipped > PLATFORM_MAX_UNZIPPED) {
+		printf("warning: %llu bytes unzipped, more than the platform's %llu for a function and its layers\n",
+		       (unsigned long long)unzipped, PLATFORM_MAX_UNZIPPED);
+		warnings++;
+	}
+	printf("%s: mountable, %llu warning%s\n", pos[0], (unsigned long long)warnings,
+	       warnings == 1 ? "" : "s");
+	rc = 0;
+out:
+	lfs_stack_free(s);
+	fuse_opt_free_args(&o.fuse_args);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	/* Cache blocks are allocated in one FUSE thread and freed in another;
@@ -566,6 +647,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "mount"))
 		return cmd_mount(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "check"))
+		return cmd_check(argc - 1, argv + 1);
 	if (argc == 3 && !strcmp(argv[1], "umount"))
 		return cmd_umount(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "stats"))
