@@ -113,17 +113,23 @@ void lfs_reader_free(struct lfs_reader *r)
 	free(r);
 }
 
-/* Marks m failed; logs the first time only. */
-static int member_fail(struct lfs_reader *r, const struct lfs_member *m, const char *why)
+int lfs_reader_fail(struct lfs_reader *r, const struct lfs_member *m, const char *why)
 {
 	uint32_t old = __atomic_fetch_or(m->flags, LFS_MEMBER_FAILED, __ATOMIC_ACQ_REL);
+	char name[256];
 
 	if (!(old & LFS_MEMBER_FAILED)) {
 		add(&r->members_failed, 1);
-		lfs_err("%s: entry '%.*s': %s; reads fail with EIO", m->layer_name,
-			m->entry_name_len, m->entry_name, why);
+		lfs_err("%s: entry '%s': %s; reads fail with EIO", m->layer_name,
+			lfs_log_name(name, sizeof(name), m->entry_name, (size_t)m->entry_name_len),
+			why);
 	}
 	return -EIO;
+}
+
+static int member_fail(struct lfs_reader *r, const struct lfs_member *m, const char *why)
+{
+	return lfs_reader_fail(r, m, why);
 }
 
 static int read_zip(struct lfs_reader *r, const struct lfs_member *m, void *buf, size_t len,
@@ -340,15 +346,27 @@ static void save_resume_point(struct lfs_reader *r, const struct lfs_member *m,
 /* A stream positioned at or before block `blk`: a parked one exactly there,
  * else the nearest resume point, else the member's start. */
 static struct stream *stream_for(struct lfs_reader *r, const struct lfs_member *m,
-				 uint64_t blk)
+				 uint64_t blk, int *continued)
 {
 	struct lfs_cache_key k = lfs_key(m->layer_id, m->key, LFS_KEY_PARKED, blk);
 	size_t len;
 	struct stream *s = lfs_cache_take(r->cache, &k, &len);
 
+	uint64_t j = blk * r->block_size / r->spacing;
+
+	*continued = s != NULL;
 	if (s)
 		return s;
-	for (uint64_t j = blk * r->block_size / r->spacing; j > 0; j--) {
+	/* Resume points exist only below where some stream has been; never
+	 * probe above that (a member declaring a huge size must not make one
+	 * read probe for billions of them). */
+	if (m->reach) {
+		uint64_t reached = __atomic_load_n(m->reach, __ATOMIC_ACQUIRE) / r->spacing;
+
+		if (reached < j)
+			j = reached;
+	}
+	for (; j > 0; j--) {
 		struct lfs_cache_key rk = lfs_key(m->layer_id, m->key, LFS_KEY_RESUME, j);
 		struct lfs_centry *e = lfs_cache_get(r->cache, &rk);
 
@@ -390,6 +408,14 @@ static int fill_streamed(struct lfs_reader *r, const struct lfs_member *m, uint6
 		}
 		if (s->out_pos < m->size && s->out_pos % r->spacing == 0)
 			save_resume_point(r, m, s);
+		if (m->reach) {
+			uint64_t seen = __atomic_load_n(m->reach, __ATOMIC_RELAXED);
+
+			while (seen < s->out_pos &&
+			       !__atomic_compare_exchange_n(m->reach, &seen, s->out_pos, 1,
+							    __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+				;
+		}
 		if (b == blk) {
 			lfs_cache_publish(r->cache, target, buf, len);
 			break;
@@ -412,9 +438,11 @@ static pthread_mutex_t *stripe_of(struct lfs_reader *r, const struct lfs_member 
 	return &r->stripes[(m->key ^ m->layer_id) * 0x9e3779b97f4a7c15ull >> 56];
 }
 
-/* A referenced, ready block `blk` of a deflated member. */
+/* A referenced, ready block `blk` of a deflated member.  *continued is set
+ * when it was made by continuing the stream a previous read left parked
+ * right before it: the mark of a sequential reader. */
 static int get_block(struct lfs_reader *r, const struct lfs_member *m, uint64_t blk,
-		     struct lfs_centry **out)
+		     struct lfs_centry **out, int *continued)
 {
 	struct lfs_cache_key k = lfs_key(m->layer_id, m->key, LFS_KEY_BLOCK, blk);
 	pthread_mutex_t *lock = NULL;
@@ -444,7 +472,7 @@ static int get_block(struct lfs_reader *r, const struct lfs_member *m, uint64_t 
 			if (!rc)
 				lfs_cache_publish(r->cache, e, data, m->size);
 		} else {
-			rc = fill_streamed(r, m, blk, e, stream_for(r, m, blk));
+			rc = fill_streamed(r, m, blk, e, stream_for(r, m, blk, continued));
 		}
 		if (rc) {
 			lfs_cache_abandon(r->cache, e, rc);
@@ -533,11 +561,21 @@ ssize_t lfs_reader_pin(struct lfs_reader *r, const struct lfs_member *m, uint64_
 		uint64_t pos = off + done, blk = pos / r->block_size;
 		size_t in_blk = (size_t)(pos % r->block_size), n;
 		struct lfs_centry *e = NULL;
+		int continued = 0;
 
-		rc = get_block(r, m, blk, &e);
+		rc = get_block(r, m, blk, &e, &continued);
+		p->sequential |= continued;
 		if (rc) {
 			lfs_reader_unpin(r, p);
 			return rc;
+		}
+		if (lfs_centry_len(e) != (m->size - blk * r->block_size < r->block_size
+						  ? m->size - blk * r->block_size
+						  : r->block_size)) {
+			/* cannot happen while keys name members exactly */
+			lfs_cache_release(r->cache, e);
+			lfs_reader_unpin(r, p);
+			return member_fail(r, m, "cached block of an unexpected size");
 		}
 		n = lfs_centry_len(e) - in_blk;
 		if (n > len - done)

@@ -46,13 +46,31 @@ struct lfs_member {
 	uint32_t crc;
 	uint16_t method;	/* 0 stored, 8 deflated */
 	uint64_t layer_id;	/* cache key: layer content */
-	uint64_t key;		/* cache key: member within the layer */
+	uint64_t key;		/* cache key: member within the layer; see
+				 * lfs_member_key() */
 	uint32_t *flags;	/* LFS_MEMBER_*, updated atomically */
+	uint64_t *reach;	/* furthest offset any stream of it reached, updated
+				 * atomically; bounds the search for resume points
+				 * (NULL: no bound) */
 	const char *layer_name;	/* for log lines */
 	const char *entry_name;
 	int entry_name_len;
 	struct lfs_layer_counters *counters; /* may be NULL */
 };
+
+/* The member part of a cache key: where the data is *and* what the central
+ * directory says about it, so that two entries sharing one local header
+ * with different sizes or CRCs never share blocks. */
+static inline uint64_t lfs_member_key(uint64_t lho, uint64_t comp_size, uint64_t size,
+				      uint32_t crc, uint16_t method)
+{
+	uint64_t h = lho * 0x9e3779b97f4a7c15ull;
+
+	h ^= (comp_size + 0x632be59bd9b4e019ull) * 0xbf58476d1ce4e5b9ull;
+	h ^= (size + 0x85ebca77c2b2ae63ull) * 0x94d049bb133111ebull;
+	h ^= ((uint64_t)crc << 16 | method) * 0xff51afd7ed558ccdull;
+	return h ^ (h >> 31);
+}
 
 struct lfs_reader_config {
 	uint64_t cache_size;	/* budget in bytes */
@@ -68,6 +86,7 @@ struct lfs_pin {
 	struct lfs_centry **entries;
 	size_t count;
 	void *buf;		/* stored members: the bytes read */
+	int sequential;		/* continued a stream an earlier read left off */
 };
 
 struct lfs_reader_stats {
@@ -95,11 +114,18 @@ ssize_t lfs_reader_pin(struct lfs_reader *r, const struct lfs_member *m, uint64_
 		       size_t len, struct lfs_pin *p);
 void lfs_reader_unpin(struct lfs_reader *r, struct lfs_pin *p);
 
-/* Called after a read that ended at `end` has been answered: if a stream
- * is parked there (a sequential reader), inflates up to `readahead` bytes
- * further so the next read finds its blocks ready.  Runs in the caller's
- * thread, so the work overlaps with the reader consuming the reply. */
+/* Called after a read that ended at `end` has been answered, for reads whose
+ * pin was `sequential` (a stream was continued, not restarted: the reader
+ * goes through the member in order, unlike a program faulting in pages of
+ * a mapped library here and there): inflates up to `readahead` bytes
+ * further, continuing the stream parked at `end`, so the next read finds
+ * its blocks ready.  Runs in the caller's thread after the reply, so the
+ * work overlaps with the reader consuming it. */
 void lfs_reader_readahead(struct lfs_reader *r, const struct lfs_member *m, uint64_t end);
+
+/* Marks m failed (EIO from then on) and logs `why` with layer and entry,
+ * the first time only.  Returns -EIO. */
+int lfs_reader_fail(struct lfs_reader *r, const struct lfs_member *m, const char *why);
 
 /* Drops cached blocks (keeping resume points). */
 void lfs_reader_drop_blocks(struct lfs_reader *r);

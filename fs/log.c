@@ -1,12 +1,17 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
 #include <stdio.h>
 #include <syslog.h>
 
 static enum lfs_log_level max_level = LFS_LOG_INFO;
 static int journal_prefix;
 static int to_syslog;
+static int holding;
+static char *held;
+static size_t held_len;
 
 void lfs_log_set_level(enum lfs_log_level level) { max_level = level; }
 enum lfs_log_level lfs_log_get_level(void) { return max_level; }
@@ -31,6 +36,18 @@ void lfs_log(enum lfs_log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	if (holding && level >= LFS_LOG_WARN) {
+		size_t n = strlen(line) + 1;
+		char *grown = realloc(held, held_len + n + 1);
+
+		if (grown) {
+			held = grown;
+			held[held_len++] = (char)('0' + level);
+			memcpy(held + held_len, line, n);
+			held_len += n;
+		}
+		return;
+	}
 	/* One write per line so concurrent threads do not interleave. */
 	if (to_syslog)
 		syslog(prio[level], "%s", line);
@@ -50,4 +67,44 @@ int lfs_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
 		va_end(ap);
 	}
 	return rc;
+}
+
+void lfs_log_hold(void) { holding = 1; }
+
+void lfs_log_release(int emit)
+{
+	size_t i = 0;
+
+	holding = 0;
+	while (emit && i < held_len) {
+		enum lfs_log_level level = (enum lfs_log_level)(held[i] - '0');
+
+		lfs_log(level, "%s", held + i + 1);
+		i += strlen(held + i + 1) + 2;
+	}
+	free(held);
+	held = NULL;
+	held_len = 0;
+}
+
+const char *lfs_log_name(char *buf, size_t size, const char *name, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	for (size_t i = 0; i < len && o + 5 < size; i++) {
+		unsigned char c = (unsigned char)name[i];
+
+		if (c < 0x20 || c >= 0x7f || c == '\\') {
+			buf[o++] = '\\';
+			buf[o++] = 'x';
+			buf[o++] = hex[c >> 4];
+			buf[o++] = hex[c & 15];
+		} else {
+			buf[o++] = (char)c;
+		}
+	}
+	if (size)
+		buf[o < size ? o : size - 1] = '\0';
+	return buf;
 }

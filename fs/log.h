@@ -25,6 +25,17 @@ void lfs_log_use_syslog(void);
 void lfs_log(enum lfs_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* While held, warning and info lines are kept instead of printed; release
+ * prints them (emit != 0) or drops them.  For mount: warnings about a layer
+ * that is then refused must not turn the refusal into several lines. */
+void lfs_log_hold(void);
+void lfs_log_release(int emit);
+
+/* Copies name[0..len) into buf for a log line, with control bytes, '\\'
+ * and bytes >= 0x7f escaped as \xNN (names come from untrusted zips and
+ * must not forge log lines or drive terminals).  Truncates to fit. */
+const char *lfs_log_name(char *buf, size_t size, const char *name, size_t len);
+
 /* Formats a one-line error into err (when err is not NULL) and returns rc:
  * `return lfs_errf(err, errlen, -EINVAL, "%s: ...", path);` */
 int lfs_errf(char *err, size_t errlen, int rc, const char *fmt, ...)

@@ -26,6 +26,7 @@ void lfs_stack_free(struct lfs_stack *s)
 		lfs_zip_close(s->layers[i].zi);
 		free(s->layers[i].label);
 		free(s->layers[i].member_flags);
+		free(s->layers[i].member_reach);
 	}
 	free(s->layers);
 	lfs_tree_free(s->tree);
@@ -55,6 +56,9 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 	rc = lfs_layerlist_load(cfg->list_path, max_layers, &list, err, errlen);
 	if (rc)
 		return rc;
+	/* Warnings about entries are shown only if the stack is accepted: a
+	 * refusal is one line. */
+	lfs_log_hold();
 	s = calloc(1, sizeof(*s));
 	if (!s || !(s->layers = calloc(list.count, sizeof(*s->layers)))) {
 		rc = -ENOMEM;
@@ -77,7 +81,8 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 		s->nlayers++;
 		l->label = strdup(lfs_layer_spec_label(&list.layers[i], label, sizeof(label)));
 		l->member_flags = calloc(l->zi->count ? l->zi->count : 1, sizeof(uint32_t));
-		if (!l->label || !l->member_flags) {
+		l->member_reach = calloc(l->zi->count ? l->zi->count : 1, sizeof(uint64_t));
+		if (!l->label || !l->member_flags || !l->member_reach) {
 			rc = -ENOMEM;
 			goto fail;
 		}
@@ -101,11 +106,13 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 	}
 	s->open_seconds = now_seconds() - t0;
 	lfs_layerlist_free(&list);
+	lfs_log_release(1);
 	*out = s;
 	return 0;
 fail:
 	if (rc == -ENOMEM)
 		snprintf(err, errlen, "%s: out of memory", cfg->list_path);
+	lfs_log_release(0);
 	lfs_tree_builder_free(b);
 	lfs_layerlist_free(&list);
 	lfs_stack_free(s);
@@ -156,8 +163,9 @@ static int member_of(struct lfs_stack *s, uint64_t ino, struct lfs_member *m)
 	m->crc = e->crc;
 	m->method = e->method;
 	m->layer_id = l->zi->layer_id;
-	m->key = e->lho;
+	m->key = lfs_member_key(e->lho, e->comp_size, e->size, e->crc, e->method);
 	m->flags = &l->member_flags[n->entry];
+	m->reach = &l->member_reach[n->entry];
 	m->layer_name = l->zi->path;
 	m->entry_name = lfs_zip_name(l->zi, e);
 	m->entry_name_len = e->name_len;
@@ -223,8 +231,13 @@ int lfs_stack_readlink(struct lfs_stack *s, uint64_t ino, char *buf, size_t size
 	got = lfs_stack_read(s, ino, buf, (size_t)n->size, 0);
 	if (got < 0)
 		return (int)got;
-	if ((uint64_t)got != n->size || memchr(buf, '\0', (size_t)got))
+	if ((uint64_t)got != n->size || memchr(buf, '\0', (size_t)got)) {
+		struct lfs_member m;
+
+		if (member_of(s, ino, &m) == 0)
+			lfs_reader_fail(s->reader, &m, "symlink target holds a NUL byte");
 		return -EIO;
+	}
 	buf[got] = '\0';
 	return 0;
 }

@@ -34,6 +34,7 @@ struct lfs_layer {
 	char *label;			/* provenance: name:version, name or path */
 	struct lfs_layer_counters counters;
 	uint32_t *member_flags;		/* LFS_MEMBER_* per entry */
+	uint64_t *member_reach;		/* per entry, see lfs_member.reach */
 };
 
 struct lfs_stack {

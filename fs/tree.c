@@ -268,18 +268,21 @@ int lfs_tree_add_layer(struct lfs_tree_builder *b, unsigned layer,
 
 		len = lfs_tree_normalize(name, e->name_len, path, sizeof(path), &is_dir);
 		if (len < 0) {
-			lfs_warn("%s: entry '%.*s': name has a NUL byte, a component over 255 bytes or is over %d bytes; skipped",
-				 zi->path, (int)(e->name_len > 200 ? 200 : e->name_len), name,
+			lfs_warn("%s: entry '%s': name has a NUL byte, a component over 255 bytes or is over %d bytes; skipped",
+				 zi->path, lfs_log_name(path, 200, name, e->name_len),
 				 LFS_TREE_MAX_PATH);
 			continue;
 		}
+		if (e->bad == LFS_ZIP_TOO_LARGE)
+			continue; /* logged by the index */
 		if (len == 0)
 			continue; /* "/", "./", "../": nothing to create */
 		is_dir = is_dir || e->kind == LFS_ZIP_DIR;
 		if (!is_dir && e->kind == LFS_ZIP_SYMLINK &&
 		    (e->size == 0 || e->size > LFS_TREE_MAX_PATH)) {
-			lfs_warn("%s: entry '%.*s': symlink target of %llu bytes; skipped",
-				 zi->path, (int)e->name_len, name, (unsigned long long)e->size);
+			lfs_warn("%s: entry '%s': symlink target of %llu bytes; skipped", zi->path,
+				 lfs_log_name(path, 200, name, e->name_len),
+				 (unsigned long long)e->size);
 			continue;
 		}
 		if (max_total && b->allocated >= max_total)
@@ -337,8 +340,9 @@ struct lfs_tree *lfs_tree_freeze(struct lfs_tree_builder *b)
 		n->size = d->size;
 		n->mtime = d->mtime;
 		n->layers = d->layers;
-		if (S_ISREG(d->mode))
-			t->total_bytes += d->size;
+		if (S_ISREG(d->mode)) /* saturating: statfs only */
+			t->total_bytes = d->size > UINT64_MAX - t->total_bytes ? UINT64_MAX
+										 : t->total_bytes + d->size;
 		if (nk > kids_cap) {
 			struct bnode **nkids = realloc(kids, nk * sizeof(*kids));
 

@@ -30,6 +30,7 @@
 
 #define HOST_UNIX 3
 #define DATA_OFF_FAILED UINT64_MAX
+#define MAX_DEFLATE_RATIO 1032
 
 #define EXTRA_ZIP64 0x0001
 #define EXTRA_NTFS 0x000a
@@ -51,9 +52,10 @@ const char *lfs_zip_bad_reason(enum lfs_zip_bad bad)
 {
 	switch (bad) {
 	case LFS_ZIP_OK: return "ok";
-	case LFS_ZIP_ENCRYPTED: return "encrypted entries are not supported";
-	case LFS_ZIP_UNSUPPORTED_METHOD: return "compression method not supported";
-	case LFS_ZIP_BAD_SIZES: return "sizes are inconsistent";
+	case LFS_ZIP_ENCRYPTED: return "encrypted entries are not supported; reads will fail with EIO";
+	case LFS_ZIP_UNSUPPORTED_METHOD: return "compression method not supported; reads will fail with EIO";
+	case LFS_ZIP_BAD_SIZES: return "sizes are inconsistent; reads will fail with EIO";
+	case LFS_ZIP_TOO_LARGE: return "declares 2^63 bytes or more, which no stat can show; skipped";
 	}
 	return "unknown";
 }
@@ -329,10 +331,6 @@ static int parse_cd(struct lfs_zip_index *zi, const struct zip_end *end,
 			zi->entries = ne;
 			cap = ncap;
 		}
-		if (lim && lim->max_name && nlen > lim->max_name)
-			return lfs_errf(err, errlen, -ENAMETOOLONG,
-				    "%s: entry %llu has a %u-byte name, more than max_name=%zu",
-				    zi->path, (unsigned long long)n, nlen, lim->max_name);
 		e = &zi->entries[n];
 		flags = get16(p + 8);
 		e->method = get16(p + 10);
@@ -347,22 +345,37 @@ static int parse_cd(struct lfs_zip_index *zi, const struct zip_end *end,
 		parse_extra(p + CENTRAL_LEN + nlen, xlen, e, p + CENTRAL_LEN, &name_off,
 			    zi->cd, &zip64_bad);
 		e->name_off = name_off;
+		/* after the extra fields: a Unicode path replaces the name */
+		if (lim && lim->max_name && e->name_len > lim->max_name)
+			return lfs_errf(err, errlen, -ENAMETOOLONG,
+				    "%s: entry %llu has a %u-byte name, more than max_name=%zu",
+				    zi->path, (unsigned long long)n, e->name_len, lim->max_name);
 		e->bad = LFS_ZIP_OK;
 		if (flags & 1)
 			e->bad = LFS_ZIP_ENCRYPTED;
 		else if (e->kind != LFS_ZIP_DIR && e->method != LFS_ZIP_STORED &&
 			 e->method != LFS_ZIP_DEFLATED)
 			e->bad = LFS_ZIP_UNSUPPORTED_METHOD;
+		else if (e->size > INT64_MAX)
+			e->bad = LFS_ZIP_TOO_LARGE;
 		else if (zip64_bad ||
 			 (e->method == LFS_ZIP_STORED && e->comp_size != e->size) ||
-			 e->lho >= declared_cd ||
+			 /* deflate cannot expand more than 1032:1; a size that
+			  * claims more is a lie (and would send reads far) */
+			 (e->method == LFS_ZIP_DEFLATED &&
+			  e->size / MAX_DEFLATE_RATIO > e->comp_size + 1) ||
+			 /* member data must lie before the central directory */
+			 e->lho + LOCAL_LEN > declared_cd ||
 			 e->comp_size > declared_cd - e->lho - LOCAL_LEN)
-			/* member data must lie before the central directory */
 			e->bad = LFS_ZIP_BAD_SIZES;
 		e->lho += end->junk;
-		if (e->bad && e->kind != LFS_ZIP_DIR)
-			lfs_warn("%s: entry '%.*s': %s; reads will fail with EIO", zi->path,
-				 (int)e->name_len, lfs_zip_name(zi, e), lfs_zip_bad_reason(e->bad));
+		if (e->bad && e->kind != LFS_ZIP_DIR) {
+			char name[256];
+
+			lfs_warn("%s: entry '%s': %s", zi->path,
+				 lfs_log_name(name, sizeof(name), lfs_zip_name(zi, e), e->name_len),
+				 lfs_zip_bad_reason(e->bad));
+		}
 		p += CENTRAL_LEN + nlen + xlen + clen;
 		n++;
 	}
@@ -413,7 +426,9 @@ int lfs_zip_open(const char *path, const struct lfs_zip_limits *limits,
 		rc = -ENOMEM;
 		goto fail;
 	}
-	zi->fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a fifo named as a layer must not hang the mount; it is
+	 * refused below as not a regular file. */
+	zi->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (zi->fd < 0) {
 		rc = lfs_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
 		goto fail;
@@ -537,10 +552,13 @@ int lfs_zip_data_offset(struct lfs_zip_index *zi, uint64_t i, uint64_t *off)
 	if (why) {
 		uint64_t expect = 0;
 
+		char name[256];
+
 		if (__atomic_compare_exchange_n(&zi->data_off[i], &expect, DATA_OFF_FAILED, 0,
 						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-			lfs_err("%s: entry '%.*s': %s", zi->path, (int)e->name_len,
-				lfs_zip_name(zi, e), why);
+			lfs_err("%s: entry '%s': %s", zi->path,
+				lfs_log_name(name, sizeof(name), lfs_zip_name(zi, e), e->name_len),
+				why);
 		return -EIO;
 	}
 	__atomic_store_n(&zi->data_off[i], data, __ATOMIC_RELEASE);

@@ -19,12 +19,13 @@
 enum lfs_zip_kind { LFS_ZIP_FILE, LFS_ZIP_DIR, LFS_ZIP_SYMLINK };
 
 /* Why an entry cannot be read (it still appears in the tree, reads fail
- * with EIO and the reason is logged once at mount). */
+ * with EIO, unless LFS_ZIP_TOO_LARGE; the reason is logged once at mount). */
 enum lfs_zip_bad {
 	LFS_ZIP_OK = 0,
 	LFS_ZIP_ENCRYPTED,
 	LFS_ZIP_UNSUPPORTED_METHOD,
 	LFS_ZIP_BAD_SIZES,
+	LFS_ZIP_TOO_LARGE,	/* >= 2^63 bytes: no stat can carry it; not in the tree */
 };
 
 #define LFS_ZIP_STORED 0

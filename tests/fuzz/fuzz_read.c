@@ -34,9 +34,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (uint64_t i = 0; i < zi->count && i < 20; i++) {
 		const struct lfs_zip_entry *e = &zi->entries[i];
 		uint32_t flags = 0, flags2 = 0;
+		uint64_t reach = 0, reach2 = 0;
 		struct lfs_member m = { .fd = zi->fd, .comp_size = e->comp_size, .size = e->size,
 					.crc = e->crc, .method = e->method, .layer_id = zi->layer_id,
-					.key = e->lho, .flags = &flags, .layer_name = "fuzz",
+					.key = e->lho, .flags = &flags, .reach = &reach,
+					.layer_name = "fuzz",
 					.entry_name = "e", .entry_name_len = 1 };
 		struct lfs_member m2;
 
@@ -44,6 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			continue;
 		m2 = m;
 		m2.flags = &flags2;
+		m2.reach = &reach2;
 		m2.key = e->lho ^ 0x5a5a5a5a5a5aull; /* separate cache entries */
 		for (int k = 0; k < 6; k++) {
 			/* offsets from the input's own bytes, spread over the member */

@@ -16,6 +16,7 @@ struct member_file {
 	unsigned char *data;	/* the reference bytes */
 	size_t size;
 	uint32_t flags;
+	uint64_t reach;
 	struct lfs_member m;
 };
 
@@ -63,7 +64,7 @@ static struct member_file *member_new(size_t size, int deflated, uint32_t seed)
 	f->m = (struct lfs_member){
 		.fd = f->fd, .data_off = PREFIX, .comp_size = plen, .size = size,
 		.crc = (uint32_t)crc32(0, f->data, (uInt)size), .method = deflated ? 8 : 0,
-		.layer_id = 0x1234, .key = (uint64_t)n, .flags = &f->flags,
+		.layer_id = 0x1234, .key = (uint64_t)n, .flags = &f->flags, .reach = &f->reach,
 		.layer_name = "test.zip", .entry_name = name, .entry_name_len = 0,
 	};
 	return f;
