@@ -39,7 +39,7 @@ CORE_OBJ := $(CORE:%.c=$(BUILD)/%.o)
 FRONT_OBJ := $(FRONT:%.c=$(BUILD)/%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all check unit it systemd-test asan bench fuzz install uninstall clean demo
+.PHONY: all check unit it hostile-test systemd-test asan bench fuzz install uninstall clean demo
 all: $(BUILD)/layerfs
 
 $(BUILD)/%.o: %.c $(wildcard fs/*.h cache/*.h)
@@ -82,7 +82,10 @@ it: $(BUILD)/layerfs
 systemd-test: $(BUILD)/layerfs
 	LAYERFS=$(abspath $(BUILD)/layerfs) bash tests/systemd/run.sh
 
-check: all unit it systemd-test
+hostile-test: $(BUILD)/layerfs
+	LAYERFS=$(abspath $(BUILD)/layerfs) bash tests/hostile/run.sh
+
+check: all unit it hostile-test systemd-test
 
 # Sanitizer reports go to files, because a background daemon has no stderr;
 # any report fails the target.  The test that boots a real systemd is left
