@@ -37,7 +37,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint64_t reach = 0, reach2 = 0;
 		struct lfs_member m = { .fd = zi->fd, .comp_size = e->comp_size, .size = e->size,
 					.crc = e->crc, .method = e->method, .layer_id = zi->layer_id,
-					.key = e->lho, .flags = &flags, .reach = &reach,
+					.key = lfs_member_key(e->lho, e->comp_size, e->size,
+							      e->crc, e->method),
+					.flags = &flags, .reach = &reach,
 					.layer_name = "fuzz",
 					.entry_name = "e", .entry_name_len = 1 };
 		struct lfs_member m2;
@@ -47,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		m2 = m;
 		m2.flags = &flags2;
 		m2.reach = &reach2;
-		m2.key = e->lho ^ 0x5a5a5a5a5a5aull; /* separate cache entries */
+		m2.key = m.key ^ 0x5a5a5a5a5a5aull; /* separate cache entries */
 		for (int k = 0; k < 6; k++) {
 			/* offsets from the input's own bytes, spread over the member */
 			uint64_t off = e->size ? ((uint64_t)data[(i * 7 + (uint64_t)k) % size] << 12) %
