@@ -351,7 +351,6 @@ static struct stream *stream_for(struct lfs_reader *r, const struct lfs_member *
 	struct lfs_cache_key k = lfs_key(m->layer_id, m->key, LFS_KEY_PARKED, blk);
 	size_t len;
 	struct stream *s = lfs_cache_take(r->cache, &k, &len);
-
 	uint64_t j = blk * r->block_size / r->spacing;
 
 	*continued = s != NULL;
