@@ -173,13 +173,6 @@ static int member_of(struct lfs_stack *s, uint64_t ino, struct lfs_member *m)
 	return 0;
 }
 
-int lfs_stack_open_file(struct lfs_stack *s, uint64_t ino)
-{
-	struct lfs_member m;
-
-	return member_of(s, ino, &m);
-}
-
 ssize_t lfs_stack_read(struct lfs_stack *s, uint64_t ino, void *buf, size_t len,
 		       uint64_t off)
 {

@@ -55,10 +55,6 @@ void lfs_stack_free(struct lfs_stack *s);
 /* Fills st for ino; -ENOENT when out of range. */
 int lfs_stack_stat(const struct lfs_stack *s, uint64_t ino, struct stat *st);
 
-/* Prepares a file for reading (resolves its data in the zip).  0, -EIO for
- * a bad entry, -EISDIR, -ENOENT. */
-int lfs_stack_open_file(struct lfs_stack *s, uint64_t ino);
-
 /* Reads file data; see lfs_reader_read. */
 ssize_t lfs_stack_read(struct lfs_stack *s, uint64_t ino, void *buf, size_t len,
 		       uint64_t off);
