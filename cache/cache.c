@@ -34,11 +34,14 @@ struct shard {
 	struct lfs_centry *lru_head, *lru_tail; /* lock */
 	uint64_t bytes, budget;	/* lock */
 	uint64_t hits, misses, evictions, inserts, resume_points; /* lock */
+	struct lfs_cache *cache;
 };
 
 struct lfs_cache {
 	unsigned nshards;
 	struct shard *shards;
+	void (*release)(void *ctx, void *data, size_t len); /* set before use */
+	void *release_ctx;
 };
 
 static uint32_t key_hash(const struct lfs_cache_key *k)
@@ -82,14 +85,31 @@ struct lfs_cache *lfs_cache_new(uint64_t budget, unsigned nshards)
 		pthread_mutex_init(&c->shards[i].lock, NULL);
 		pthread_cond_init(&c->shards[i].filled, NULL);
 		c->shards[i].budget = budget / c->nshards;
+		c->shards[i].cache = c;
 	}
 	return c;
 }
 
+static void data_free(struct lfs_cache *c, void *data, size_t len)
+{
+	if (c->release)
+		c->release(c->release_ctx, data, len);
+	else
+		free(data);
+}
+
 static void entry_free(struct lfs_centry *e)
 {
-	free(e->data);
+	data_free(e->shard->cache, e->data, e->len);
 	free(e);
+}
+
+void lfs_cache_set_release(struct lfs_cache *c, void (*release)(void *ctx, void *data,
+								  size_t len),
+			   void *ctx)
+{
+	c->release = release;
+	c->release_ctx = ctx;
 }
 
 void lfs_cache_free(struct lfs_cache *c)
@@ -306,7 +326,7 @@ void lfs_cache_insert(struct lfs_cache *c, const struct lfs_cache_key *k, void *
 	if (!e || find(s, k)) {
 		pthread_mutex_unlock(&s->lock);
 		free(e);
-		free(data);
+		data_free(c, data, len);
 		return;
 	}
 	e->key = *k;

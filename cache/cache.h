@@ -56,6 +56,12 @@ struct lfs_cache_stats {
 struct lfs_cache *lfs_cache_new(uint64_t budget, unsigned nshards);
 void lfs_cache_free(struct lfs_cache *c);
 
+/* How entry data is given back (default: free()); set before any other
+ * call.  The read path recycles block buffers through it. */
+void lfs_cache_set_release(struct lfs_cache *c, void (*release)(void *ctx, void *data,
+								  size_t len),
+			   void *ctx);
+
 /* Returns a referenced, ready entry, or NULL when absent.  If the key is
  * being filled by another thread, waits for it (NULL if that fill failed). */
 struct lfs_centry *lfs_cache_get(struct lfs_cache *c, const struct lfs_cache_key *k);

@@ -16,6 +16,7 @@
 #define DEFAULT_CACHE_SIZE (256ull << 20)
 #define DEFAULT_BLOCK_SIZE (128u << 10)
 #define DEFAULT_SPACING (1u << 20)
+#define POOL_MAX 32
 
 struct lfs_reader {
 	struct lfs_cache *cache;
@@ -23,6 +24,9 @@ struct lfs_reader {
 	pthread_key_t tls;	/* per-thread libdeflate decompressor */
 	pthread_mutex_t stripes[256]; /* serialise fills of one member, by hash */
 	uint32_t readahead_blocks;
+	pthread_mutex_t pool_lock;
+	void *pool[POOL_MAX];	/* spare full-size block buffers (pool_lock) */
+	unsigned pooled;	/* pool_lock */
 	uint64_t bytes_read, bytes_inflated, resume_points_made, members_failed;
 };
 
@@ -79,6 +83,38 @@ int lfs_reader_config_check(struct lfs_reader_config *cfg, char *err, size_t err
 
 static void free_decompressor(void *d) { libdeflate_free_decompressor(d); }
 
+/* Full-size block buffers are recycled through a small pool: a cache that
+ * is full evicts one block for every block it makes, and handing the same
+ * memory back avoids both fresh page faults and the allocator's
+ * fragmentation (which let RSS drift far past the budget). */
+static void *block_alloc(struct lfs_reader *r, uint32_t len)
+{
+	void *p = NULL;
+
+	if (len == r->block_size) {
+		pthread_mutex_lock(&r->pool_lock);
+		if (r->pooled)
+			p = r->pool[--r->pooled];
+		pthread_mutex_unlock(&r->pool_lock);
+	}
+	return p ? p : malloc(len);
+}
+
+static void block_release(void *ctx, void *data, size_t len)
+{
+	struct lfs_reader *r = ctx;
+
+	if (data && len == r->block_size) {
+		pthread_mutex_lock(&r->pool_lock);
+		if (r->pooled < POOL_MAX) {
+			r->pool[r->pooled++] = data;
+			data = NULL;
+		}
+		pthread_mutex_unlock(&r->pool_lock);
+	}
+	free(data);
+}
+
 struct lfs_reader *lfs_reader_new(const struct lfs_reader_config *cfg)
 {
 	struct lfs_reader *r = calloc(1, sizeof(*r));
@@ -90,12 +126,14 @@ struct lfs_reader *lfs_reader_new(const struct lfs_reader_config *cfg)
 	r->spacing = cfg->spacing;
 	for (size_t i = 0; i < sizeof(r->stripes) / sizeof(r->stripes[0]); i++)
 		pthread_mutex_init(&r->stripes[i], NULL);
+	pthread_mutex_init(&r->pool_lock, NULL);
 	r->cache = lfs_cache_new(cfg->cache_size, 0);
 	if (!r->cache || pthread_key_create(&r->tls, free_decompressor)) {
 		lfs_cache_free(r->cache);
 		free(r);
 		return NULL;
 	}
+	lfs_cache_set_release(r->cache, block_release, r);
 	return r;
 }
 
@@ -110,6 +148,8 @@ void lfs_reader_free(struct lfs_reader *r)
 		libdeflate_free_decompressor(d);
 	pthread_key_delete(r->tls);
 	lfs_cache_free(r->cache);
+	while (r->pooled)
+		free(r->pool[--r->pooled]);
 	free(r);
 }
 
@@ -392,7 +432,7 @@ static int fill_streamed(struct lfs_reader *r, const struct lfs_member *m, uint6
 	for (;;) {
 		uint64_t b = s->out_pos / B;
 		uint32_t len = (uint32_t)(m->size - b * B < B ? m->size - b * B : B);
-		unsigned char *buf = malloc(len);
+		unsigned char *buf = block_alloc(r, len);
 
 		if (!buf) {
 			rc = -ENOMEM;
@@ -402,7 +442,7 @@ static int fill_streamed(struct lfs_reader *r, const struct lfs_member *m, uint6
 		if (!rc && s->out_pos == m->size)
 			rc = stream_finish(r, m, s);
 		if (rc) {
-			free(buf);
+			block_release(r, buf, len);
 			break;
 		}
 		if (s->out_pos < m->size && s->out_pos % r->spacing == 0)
