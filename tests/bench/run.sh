@@ -43,14 +43,21 @@ row "1. cold sequential read, 256 MiB deflated member (MB/s)" "$(fmt "$cold")" \
 	"target >= 0.8x ISA-L ($(fmt "$(echo "$cold / $isal" | bc -l)" 2)x), >= 2x zlib ($(fmt "$(echo "$cold / $zlib" | bc -l)" 2)x)"
 
 # 2. warm re-read: kernel page cache, then daemon cache only
+best_of_3() { # FILE: the best of three sequential reads, MB/s
+	local best=0 v
+	for _ in 1 2 3; do
+		v=$(python3 "$here/readbench.py" seq "$1" | json mbps)
+		best=$(echo "if ($v > $best) $v else $best" | bc -l)
+	done
+	echo "$best"
+}
 cp "$data/big.bin" /dev/shm/layerfs-bench-big.bin
-tmpfs=$(python3 "$here/readbench.py" seq /dev/shm/layerfs-bench-big.bin | json mbps)
-tmpfs=$(python3 "$here/readbench.py" seq /dev/shm/layerfs-bench-big.bin | json mbps)
-warm_pc=$(python3 "$here/readbench.py" seq "$mnt/big.bin" | json mbps)
+tmpfs=$(best_of_3 /dev/shm/layerfs-bench-big.bin)
+warm_pc=$(best_of_3 "$mnt/big.bin")
 drop_page_cache; warm "$data/big.zip"
 warm_dc=$(python3 "$here/readbench.py" seq "$mnt/big.bin" | json mbps)
 rm -f /dev/shm/layerfs-bench-big.bin
-row "2a. warm re-read, page cache (MB/s)" "$(fmt "$warm_pc")" "extracted copy on tmpfs $(fmt "$tmpfs")" \
+row "2a. warm re-read, page cache (MB/s, best of 3)" "$(fmt "$warm_pc")" "extracted copy on tmpfs $(fmt "$tmpfs")" \
 	"target >= 0.8x ($(fmt "$(echo "$warm_pc / $tmpfs" | bc -l)" 2)x)"
 row "2b. warm re-read, page cache dropped, daemon cache hot (MB/s)" "$(fmt "$warm_dc")" \
 	"extracted copy on tmpfs $(fmt "$tmpfs")" "$(fmt "$(echo "$warm_dc / $tmpfs" | bc -l)" 2)x"
