@@ -386,14 +386,14 @@ static void save_resume_point(struct lfs_reader *r, const struct lfs_member *m,
 /* A stream positioned at or before block `blk`: a parked one exactly there,
  * else the nearest resume point, else the member's start. */
 static struct stream *stream_for(struct lfs_reader *r, const struct lfs_member *m,
-				 uint64_t blk, int *continued)
+				 uint64_t blk, int *restarted)
 {
 	struct lfs_cache_key k = lfs_key(m->layer_id, m->key, LFS_KEY_PARKED, blk);
 	size_t len;
 	struct stream *s = lfs_cache_take(r->cache, &k, &len);
 	uint64_t j = blk * r->block_size / r->spacing;
 
-	*continued = s != NULL;
+	*restarted = s == NULL;
 	if (s)
 		return s;
 	/* Resume points exist only below where some stream has been; never
@@ -477,11 +477,13 @@ static pthread_mutex_t *stripe_of(struct lfs_reader *r, const struct lfs_member 
 	return &r->stripes[(m->key ^ m->layer_id) * 0x9e3779b97f4a7c15ull >> 56];
 }
 
-/* A referenced, ready block `blk` of a deflated member.  *continued is set
- * when it was made by continuing the stream a previous read left parked
- * right before it: the mark of a sequential reader. */
+/* A referenced, ready block `blk` of a deflated member.  *restarted is set
+ * when it had to be made by a stream started afresh (from a resume point or
+ * the member's start) rather than found ready or made by continuing the
+ * stream an earlier read left parked right before it: the mark of a reader
+ * that jumped, not one going through the member in order. */
 static int get_block(struct lfs_reader *r, const struct lfs_member *m, uint64_t blk,
-		     struct lfs_centry **out, int *continued)
+		     struct lfs_centry **out, int *restarted)
 {
 	struct lfs_cache_key k = lfs_key(m->layer_id, m->key, LFS_KEY_BLOCK, blk);
 	pthread_mutex_t *lock = NULL;
@@ -511,7 +513,7 @@ static int get_block(struct lfs_reader *r, const struct lfs_member *m, uint64_t 
 			if (!rc)
 				lfs_cache_publish(r->cache, e, data, m->size);
 		} else {
-			rc = fill_streamed(r, m, blk, e, stream_for(r, m, blk, continued));
+			rc = fill_streamed(r, m, blk, e, stream_for(r, m, blk, restarted));
 		}
 		if (rc) {
 			lfs_cache_abandon(r->cache, e, rc);
@@ -562,7 +564,7 @@ ssize_t lfs_reader_pin(struct lfs_reader *r, const struct lfs_member *m, uint64_
 		       size_t len, struct lfs_pin *p)
 {
 	size_t done = 0, max;
-	int rc;
+	int rc, jumped = 0;
 
 	memset(p, 0, sizeof(*p));
 	if (__atomic_load_n(m->flags, __ATOMIC_ACQUIRE) & LFS_MEMBER_FAILED)
@@ -600,10 +602,10 @@ ssize_t lfs_reader_pin(struct lfs_reader *r, const struct lfs_member *m, uint64_
 		uint64_t pos = off + done, blk = pos / r->block_size;
 		size_t in_blk = (size_t)(pos % r->block_size), n;
 		struct lfs_centry *e = NULL;
-		int continued = 0;
+		int restarted = 0;
 
-		rc = get_block(r, m, blk, &e, &continued);
-		p->sequential |= continued;
+		rc = get_block(r, m, blk, &e, &restarted);
+		jumped |= restarted;
 		if (rc) {
 			lfs_reader_unpin(r, p);
 			return rc;
@@ -625,6 +627,7 @@ ssize_t lfs_reader_pin(struct lfs_reader *r, const struct lfs_member *m, uint64_
 		p->iov[p->niov++].iov_len = n;
 		done += n;
 	}
+	p->sequential = m->method == 8 && !jumped;
 	if (m->counters)
 		add(&m->counters->bytes_served, done);
 	return (ssize_t)done;
