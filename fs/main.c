@@ -321,7 +321,10 @@ static int run_daemon(struct daemon_state *d)
 
 	cfg = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_max_threads(cfg, 16);
-	fuse_loop_cfg_set_idle_threads(cfg, 4);
+	/* Workers never exit once started: read-ahead keeps them busy after
+	 * replying, and with few idle workers allowed libfuse made and ended
+	 * hundreds of threads per second during a sequential read. */
+	fuse_loop_cfg_set_idle_threads(cfg, 16);
 	rc = fuse_session_loop_mt(d->se, cfg);
 	fuse_loop_cfg_destroy(cfg);
 	lfs_notify("STOPPING=1");
