@@ -239,10 +239,6 @@ struct lfs_centry *lfs_cache_get(struct lfs_cache *c, const struct lfs_cache_key
 	e = find(s, k);
 	if (e)
 		e = ref_ready(s, e, &err);
-	/* a block found is a hit wherever it is looked up (resume point and
-	 * parked stream probes are not reads) */
-	if (e && (k->index & 3) == LFS_KEY_BLOCK)
-		s->hits++;
 	pthread_mutex_unlock(&s->lock);
 	return e;
 }

@@ -594,10 +594,8 @@ static int cmd_check(int argc, char **argv)
 	printf("%-40s %10s %14s %14s\n", "layer", "entries", "zip bytes", "unzipped bytes");
 	for (size_t i = 0; i < s->nlayers; i++) {
 		const struct lfs_zip_index *zi = s->layers[i].zi;
-		uint64_t bytes = 0;
+		uint64_t bytes = s->layers[i].unzipped_bytes;
 
-		for (uint64_t j = 0; j < zi->count; j++)
-			bytes += zi->entries[j].size;
 		unzipped += bytes;
 		printf("%-40s %10llu %14llu %14llu\n", s->layers[i].label,
 		       (unsigned long long)zi->count, (unsigned long long)zi->file_size,

@@ -87,6 +87,8 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 			goto fail;
 		}
 		s->zip_bytes += l->zi->file_size;
+		for (uint64_t j = 0; j < l->zi->count; j++)
+			l->unzipped_bytes += l->zi->entries[j].size;
 		rc = lfs_tree_add_layer(b, (unsigned)i, l->zi, cfg->max_total_entries);
 		if (rc == -E2BIG) {
 			snprintf(err, errlen,
@@ -279,8 +281,7 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 	lfs_reader_get_stats(s->reader, &st);
 	for (size_t i = 0; i < s->nlayers; i++) {
 		entries += s->layers[i].zi->count;
-		for (uint64_t j = 0; j < s->layers[i].zi->count; j++)
-			uncompressed += s->layers[i].zi->entries[j].size;
+		uncompressed += s->layers[i].unzipped_bytes;
 	}
 	buf[0] = '\0';
 	rc = append(buf, size, &len,

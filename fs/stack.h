@@ -35,6 +35,7 @@ struct lfs_layer {
 	struct lfs_layer_counters counters;
 	uint32_t *member_flags;		/* LFS_MEMBER_* per entry */
 	uint64_t *member_reach;		/* per entry, see lfs_member.reach */
+	uint64_t unzipped_bytes;	/* sum of the entries' declared sizes */
 };
 
 struct lfs_stack {
