@@ -19,6 +19,16 @@
 #define POOL_MAX 32
 #define POOL_BYTES (4u << 20)
 
+/* A member being read ahead: one thread at a time inflates ahead of a
+ * sequential reader; later reads only move the target. */
+struct ra_job {
+	uint64_t layer_id, key;	/* the member; key 0 and layer 0: free slot */
+	uint64_t target;	/* inflate up to this offset */
+	int used;
+};
+
+#define RA_JOBS 64
+
 struct lfs_reader {
 	struct lfs_cache *cache;
 	uint32_t block_size, spacing;
@@ -34,6 +44,8 @@ struct lfs_reader {
 	pthread_t refill_thread;
 	uint64_t bytes_read, bytes_inflated, resume_points_made, members_failed;
 	uint64_t block_hits;	/* blocks found ready before claiming (lfs_cache_get) */
+	pthread_mutex_t ra_lock;
+	struct ra_job ra_jobs[RA_JOBS]; /* members being read ahead (ra_lock) */
 };
 
 /* A resume point: where the compressed stream continues and the complete
@@ -172,6 +184,7 @@ struct lfs_reader *lfs_reader_new(const struct lfs_reader_config *cfg)
 	for (size_t i = 0; i < sizeof(r->stripes) / sizeof(r->stripes[0]); i++)
 		pthread_mutex_init(&r->stripes[i], NULL);
 	pthread_mutex_init(&r->pool_lock, NULL);
+	pthread_mutex_init(&r->ra_lock, NULL);
 	pthread_cond_init(&r->refill, NULL);
 	r->pool_max = POOL_BYTES / cfg->block_size;
 	r->pool_max = r->pool_max < 1 ? 1 : r->pool_max > POOL_MAX ? POOL_MAX : r->pool_max;
@@ -706,52 +719,102 @@ ssize_t lfs_reader_read(struct lfs_reader *r, const struct lfs_member *m, void *
 	return n;
 }
 
+/* Makes block blk of m from the stream parked right before it, if there is
+ * one.  Returns 1 when the block is ready (made now or before), 0 when there
+ * is no parked stream to continue, or a negative errno. */
+static int readahead_block(struct lfs_reader *r, const struct lfs_member *m, uint64_t blk)
+{
+	struct lfs_cache_key k = lfs_key(m->layer_id, m->key, LFS_KEY_BLOCK, blk);
+	struct lfs_cache_key pk = lfs_key(m->layer_id, m->key, LFS_KEY_PARKED, blk);
+	pthread_mutex_t *lock = stripe_of(r, m);
+	struct lfs_centry *e;
+	struct stream *s;
+	size_t len;
+	int claimed, rc = 1;
+
+	pthread_mutex_lock(lock);
+	e = lfs_cache_get(r->cache, &k);
+	if (e) {
+		lfs_cache_release(r->cache, e);
+		pthread_mutex_unlock(lock);
+		return 1;
+	}
+	s = lfs_cache_take(r->cache, &pk, &len);
+	if (!s) {
+		pthread_mutex_unlock(lock);
+		return 0;
+	}
+	e = lfs_cache_acquire(r->cache, &k, &claimed, &rc);
+	if (e && claimed) {
+		rc = fill_streamed(r, m, blk, e, s);
+		if (rc)
+			lfs_cache_abandon(r->cache, e, rc);
+		else
+			lfs_cache_release(r->cache, e);
+	} else {
+		free(s);
+		lfs_cache_release(r->cache, e);
+	}
+	pthread_mutex_unlock(lock);
+	return rc ? rc : 1;
+}
+
+static struct ra_job *ra_find(struct lfs_reader *r, const struct lfs_member *m)
+{
+	for (unsigned i = 0; i < RA_JOBS; i++)
+		if (r->ra_jobs[i].used && r->ra_jobs[i].key == m->key &&
+		    r->ra_jobs[i].layer_id == m->layer_id)
+			return &r->ra_jobs[i];
+	return NULL;
+}
+
 void lfs_reader_readahead(struct lfs_reader *r, const struct lfs_member *m, uint64_t end)
 {
-	uint64_t B = r->block_size, first = (end + B - 1) / B;
-	pthread_mutex_t *lock = stripe_of(r, m);
+	uint64_t B = r->block_size, blk = (end + B - 1) / B, target;
+	struct ra_job *job;
 
 	if (m->method != 8 || m->size <= B || !r->readahead_blocks ||
 	    (__atomic_load_n(m->flags, __ATOMIC_ACQUIRE) & LFS_MEMBER_FAILED))
 		return;
+	target = blk + r->readahead_blocks;
+	/* One thread per member reads ahead; the others only raise its
+	 * target.  Many threads walking the same window took turns on the
+	 * member's lock and woke each other for nothing. */
+	pthread_mutex_lock(&r->ra_lock);
+	job = ra_find(r, m);
+	if (job) {
+		if (job->target < target)
+			job->target = target;
+		pthread_mutex_unlock(&r->ra_lock);
+		return;
+	}
+	for (unsigned i = 0; i < RA_JOBS && !job; i++)
+		if (!r->ra_jobs[i].used)
+			job = &r->ra_jobs[i];
+	if (job) {
+		job->used = 1;
+		job->layer_id = m->layer_id;
+		job->key = m->key;
+		job->target = target;
+	}
+	pthread_mutex_unlock(&r->ra_lock);
 	/* Only a stream parked where the reader stopped is continued: that is
 	 * a sequential reader, and going on costs nothing but the inflation a
 	 * later read would do anyway.  One block per lock hold, so a reader
 	 * that catches up waits for one block, not the whole window. */
-	for (uint64_t blk = first; blk < first + r->readahead_blocks && blk * B < m->size; blk++) {
-		struct lfs_cache_key k = lfs_key(m->layer_id, m->key, LFS_KEY_BLOCK, blk);
-		struct lfs_cache_key pk = lfs_key(m->layer_id, m->key, LFS_KEY_PARKED, blk);
-		struct lfs_centry *e;
-		struct stream *s;
-		size_t len;
-		int claimed, rc;
+	for (;;) {
+		int rc = blk * B < m->size ? readahead_block(r, m, blk) : 0;
 
-		pthread_mutex_lock(lock);
-		e = lfs_cache_get(r->cache, &k);
-		if (e) {
-			lfs_cache_release(r->cache, e);
-			pthread_mutex_unlock(lock);
-			continue;
-		}
-		s = lfs_cache_take(r->cache, &pk, &len);
-		if (!s) {
-			pthread_mutex_unlock(lock);
+		pthread_mutex_lock(&r->ra_lock);
+		if (job && job->target > target)
+			target = job->target;
+		if (rc <= 0 || ++blk >= target) {
+			if (job)
+				job->used = 0;
+			pthread_mutex_unlock(&r->ra_lock);
 			return;
 		}
-		e = lfs_cache_acquire(r->cache, &k, &claimed, &rc);
-		if (e && claimed) {
-			rc = fill_streamed(r, m, blk, e, s);
-			if (rc)
-				lfs_cache_abandon(r->cache, e, rc);
-			else
-				lfs_cache_release(r->cache, e);
-		} else {
-			free(s);
-			lfs_cache_release(r->cache, e);
-		}
-		pthread_mutex_unlock(lock);
-		if (!claimed || rc)
-			return;
+		pthread_mutex_unlock(&r->ra_lock);
 	}
 }
 
