@@ -340,6 +340,67 @@ static void test_many_threads_small_budget(void **state)
 	lfs_reader_free(sh.r);
 }
 
+struct seq_arg {
+	struct lfs_reader *r;
+	struct member_file *f;
+	uint32_t step;
+	int bad;
+};
+
+/* Reads f in order, asking for read-ahead after every read, as the FUSE
+ * read handler does. */
+static void *seq_thread(void *arg)
+{
+	struct seq_arg *a = arg;
+	unsigned char *buf = malloc(a->step);
+
+	for (uint64_t off = 0; off < a->f->size; off += a->step) {
+		ssize_t n = lfs_reader_read(a->r, &a->f->m, buf, a->step, off);
+		size_t want = a->step < a->f->size - off ? a->step : a->f->size - off;
+
+		if (n != (ssize_t)want || memcmp(buf, a->f->data + off, want))
+			a->bad++;
+		if (n > 0)
+			lfs_reader_readahead(a->r, &a->f->m, off + (uint64_t)n);
+	}
+	free(buf);
+	return NULL;
+}
+
+/* Sequential readers in parallel, two of them on one member: every byte is
+ * right, and a member with one reader has no block inflated twice (two
+ * readers of one member may race to a block beyond the parked stream). */
+static void test_parallel_readahead(void **state)
+{
+	const uint32_t B = 16384;
+	struct lfs_reader *r = reader(B, 65536, 64 << 20);
+	struct member_file *f[3];
+	struct seq_arg a[4];
+	struct lfs_layer_counters counters[3] = { { 0 } };
+	pthread_t th[4];
+
+	(void)state;
+	for (int i = 0; i < 3; i++) {
+		f[i] = member_new((2u << 20) + 1000u * (unsigned)i, 1, 40 + (uint32_t)i);
+		f[i]->m.counters = &counters[i];
+	}
+	for (int i = 0; i < 4; i++) {
+		a[i] = (struct seq_arg){ r, f[i % 3], i == 3 ? 3 * B : B, 0 };
+		pthread_create(&th[i], NULL, seq_thread, &a[i]);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(a[i].bad, 0);
+	assert_int_equal(counters[1].bytes_inflated, f[1]->size);
+	assert_int_equal(counters[2].bytes_inflated, f[2]->size);
+	for (int i = 0; i < 3; i++) {
+		assert_true(f[i]->flags & LFS_MEMBER_VERIFIED);
+		member_free(f[i]);
+	}
+	lfs_reader_free(r);
+}
+
 static void test_config(void **state)
 {
 	struct lfs_reader_config cfg = { 0 };
@@ -363,6 +424,7 @@ int main(void)
 		cmocka_unit_test(test_sizes_and_offsets),
 		cmocka_unit_test(test_resume_points_bound_work),
 		cmocka_unit_test(test_readahead),
+		cmocka_unit_test(test_parallel_readahead),
 		cmocka_unit_test(test_damage_gives_eio),
 		cmocka_unit_test(test_many_threads_small_budget),
 	};
