@@ -114,9 +114,11 @@ static void *refill_main(void *arg)
 {
 	struct lfs_reader *r = arg;
 
+	/* Woken when the pool runs low, it fills it up: one wake-up per
+	 * quarter of the pool rather than one per block taken. */
 	pthread_mutex_lock(&r->pool_lock);
 	while (r->refill_state == 1) {
-		if (r->pooled >= r->pool_max / 2 + 1) {
+		if (r->pooled >= r->pool_max) {
 			pthread_cond_wait(&r->refill, &r->pool_lock);
 			continue;
 		}
@@ -150,7 +152,7 @@ static void *block_alloc(struct lfs_reader *r, uint32_t len)
 		if (r->refill_state == 0 &&
 		    pthread_create(&r->refill_thread, NULL, refill_main, r) == 0)
 			r->refill_state = 1;
-		if (r->pooled <= r->pool_max / 2)
+		if (r->pooled <= r->pool_max / 4)
 			pthread_cond_signal(&r->refill);
 		pthread_mutex_unlock(&r->pool_lock);
 	}
