@@ -4,6 +4,7 @@
 #include "../fs/log.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <isa-l/igzip_lib.h>
 #include <libdeflate.h>
 #include <pthread.h>
@@ -19,11 +20,11 @@
 #define POOL_MAX 32
 #define POOL_BYTES (4u << 20)
 
-/* A member being read ahead: one thread at a time inflates ahead of a
- * sequential reader; later reads only move the target. */
+/* A stretch of a member being read ahead: one thread inflates ahead of a
+ * sequential reader; later reads within its window only move the target. */
 struct ra_job {
-	uint64_t layer_id, key;	/* the member; key 0 and layer 0: free slot */
-	uint64_t target;	/* inflate up to this offset */
+	uint64_t layer_id, key;	/* the member */
+	uint64_t target;	/* inflate up to this block (exclusive) */
 	int used;
 };
 
@@ -48,15 +49,29 @@ struct lfs_reader {
 	struct ra_job ra_jobs[RA_JOBS]; /* members being read ahead (ra_lock) */
 };
 
-/* A resume point: where the compressed stream continues and the complete
- * inflater state (bit buffer, Huffman tables, 32 KiB history, running CRC).
- * It depends on nothing but the member's bytes, so it could be stored and
- * used by another process. */
+/* A resume point: where the compressed stream continues and the inflater
+ * state (bit buffer, Huffman tables, 32 KiB history, running CRC).  It
+ * depends on nothing but the member's bytes (and the ISA-L version), so it
+ * could be stored and used by another process.  Only the part of the state
+ * in use is kept: ISA-L keeps its history in the first tmp_out_valid bytes
+ * of its 64 KiB output buffer, the last member of the structure, and that is
+ * 32 KiB after an output-full return.  So a point takes about 54 KiB, not
+ * the structure's 85. */
 struct resume_point {
 	uint64_t in_pos;	/* compressed offset of the next unread byte */
 	uint64_t out_pos;	/* uncompressed offset, a multiple of spacing */
-	struct inflate_state st;
+	size_t state_len;	/* leading bytes of struct inflate_state kept */
+	unsigned char state[];
 };
+
+static size_t state_in_use(const struct inflate_state *st)
+{
+	size_t head = offsetof(struct inflate_state, tmp_out_buffer);
+
+	if (st->tmp_out_valid < 0 || (size_t)st->tmp_out_valid > sizeof(st->tmp_out_buffer))
+		return sizeof(*st); /* cannot happen; keep everything */
+	return head + (size_t)st->tmp_out_valid;
+}
 
 /* A live stream with its input buffer; st.next_in points into in[]. */
 struct stream {
@@ -336,7 +351,7 @@ static struct stream *stream_from_resume(const struct resume_point *rp)
 
 	if (!s)
 		return NULL;
-	s->st = rp->st;
+	memcpy(&s->st, rp->state, rp->state_len);
 	s->in_pos = rp->in_pos;
 	s->in_len = 0;
 	s->out_pos = rp->out_pos;
@@ -436,36 +451,42 @@ static void save_resume_point(struct lfs_reader *r, const struct lfs_member *m,
 					 s->out_pos / r->spacing);
 	struct lfs_centry *have = lfs_cache_get(r->cache, &k);
 	struct resume_point *rp;
+	size_t len;
 
 	if (have) {
 		lfs_cache_release(r->cache, have);
 		return;
 	}
-	rp = malloc(sizeof(*rp));
+	len = state_in_use(&s->st);
+	rp = malloc(sizeof(*rp) + len);
 	if (!rp)
 		return; /* only costs speed later */
 	rp->in_pos = stream_next_in(s);
 	rp->out_pos = s->out_pos;
-	rp->st = s->st;
-	rp->st.next_in = NULL;
-	rp->st.avail_in = 0;
-	rp->st.next_out = NULL;
-	rp->st.avail_out = 0;
+	rp->state_len = len;
+	memcpy(rp->state, &s->st, len);
 	add(&r->resume_points_made, 1);
-	lfs_cache_insert(r->cache, &k, rp, sizeof(*rp));
+	lfs_cache_insert(r->cache, &k, rp, sizeof(*rp) + len);
 }
+
+/* How get_block came by a block. */
+enum block_source {
+	BLOCK_READY,		/* found in the cache */
+	BLOCK_CONTINUED,	/* made by the stream parked right before it */
+	BLOCK_RESTARTED,	/* made by a stream from a resume point or the start */
+};
 
 /* A stream positioned at or before block `blk`: a parked one exactly there,
  * else the nearest resume point, else the member's start. */
 static struct stream *stream_for(struct lfs_reader *r, const struct lfs_member *m,
-				 uint64_t blk, int *restarted)
+				 uint64_t blk, enum block_source *how)
 {
 	struct lfs_cache_key k = lfs_key(m->layer_id, m->key, LFS_KEY_PARKED, blk);
 	size_t len;
 	struct stream *s = lfs_cache_take(r->cache, &k, &len);
 	uint64_t j = blk * r->block_size / r->spacing;
 
-	*restarted = s == NULL;
+	*how = s ? BLOCK_CONTINUED : BLOCK_RESTARTED;
 	if (s)
 		return s;
 	/* Resume points exist only below where some stream has been; never
@@ -549,13 +570,10 @@ static pthread_mutex_t *stripe_of(struct lfs_reader *r, const struct lfs_member 
 	return &r->stripes[(m->key ^ m->layer_id) * 0x9e3779b97f4a7c15ull >> 56];
 }
 
-/* A referenced, ready block `blk` of a deflated member.  *restarted is set
- * when it had to be made by a stream started afresh (from a resume point or
- * the member's start) rather than found ready or made by continuing the
- * stream an earlier read left parked right before it: the mark of a reader
- * that jumped, not one going through the member in order. */
+/* A referenced, ready block `blk` of a deflated member, and how it came
+ * by it (*how is left alone when the block was ready). */
 static int get_block(struct lfs_reader *r, const struct lfs_member *m, uint64_t blk,
-		     struct lfs_centry **out, int *restarted)
+		     struct lfs_centry **out, enum block_source *how)
 {
 	struct lfs_cache_key k = lfs_key(m->layer_id, m->key, LFS_KEY_BLOCK, blk);
 	pthread_mutex_t *lock = NULL;
@@ -586,7 +604,7 @@ static int get_block(struct lfs_reader *r, const struct lfs_member *m, uint64_t 
 			if (!rc)
 				lfs_cache_publish(r->cache, e, data, m->size);
 		} else {
-			rc = fill_streamed(r, m, blk, e, stream_for(r, m, blk, restarted));
+			rc = fill_streamed(r, m, blk, e, stream_for(r, m, blk, how));
 		}
 		if (rc) {
 			lfs_cache_abandon(r->cache, e, rc);
@@ -675,10 +693,15 @@ ssize_t lfs_reader_pin(struct lfs_reader *r, const struct lfs_member *m, uint64_
 		uint64_t pos = off + done, blk = pos / r->block_size;
 		size_t in_blk = (size_t)(pos % r->block_size), n;
 		struct lfs_centry *e = NULL;
-		int restarted = 0;
+		enum block_source how = BLOCK_READY;
 
-		rc = get_block(r, m, blk, &e, &restarted);
-		jumped |= restarted;
+		rc = get_block(r, m, blk, &e, &how);
+		/* The mark of a reader that jumped rather than one going through
+		 * the member in order: a block made by a fresh stream, or by
+		 * continuing a parked stream from anywhere but where it stopped
+		 * (random reads leave streams parked all over a member, and one
+		 * landing inside such a block is still random). */
+		jumped |= how == BLOCK_RESTARTED || (how == BLOCK_CONTINUED && in_blk != 0);
 		if (rc) {
 			lfs_reader_unpin(r, p);
 			return rc;
@@ -761,11 +784,16 @@ static int readahead_block(struct lfs_reader *r, const struct lfs_member *m, uin
 	return rc ? rc : 1;
 }
 
-static struct ra_job *ra_find(struct lfs_reader *r, const struct lfs_member *m)
+/* The job whose window a read ending before block `first` continues: one
+ * running on the same member that has not stopped short of it.  A read
+ * elsewhere in the member gets a job of its own; raising this one's target
+ * would have it inflate all the way there. */
+static struct ra_job *ra_find(struct lfs_reader *r, const struct lfs_member *m,
+			      uint64_t first)
 {
 	for (unsigned i = 0; i < RA_JOBS; i++)
 		if (r->ra_jobs[i].used && r->ra_jobs[i].key == m->key &&
-		    r->ra_jobs[i].layer_id == m->layer_id)
+		    r->ra_jobs[i].layer_id == m->layer_id && first <= r->ra_jobs[i].target)
 			return &r->ra_jobs[i];
 	return NULL;
 }
@@ -779,11 +807,11 @@ void lfs_reader_readahead(struct lfs_reader *r, const struct lfs_member *m, uint
 	    (__atomic_load_n(m->flags, __ATOMIC_ACQUIRE) & LFS_MEMBER_FAILED))
 		return;
 	target = blk + r->readahead_blocks;
-	/* One thread per member reads ahead; the others only raise its
-	 * target.  Many threads walking the same window took turns on the
-	 * member's lock and woke each other for nothing. */
+	/* One thread reads ahead of a sequential reader; the reader's later
+	 * reads only raise its target.  Many threads walking the same window
+	 * took turns on the member's lock and woke each other for nothing. */
 	pthread_mutex_lock(&r->ra_lock);
-	job = ra_find(r, m);
+	job = ra_find(r, m, blk);
 	if (job) {
 		if (job->target < target)
 			job->target = target;

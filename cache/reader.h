@@ -86,7 +86,8 @@ struct lfs_pin {
 	struct lfs_centry **entries;
 	size_t count;
 	void *buf;		/* stored members: the bytes read */
-	int sequential;		/* deflated, and no block needed a fresh stream */
+	int sequential;		/* deflated, and no block needed a fresh stream
+				 * (see lfs_reader_readahead) */
 };
 
 struct lfs_reader_stats {
@@ -116,12 +117,13 @@ void lfs_reader_unpin(struct lfs_reader *r, struct lfs_pin *p);
 
 /* Called after a read that ended at `end` has been answered, for reads whose
  * pin was `sequential` (every block was ready or made by continuing a
- * parked stream: a reader going through the member in order, unlike a
- * program faulting in pages of a mapped library here and there): inflates up
- * to `readahead` bytes beyond `end`, continuing the stream parked after the
- * last ready block, so the next reads find their blocks ready.  Runs in the
- * caller's thread after the reply, so the work overlaps with the reader
- * consuming it. */
+ * parked stream from where it stopped: a reader going through the member in
+ * order, unlike a program faulting in pages of a mapped library here and
+ * there): inflates up to `readahead` bytes beyond `end`, continuing the
+ * stream parked after the last ready block, so the next reads find their
+ * blocks ready.  Runs in the caller's thread after the reply, so the work
+ * overlaps with the reader consuming it; one thread at a time per stretch
+ * of a member, the others only extend its target. */
 void lfs_reader_readahead(struct lfs_reader *r, const struct lfs_member *m, uint64_t end);
 
 /* Marks m failed (EIO from then on) and logs `why` with layer and entry,

@@ -401,6 +401,76 @@ static void test_parallel_readahead(void **state)
 	lfs_reader_free(r);
 }
 
+struct jumper_arg {
+	struct lfs_reader *r;
+	struct member_file *f;
+	uint32_t block;
+	int bad;
+};
+
+/* Reads in pairs far into the member: a random read, then one starting
+ * where it stopped, which continues the parked stream and asks for
+ * read-ahead there. */
+static void *jumper_thread(void *arg)
+{
+	struct jumper_arg *a = arg;
+	uint64_t s = 77, B = a->block;
+	unsigned char *buf = malloc(B);
+
+	for (int i = 0; i < 30; i++) {
+		uint64_t j = 600 + rnd(&s) % 400, offs[2] = { j * B + 5000, (j + 1) * B };
+
+		for (int k = 0; k < 2; k++) {
+			ssize_t n = lfs_reader_read(a->r, &a->f->m, buf, B, offs[k]);
+
+			if (n != (ssize_t)B || memcmp(buf, a->f->data + offs[k], B))
+				a->bad++;
+			else if (k == 1)
+				lfs_reader_readahead(a->r, &a->f->m, offs[k] + B);
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
+/* Read-ahead stays with the reader that asked for it: a read far away in
+ * the member must not extend the window of another reader's read-ahead
+ * (that once had it inflate everything in between, tens of milliseconds
+ * while other reads of the member waited). */
+static void test_readahead_stays_near_its_reader(void **state)
+{
+	const uint32_t B = 16384;
+	struct lfs_reader *r = reader(B, 65536, 256u << 20); /* read-ahead: 4 blocks */
+	struct member_file *f = member_new(1024u * B, 1, 61);
+	struct seq_arg a;
+	struct jumper_arg j = { r, f, B, 0 };
+	struct lfs_reader_stats st;
+	uint64_t before;
+	pthread_t th[2];
+	(void)state;
+	read_check(r, f, 0, f->size); /* resume points everywhere */
+	lfs_reader_drop_blocks(r);
+	lfs_reader_get_stats(r, &st);
+	before = st.bytes_inflated;
+	/* the sequential reader covers the first quarter only */
+	f->size = 256u * B;
+	a = (struct seq_arg){ r, f, B, 0 };
+	pthread_create(&th[0], NULL, seq_thread, &a);
+	pthread_create(&th[1], NULL, jumper_thread, &j);
+	pthread_join(th[0], NULL);
+	pthread_join(th[1], NULL);
+	f->size = 1024u * B;
+	assert_int_equal(a.bad, 0);
+	assert_int_equal(j.bad, 0);
+	lfs_reader_get_stats(r, &st);
+	/* 4 MiB in order and 30 pairs of at most 10 blocks; a read-ahead
+	 * dragged from the first quarter to the far half would add 6 MiB */
+	if (st.bytes_inflated - before > 13u << 20)
+		fail_msg("inflated %llu bytes", (unsigned long long)(st.bytes_inflated - before));
+	member_free(f);
+	lfs_reader_free(r);
+}
+
 static void test_config(void **state)
 {
 	struct lfs_reader_config cfg = { 0 };
@@ -425,6 +495,7 @@ int main(void)
 		cmocka_unit_test(test_resume_points_bound_work),
 		cmocka_unit_test(test_readahead),
 		cmocka_unit_test(test_parallel_readahead),
+		cmocka_unit_test(test_readahead_stays_near_its_reader),
 		cmocka_unit_test(test_damage_gives_eio),
 		cmocka_unit_test(test_many_threads_small_budget),
 	};
