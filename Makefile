@@ -33,7 +33,7 @@ ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DLAYERFS_VERSION='"$(VERSION)"' $(WARN) $(
 ALL_LDLIBS := $(shell $(PKG_CONFIG) --libs $(LIBS_PC)) -lpthread $(LDLIBS)
 
 CORE := fs/log.c fs/io.c fs/layerlist.c fs/zipindex.c fs/tree.c fs/stack.c fs/notify.c \
-	cache/cache.c cache/reader.c
+	cache/cache.c cache/crcpieces.c cache/reader.c
 FRONT := fs/fuse_ops.c fs/main.c
 CORE_OBJ := $(CORE:%.c=$(BUILD)/%.o)
 FRONT_OBJ := $(FRONT:%.c=$(BUILD)/%.o)

@@ -1,5 +1,6 @@
 #include "reader.h"
 
+#include "crcpieces.h"
 #include "../fs/io.h"
 #include "../fs/log.h"
 
@@ -29,6 +30,8 @@ struct ra_job {
 };
 
 #define RA_JOBS 64
+#define CRC_SLOTS 64	/* large stored members checked at once */
+#define CRC_PIECES 16	/* separate pieces of one before it is given up */
 
 struct lfs_reader {
 	struct lfs_cache *cache;
@@ -45,6 +48,7 @@ struct lfs_reader {
 	pthread_t refill_thread;
 	uint64_t bytes_read, bytes_inflated, resume_points_made, members_failed;
 	uint64_t block_hits;	/* blocks found ready before claiming (lfs_cache_get) */
+	struct lfs_crc_pieces *crcs; /* large stored members, as they are read */
 	pthread_mutex_t ra_lock;
 	struct ra_job ra_jobs[RA_JOBS]; /* members being read ahead (ra_lock) */
 };
@@ -206,8 +210,10 @@ struct lfs_reader *lfs_reader_new(const struct lfs_reader_config *cfg)
 	r->pool_max = POOL_BYTES / cfg->block_size;
 	r->pool_max = r->pool_max < 1 ? 1 : r->pool_max > POOL_MAX ? POOL_MAX : r->pool_max;
 	r->cache = lfs_cache_new(cfg->cache_size, 0);
-	if (!r->cache || pthread_key_create(&r->tls, free_decompressor)) {
+	r->crcs = lfs_crc_pieces_new(CRC_SLOTS, CRC_PIECES);
+	if (!r->cache || !r->crcs || pthread_key_create(&r->tls, free_decompressor)) {
 		lfs_cache_free(r->cache);
+		lfs_crc_pieces_free(r->crcs);
 		free(r);
 		return NULL;
 	}
@@ -226,6 +232,7 @@ void lfs_reader_free(struct lfs_reader *r)
 		libdeflate_free_decompressor(d);
 	pthread_key_delete(r->tls);
 	lfs_cache_free(r->cache);
+	lfs_crc_pieces_free(r->crcs);
 	pthread_mutex_lock(&r->pool_lock);
 	if (r->refill_state == 1) {
 		r->refill_state = 2;
@@ -617,14 +624,19 @@ static int get_block(struct lfs_reader *r, const struct lfs_member *m, uint64_t 
 	return e ? 0 : rc;
 }
 
-/* Stored members need no cache; small ones are CRC-checked once first. */
+/* Stored members need no cache.  Small ones are CRC-checked once before
+ * any byte is served; large ones as they are read, once the reads have
+ * covered them (see crcpieces.h): a mismatch fails the read that completes
+ * the member and every read after it. */
 static int read_stored(struct lfs_reader *r, const struct lfs_member *m, void *buf,
 		       size_t len, uint64_t off)
 {
+	uint32_t crc;
+	int rc;
+
 	if (!(__atomic_load_n(m->flags, __ATOMIC_ACQUIRE) & LFS_MEMBER_VERIFIED) &&
 	    m->size <= r->block_size) {
 		unsigned char *all = malloc(m->size ? m->size : 1);
-		int rc;
 
 		if (!all)
 			return -ENOMEM;
@@ -638,7 +650,14 @@ static int read_stored(struct lfs_reader *r, const struct lfs_member *m, void *b
 		free(all);
 		return rc;
 	}
-	return read_zip(r, m, buf, len, off);
+	rc = read_zip(r, m, buf, len, off);
+	if (rc || (__atomic_load_n(m->flags, __ATOMIC_ACQUIRE) & LFS_MEMBER_VERIFIED) ||
+	    !lfs_crc_pieces_add(r->crcs, m->layer_id, m->key, m->size, off, buf, len, &crc))
+		return rc;
+	if (crc != m->crc)
+		return member_fail(r, m, "CRC-32 mismatch");
+	__atomic_fetch_or(m->flags, LFS_MEMBER_VERIFIED, __ATOMIC_RELEASE);
+	return 0;
 }
 
 void lfs_reader_unpin(struct lfs_reader *r, struct lfs_pin *p)
