@@ -34,7 +34,7 @@ ALL_LDLIBS := $(shell $(PKG_CONFIG) --libs $(LIBS_PC)) -lpthread $(LDLIBS)
 
 CORE := fs/log.c fs/io.c fs/layerlist.c fs/zipindex.c fs/tree.c fs/stack.c fs/notify.c \
 	cache/cache.c cache/crcpieces.c cache/reader.c
-FRONT := fs/fuse_ops.c fs/main.c
+FRONT := fs/fuse_ops.c fs/inval.c fs/main.c
 CORE_OBJ := $(CORE:%.c=$(BUILD)/%.o)
 FRONT_OBJ := $(FRONT:%.c=$(BUILD)/%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))

@@ -104,7 +104,8 @@ static void lfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void lfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
-	struct lfs_stack *s = ctx_of(req)->stack;
+	struct lfs_fuse_ctx *ctx = ctx_of(req); /* req is gone once answered */
+	struct lfs_stack *s = ctx->stack;
 	struct lfs_pin pin;
 	ssize_t n;
 	int sequential;
@@ -122,6 +123,9 @@ static void lfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_iov(req, pin.iov, (int)pin.niov);
 	sequential = pin.sequential;
 	lfs_stack_unpin(s, &pin);
+	/* the member failed: what the kernel cached of it before must go too */
+	if (n == -EIO)
+		lfs_inval_push(ctx->inval, ino);
 	if (n > 0 && sequential)
 		lfs_stack_readahead(s, ino, (uint64_t)off + (uint64_t)n);
 }

@@ -11,6 +11,7 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 
+#include "inval.h"
 #include "stack.h"
 
 #define LFS_XATTR_LAYER "user.layerfs.layer"
@@ -20,6 +21,8 @@ struct lfs_fuse_ctx {
 	struct lfs_stack *stack;
 	double timeout;		/* seconds the kernel may cache entries */
 	unsigned max_read;	/* largest read request to ask the kernel for */
+	struct lfs_inval *inval; /* page caches to drop after a member fails
+				  * (NULL: none) */
 };
 
 extern const struct fuse_lowlevel_ops lfs_fuse_ops;

@@ -238,6 +238,7 @@ static int prepare_mountpoint(const char *mnt)
 
 struct daemon_state {
 	struct fuse_session *se;
+	struct lfs_fuse_ctx *ctx;
 	struct lfs_stack *stack;
 	char *mountpoint;
 	int ready_fd;		/* parent waiting for readiness, or -1 */
@@ -318,6 +319,7 @@ static int run_daemon(struct daemon_state *d)
 	pthread_detach(sigt);
 	pthread_create(&ready, NULL, ready_thread, d);
 	pthread_detach(ready);
+	d->ctx->inval = lfs_inval_start(d->se);
 
 	cfg = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_max_threads(cfg, 16);
@@ -327,6 +329,8 @@ static int run_daemon(struct daemon_state *d)
 	fuse_loop_cfg_set_idle_threads(cfg, 16);
 	rc = fuse_session_loop_mt(d->se, cfg);
 	fuse_loop_cfg_destroy(cfg);
+	lfs_inval_stop(d->ctx->inval);
+	d->ctx->inval = NULL;
 	lfs_notify("STOPPING=1");
 	fuse_session_unmount(d->se);
 	fuse_remove_signal_handlers(d->se);
@@ -424,6 +428,7 @@ static int cmd_mount(int argc, char **argv)
 	if (o.debug && fuse_opt_add_arg(&o.fuse_args, "-odebug"))
 		goto out;
 	d.se = fuse_session_new(&o.fuse_args, &lfs_fuse_ops, sizeof(lfs_fuse_ops), &o.fuse);
+	d.ctx = &o.fuse;
 	if (!d.se) {
 		lfs_err("cannot start a FUSE session (bad -o option?)");
 		goto out;

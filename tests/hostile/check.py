@@ -16,6 +16,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 
 MIB = 1 << 20
 results = []
@@ -178,6 +179,37 @@ def check_eio(m, f, name):
             if not (f.get("head_may_fail") and e.errno == errno.EIO):
                 return report(name, False, "%r: the first %d bytes (before the damage) fail: %s" % (
                     p, f["head_len"], e))
+    if "head_len" in f and not f.get("head_may_fail"):
+        # Read it all: the head lands in the page cache, then the member
+        # fails.  The cached head must go too (the daemon tells the kernel,
+        # from another thread, so poll for a while).
+        try:
+            fd = m.open(p)
+        except OSError as e:
+            return report(name, False, "%r: open: %s" % (p, e))
+        try:
+            try:
+                while os.read(fd, MIB):
+                    pass
+                return report(name, False, "%r: a whole read succeeded" % p)
+            except OSError as e:
+                if e.errno != errno.EIO:
+                    return report(name, False, "%r: a whole read failed with %s" % (p, e))
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    os.pread(fd, 4096, 0)
+                except OSError as e:
+                    if e.errno == errno.EIO:
+                        break
+                    return report(name, False, "%r: reread of the head: %s" % (p, e))
+                if time.monotonic() > deadline:
+                    return report(name, False, "%r: 5 s after the member failed, its head "
+                                  "still reads from the page cache" % p)
+                time.sleep(0.01)
+        finally:
+            drop(fd)
+            os.close(fd)
     if f.get("far_read"):
         # in a child, so that a read that never returns cannot hang the checks
         code = ("import os,sys\nfd=os.open(sys.argv[1],os.O_RDONLY)\n"
