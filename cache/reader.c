@@ -472,6 +472,11 @@ static void save_resume_point(struct lfs_reader *r, const struct lfs_member *m,
 	rp->out_pos = s->out_pos;
 	rp->state_len = len;
 	memcpy(rp->state, &s->st, len);
+	/* No addresses of this process in it: they mean nothing to another
+	 * (and are set afresh on restore anyway). */
+	memset(rp->state + offsetof(struct inflate_state, next_out), 0,
+	       sizeof(s->st.next_out));
+	memset(rp->state + offsetof(struct inflate_state, next_in), 0, sizeof(s->st.next_in));
 	add(&r->resume_points_made, 1);
 	lfs_cache_insert(r->cache, &k, rp, sizeof(*rp) + len);
 }
