@@ -127,6 +127,7 @@ int lfs_crc_pieces_add(struct lfs_crc_pieces *t, uint64_t layer, uint64_t member
 		} else if (s->n == t->max_pieces) {
 			s->used_at = 0; /* read all over the place: stop tracking */
 			s->n = 0;
+			done = -1;
 			break;
 		} else {
 			s->p[s->n++] = merged[i];

@@ -24,7 +24,9 @@ void lfs_crc_pieces_free(struct lfs_crc_pieces *t);
 
 /* Records bytes [off, off + len) of member (layer, member) whose size is
  * `size`.  Returns 1 with *crc set to the member's CRC-32 when this read
- * completes it (the member is then forgotten), 0 otherwise. */
+ * completes it, -1 when the member is read in too many places to track
+ * (callers then stop offering it), 0 otherwise.  A member is forgotten
+ * once it returns 1 or -1. */
 int lfs_crc_pieces_add(struct lfs_crc_pieces *t, uint64_t layer, uint64_t member,
 		       uint64_t size, uint64_t off, const void *buf, size_t len,
 		       uint32_t *crc);

@@ -30,6 +30,7 @@
 /* Per-member flags, kept by the caller (one word per member, zeroed). */
 #define LFS_MEMBER_FAILED 1u
 #define LFS_MEMBER_VERIFIED 2u
+#define LFS_MEMBER_UNCHECKED 4u	/* large stored, read too scattered to check */
 
 /* Counters of one layer; updated atomically. */
 struct lfs_layer_counters {
