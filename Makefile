@@ -2,6 +2,7 @@
 #   make            build build/layerfs
 #   make check      unit tests, fuzz corpus replay, integration tests (root, FUSE)
 #   make asan       the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make tsan       the unit tests under ThreadSanitizer
 #   make bench      benchmarks, with baselines measured in the same run
 #   make fuzz       libFuzzer targets (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -39,7 +40,7 @@ CORE_OBJ := $(CORE:%.c=$(BUILD)/%.o)
 FRONT_OBJ := $(FRONT:%.c=$(BUILD)/%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all check unit it hostile-test systemd-test asan bench fuzz install uninstall clean demo
+.PHONY: all check unit it hostile-test systemd-test asan tsan bench fuzz install uninstall clean demo
 all: $(BUILD)/layerfs
 
 $(BUILD)/%.o: %.c $(wildcard fs/*.h cache/*.h)
@@ -100,6 +101,13 @@ asan:
 	@if ls $(ASAN_REPORTS)/* >/dev/null 2>&1; then cat $(ASAN_REPORTS)/*; echo "asan: sanitizer reports above"; exit 1; fi
 	@echo "asan: no sanitizer reports"
 
+# The cache and the read path are where threads meet (claims, parked
+# streams, read-ahead jobs); their unit tests run many threads at once.
+tsan:
+	TSAN_OPTIONS=halt_on_error=1 $(MAKE) BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" \
+		LDFLAGS="-fsanitize=thread" unit
+	@echo "tsan: no data races reported"
+
 $(BUILD)/tests/inflate_speed: tests/bench/inflate_speed.c $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(CORE_OBJ) $(LDFLAGS) $(ALL_LDLIBS)
@@ -140,4 +148,4 @@ uninstall:
 	@rmdir $(DESTDIR)$(SYSCONFDIR)/layerfs 2>/dev/null || :
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz
