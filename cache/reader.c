@@ -819,8 +819,11 @@ static int readahead_block(struct lfs_reader *r, const struct lfs_member *m, uin
 
 /* The job whose window a read ending before block `first` continues: one
  * running on the same member that has not stopped short of it.  A read
- * elsewhere in the member gets a job of its own; raising this one's target
- * would have it inflate all the way there. */
+ * beyond gets a job of its own; raising this one's target would have it
+ * inflate all the way there.  A read behind is absorbed (no read-ahead of
+ * its own while this job runs): giving such reads jobs of their own set off
+ * more read-ahead among random reads and raised their p99 from 3.3 to
+ * 4.5 ms in make bench's item 3. */
 static struct ra_job *ra_find(struct lfs_reader *r, const struct lfs_member *m,
 			      uint64_t first)
 {
