@@ -400,20 +400,13 @@ static void test_parallel_readahead(void **state)
 	lfs_reader_free(r);
 }
 
-struct jumper_arg {
-	struct lfs_reader *r;
-	struct member_file *f;
-	uint32_t block;
-	int bad;
-};
-
 /* Reads in pairs far into the member: a random read, then one starting
  * where it stopped, which continues the parked stream and asks for
  * read-ahead there. */
 static void *jumper_thread(void *arg)
 {
-	struct jumper_arg *a = arg;
-	uint64_t s = 77, B = a->block;
+	struct seq_arg *a = arg; /* step: the block size */
+	uint64_t s = 77, B = a->step;
 	unsigned char *buf = malloc(B);
 
 	for (int i = 0; i < 30; i++) {
@@ -442,7 +435,7 @@ static void test_readahead_stays_near_its_reader(void **state)
 	struct lfs_reader *r = reader(B, 65536, 256u << 20); /* read-ahead: 4 blocks */
 	struct member_file *f = member_new(1024u * B, 1, 61);
 	struct seq_arg a;
-	struct jumper_arg j = { r, f, B, 0 };
+	struct seq_arg j = { r, f, B, 0 };
 	struct lfs_reader_stats st;
 	uint64_t before;
 	pthread_t th[2];
