@@ -188,6 +188,33 @@ static void test_resume_points_bound_work(void **state)
 	lfs_reader_free(r);
 }
 
+/* The kernel asks for a sequential reader's next blocks at once: a read a
+ * few blocks past the parked stream goes on from it, and nothing between
+ * is inflated twice (it used to start again from the resume point). */
+static void test_read_past_parked_stream(void **state)
+{
+	const uint32_t B = 16384, S = 8 * B;
+	struct lfs_reader *r = reader(B, S, 64 << 20);
+	struct member_file *f = member_new(4 * S, 1, 55);
+	struct lfs_reader_stats st;
+
+	(void)state;
+	read_check(r, f, 0, B);		/* parks a stream at block 1 */
+	read_check(r, f, 5 * B, 100);	/* block 5: from that stream */
+	read_check(r, f, 3 * B, 100);	/* made on the way */
+	lfs_reader_get_stats(r, &st);
+	assert_int_equal(st.bytes_inflated, 6 * B);
+	read_check(r, f, S + 2 * B, 100); /* past a resume point: from the stream */
+	lfs_reader_get_stats(r, &st);
+	assert_int_equal(st.bytes_inflated, S + 3 * B);
+	lfs_reader_drop_blocks(r);	/* resume point only: from it */
+	read_check(r, f, S + 3 * B, 100);
+	lfs_reader_get_stats(r, &st);
+	assert_int_equal(st.bytes_inflated, S + 3 * B + 4 * B);
+	member_free(f);
+	lfs_reader_free(r);
+}
+
 /* A sequential reader followed by read-ahead: the blocks are ready before
  * they are asked for, and nothing is inflated twice. */
 static void test_readahead(void **state)
@@ -512,6 +539,7 @@ int main(void)
 		cmocka_unit_test(test_sizes_and_offsets),
 		cmocka_unit_test(test_resume_points_bound_work),
 		cmocka_unit_test(test_readahead),
+		cmocka_unit_test(test_read_past_parked_stream),
 		cmocka_unit_test(test_parallel_readahead),
 		cmocka_unit_test(test_readahead_stays_near_its_reader),
 		cmocka_unit_test(test_stored_crc_tracking),
