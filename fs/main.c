@@ -66,6 +66,8 @@ static const char usage_text[] =
 	"  -o max_name=N          refuse entry names longer than N bytes (default 4096)\n"
 	"  -o debug               log at debug level\n"
 	"  -o journal             prefix log lines with syslog priorities (for journald)\n"
+	"  -o sched=batch|normal  scheduling policy of the worker threads (default\n"
+	"                         batch: their wake-ups do not preempt the inflater)\n"
 	"  -o allow_other, -o default_permissions, ...\n"
 	"                         any other option is passed to FUSE (see mount.fuse3(8))\n"
 	"SIZE takes a K, M or G suffix (powers of 1024).\n"
@@ -87,6 +89,7 @@ struct mount_opts {
 	int foreground;
 	int debug;
 	int journal;
+	int sched_normal;
 	struct fuse_args fuse_args;
 };
 
@@ -129,6 +132,15 @@ static int parse_option(struct mount_opts *o, const char *opt)
 	}
 	if (KEY("journal") && !val) {
 		o->journal = 1;
+		return 0;
+	}
+	if (KEY("sched")) {
+		if (!val || (strcmp(val, "batch") && strcmp(val, "normal"))) {
+			fprintf(stderr, "layerfs: -o sched is batch or normal, got '%s'\n",
+				val ? val : "");
+			return -1;
+		}
+		o->sched_normal = !strcmp(val, "normal");
 		return 0;
 	}
 	if (KEY("cache_size") || KEY("block_size") || KEY("resume_spacing") ||
@@ -242,6 +254,7 @@ struct daemon_state {
 	struct lfs_stack *stack;
 	char *mountpoint;
 	int ready_fd;		/* parent waiting for readiness, or -1 */
+	int sched_batch;	/* run the workers as SCHED_BATCH */
 	sigset_t signals;	/* handled by signal_thread */
 };
 
@@ -321,6 +334,19 @@ static int run_daemon(struct daemon_state *d)
 	pthread_detach(ready);
 	d->ctx->inval = lfs_inval_start(d->se);
 
+	/* The workers, and the read-ahead and pool threads they start, inherit
+	 * this.  A batch thread woken by a request or a reply does not preempt
+	 * whatever runs on its core; left to the scheduler's normal wake-up
+	 * preemption, the workers kept interrupting the thread inflating ahead
+	 * of a sequential reader: a cold read of 256 MiB went from 610 to
+	 * 670 MB/s (make bench's item 1, 2 cores).  Unprivileged, and it
+	 * gives way to others rather than taking anything from them. */
+	if (d->sched_batch) {
+		struct sched_param sp = { 0 };
+
+		if (pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp))
+			lfs_warn("cannot run the workers as SCHED_BATCH; going on without");
+	}
 	cfg = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_max_threads(cfg, 16);
 	/* Workers never exit once started: read-ahead keeps them busy after
@@ -407,6 +433,7 @@ static int cmd_mount(int argc, char **argv)
 		goto out;
 	}
 	d.mountpoint = mnt;
+	d.sched_batch = !o.sched_normal;
 	if (lfs_stack_open(&o.stack, &d.stack, err, sizeof(err))) {
 		lfs_err("%s", err);
 		goto out;

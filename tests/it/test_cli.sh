@@ -171,6 +171,33 @@ if check "mount -o uid=1234,gid=4321" lfs_mount -o uid=1234,gid=4321 "$T/stack.l
 	lfs_umount "$T/own"
 fi
 
+# -o sched: the threads that serve reads run as SCHED_BATCH (policy 3 in
+# /proc/PID/task/TID/stat), or all as SCHED_OTHER (0) with sched=normal.
+policies() { # MOUNTPOINT: "policy count" lines of the daemon's threads, after a read
+	cat "$1/lib/data/mid.bin" >/dev/null
+	local pid
+	pid=$(timeout 20 "$LAYERFS" stats "$1" | awk '$1 == "pid" { print $2 }')
+	for t in /proc/"$pid"/task/*/stat; do
+		sed 's/.*) //' "$t" | awk '{ print $39 }'
+	done | sort | uniq -c | awk '{ print $2, $1 }'
+}
+if check "mount (default -o sched=batch)" lfs_mount "$T/stack.list" "$T/sched"; then
+	check "sched=batch: the workers that read run as SCHED_BATCH" \
+		bash -c 'grep -q "^3 " <<<"$1" || { echo "$1"; exit 1; }' _ "$(policies "$T/sched")"
+	lfs_umount "$T/sched"
+fi
+if check "mount -o sched=normal" lfs_mount -o sched=normal "$T/stack.list" "$T/sched"; then
+	check "sched=normal: every thread is SCHED_OTHER" \
+		bash -c '[[ $1 =~ ^"0 "[0-9]+$ ]] || { echo "$1"; exit 1; }' _ "$(policies "$T/sched")"
+	lfs_umount "$T/sched"
+fi
+mkdir -p "$T/sched_bad"
+lfs_register_mount "$T/sched_bad"
+check "mount -o sched=fast: refused with one line naming the option" \
+	bash -c 'out=$(timeout -k 5 60 "$1" mount -o sched=fast "$2" "$3" 2>&1 </dev/null) && exit 1
+		[[ $(wc -l <<<"$out") -eq 1 && $out == *sched* ]] || { echo "$out"; exit 1; }
+		! mountpoint -q "$3"' _ "$LAYERFS" "$T/stack.list" "$T/sched_bad"
+
 # --- bad input ---------------------------------------------------------------
 # bad_case NAME LIST BADPATH [extra mount args]: mount must fail with one
 # stderr line naming BADPATH, and leave nothing mounted.
