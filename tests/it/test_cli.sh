@@ -198,6 +198,16 @@ check "mount -o sched=fast: refused with one line naming the option" \
 		[[ $(wc -l <<<"$out") -eq 1 && $out == *sched* ]] || { echo "$out"; exit 1; }
 		! mountpoint -q "$3"' _ "$LAYERFS" "$T/stack.list" "$T/sched_bad"
 
+# Every -o option of layerfs's own that --help lists (not the FUSE options
+# it passes through) is in the README's table and the man page.
+undocumented=
+for opt in $(timeout 20 "$LAYERFS" --help | grep -v allow_other | grep -o -- '-o [a-z_]*' |
+	awk 'NF == 2 { print $2 }' | sort -u); do
+	grep -qF -- "-o $opt" "$LFS_IT_DIR/../../README.md" || undocumented+=" $opt(README)"
+	grep -qF -- "\\-o $opt" "$LFS_IT_DIR/../../docs/layerfs.1" || undocumented+=" $opt(man)"
+done
+check "every option in --help is documented" eq "$undocumented" ""
+
 # --- bad input ---------------------------------------------------------------
 # bad_case NAME LIST BADPATH [extra mount args]: mount must fail with one
 # stderr line naming BADPATH, and leave nothing mounted.
