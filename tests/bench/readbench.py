@@ -3,6 +3,7 @@
 
   readbench.py seq FILE...        sequential 1 MiB reads; FILEs in parallel threads
   readbench.py best N FILE        N sequential passes over FILE; the fastest
+  readbench.py evict FILE         drop FILE's pages from the page cache
   readbench.py random FILE N SIZE N random reads of SIZE bytes, readahead off
 prints one JSON object."""
 import json
@@ -76,5 +77,9 @@ if __name__ == "__main__":
         cmd_seq(sys.argv[2:])
     elif sys.argv[1] == "best":
         cmd_best(int(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1] == "evict":
+        fd = os.open(sys.argv[2], os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
     else:
         cmd_random(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
