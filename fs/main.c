@@ -34,7 +34,7 @@
 #define DEFAULT_MAX_NAME 4096
 #define DEFAULT_TIMEOUT 86400.0
 #define DEFAULT_MAX_READ (1u << 20)
-#define DEFAULT_READAHEAD (2u << 20)
+#define DEFAULT_READAHEAD (8u << 20) /* see README, Performance */
 
 static const char usage_text[] =
 	"usage: layerfs mount [-f] [-d] [-o OPTION[,OPTION...]] LIST MOUNTPOINT\n"
@@ -55,7 +55,7 @@ static const char usage_text[] =
 	"  -o block_size=SIZE     cache block size, a power of two (default 128K)\n"
 	"  -o resume_spacing=SIZE distance between deflate resume points (default 1M)\n"
 	"  -o readahead=SIZE      inflate this far ahead of a sequential reader\n"
-	"                         (default 2M, at most cache_size/4; 0: off)\n"
+	"                         (default 8M, at most cache_size/4; 0: off)\n"
 	"  -o max_read=SIZE       largest read request asked of the kernel (default 1M)\n"
 	"  -o timeout=SECONDS     how long the kernel caches names and attributes\n"
 	"                         (default 86400; the tree never changes)\n"
