@@ -80,6 +80,15 @@ struct lfs_reader_config {
 	uint64_t readahead;	/* bytes inflated ahead of a sequential reader */
 };
 
+/* How a read of a deflated member went, for read-ahead. */
+enum lfs_seq {
+	LFS_SEQ_NO,		/* a block needed a fresh stream, or a stream
+				 * continued from elsewhere than where it stopped */
+	LFS_SEQ_READY,		/* every block was ready */
+	LFS_SEQ_CONTINUED,	/* no fresh stream, and a block was made by the
+				 * stream parked right where the read went on */
+};
+
 /* Blocks held for a reply: iov points into them until lfs_reader_unpin(). */
 struct lfs_pin {
 	struct iovec *iov;
@@ -87,8 +96,7 @@ struct lfs_pin {
 	struct lfs_centry **entries;
 	size_t count;
 	void *buf;		/* stored members: the bytes read */
-	int sequential;		/* deflated, and no block needed a fresh stream
-				 * (see lfs_reader_readahead) */
+	enum lfs_seq sequential; /* how the read went (see lfs_reader_readahead) */
 };
 
 struct lfs_reader_stats {
@@ -116,16 +124,19 @@ ssize_t lfs_reader_pin(struct lfs_reader *r, const struct lfs_member *m, uint64_
 		       size_t len, struct lfs_pin *p);
 void lfs_reader_unpin(struct lfs_reader *r, struct lfs_pin *p);
 
-/* Called after a read that ended at `end` has been answered, for reads whose
- * pin was `sequential` (every block was ready or made by continuing a
- * parked stream from where it stopped: a reader going through the member in
- * order, unlike a program faulting in pages of a mapped library here and
- * there): inflates up to `readahead` bytes beyond `end`, continuing the
- * stream parked after the last ready block, so the next reads find their
- * blocks ready.  Runs in the caller's thread after the reply, so the work
- * overlaps with the reader consuming it; one thread at a time per stretch
- * of a member, the others only extend its target. */
-void lfs_reader_readahead(struct lfs_reader *r, const struct lfs_member *m, uint64_t end);
+/* Called after a read that ended at `end` has been answered, with the
+ * pin's `sequential`.  A read that continued a parked stream from where it
+ * stopped (a reader going through the member in order, unlike a program
+ * faulting in pages of a mapped library here and there) starts read-ahead:
+ * up to `readahead` bytes beyond `end` are inflated, continuing the stream
+ * parked after the last ready block, so the next reads find their blocks
+ * ready.  Runs in the caller's thread after the reply, so the work overlaps
+ * with the reader consuming it; one thread at a time per stretch of a
+ * member.  Later reads inside the stretch, even those that found every
+ * block ready, only extend its target.  The `readahead` bytes are shared
+ * by the stretches being read ahead at once. */
+void lfs_reader_readahead(struct lfs_reader *r, const struct lfs_member *m, uint64_t end,
+			  enum lfs_seq seq);
 
 /* Marks m failed (EIO from then on) and logs `why` with layer and entry,
  * the first time only.  Returns -EIO. */

@@ -108,7 +108,7 @@ static void lfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct lfs_stack *s = ctx->stack;
 	struct lfs_pin pin;
 	ssize_t n;
-	int sequential;
+	enum lfs_seq sequential;
 
 	(void)fi;
 	if (off < 0) {
@@ -126,8 +126,8 @@ static void lfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	/* the member failed: what the kernel cached of it before must go too */
 	if (n == -EIO)
 		lfs_inval_push(ctx->inval, ino);
-	if (n > 0 && sequential)
-		lfs_stack_readahead(s, ino, (uint64_t)off + (uint64_t)n);
+	if (n > 0 && sequential != LFS_SEQ_NO)
+		lfs_stack_readahead(s, ino, (uint64_t)off + (uint64_t)n, sequential);
 }
 
 static void lfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -204,12 +204,12 @@ void lfs_stack_unpin(struct lfs_stack *s, struct lfs_pin *p)
 	lfs_reader_unpin(s->reader, p);
 }
 
-void lfs_stack_readahead(struct lfs_stack *s, uint64_t ino, uint64_t end)
+void lfs_stack_readahead(struct lfs_stack *s, uint64_t ino, uint64_t end, enum lfs_seq seq)
 {
 	struct lfs_member m;
 
 	if (member_of(s, ino, &m) == 0)
-		lfs_reader_readahead(s->reader, &m, end);
+		lfs_reader_readahead(s->reader, &m, end, seq);
 }
 
 int lfs_stack_readlink(struct lfs_stack *s, uint64_t ino, char *buf, size_t size)

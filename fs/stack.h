@@ -65,7 +65,7 @@ ssize_t lfs_stack_read(struct lfs_stack *s, uint64_t ino, void *buf, size_t len,
 ssize_t lfs_stack_pin(struct lfs_stack *s, uint64_t ino, uint64_t off, size_t len,
 		      struct lfs_pin *p);
 void lfs_stack_unpin(struct lfs_stack *s, struct lfs_pin *p);
-void lfs_stack_readahead(struct lfs_stack *s, uint64_t ino, uint64_t end);
+void lfs_stack_readahead(struct lfs_stack *s, uint64_t ino, uint64_t end, enum lfs_seq seq);
 
 /* The symlink target, NUL-terminated, in buf of `size` bytes (at least
  * LFS_TREE_MAX_PATH + 1).  0 or negative errno. */
