@@ -16,7 +16,7 @@
 
 #define IN_CHUNK (64u << 10)
 #define DEFAULT_CACHE_SIZE (256ull << 20)
-#define DEFAULT_BLOCK_SIZE (128u << 10)
+#define DEFAULT_BLOCK_SIZE (256u << 10)
 #define DEFAULT_SPACING (1u << 20)
 #define POOL_MAX 32
 #define POOL_BYTES (4u << 20)

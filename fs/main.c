@@ -52,7 +52,7 @@ static const char usage_text[] =
 	"  -f                     stay in the foreground (as under systemd)\n"
 	"  -d                     debug log (same as -o debug)\n"
 	"  -o cache_size=SIZE     decompressed block cache budget (default 256M)\n"
-	"  -o block_size=SIZE     cache block size, a power of two (default 128K)\n"
+	"  -o block_size=SIZE     cache block size, a power of two (default 256K)\n"
 	"  -o resume_spacing=SIZE distance between deflate resume points (default 1M)\n"
 	"  -o readahead=SIZE      inflate this far ahead of a sequential reader\n"
 	"                         (default 8M, at most cache_size/4; 0: off)\n"

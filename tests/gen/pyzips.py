@@ -85,6 +85,7 @@ def py_mixed(out):
         add_file(z, "pm/big_deflated.bin", semi_bytes(2 * 1024 * 1024 + 3, 12))
         # sizes exactly on block / resume-point boundaries (EOF off-by-ones)
         add_file(z, "pm/exact_128k.bin", semi_bytes(128 * 1024, 13))
+        add_file(z, "pm/exact_256k.bin", semi_bytes(256 * 1024, 16))
         add_file(z, "pm/exact_1m.bin", semi_bytes(1024 * 1024, 14))
         add_file(z, "pm/exact_1m_stored.bin", semi_bytes(1024 * 1024, 15),
                  method=zipfile.ZIP_STORED)

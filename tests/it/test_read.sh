@@ -37,9 +37,10 @@ check "read: python stored 1.5 MiB and deflated 2 MiB" \
 	timeout 60 "${RR[@]}" --seed 3 --reads 60 \
 	"$T/big/pm/big_stored.bin" "$T/ref_pm/pm/big_stored.bin" \
 	"$T/big/pm/big_deflated.bin" "$T/ref_pm/pm/big_deflated.bin"
-check "read: files of exactly 128 KiB and 1 MiB (EOF on a boundary)" \
+check "read: files of exactly 128 KiB, 256 KiB and 1 MiB (EOF on a boundary)" \
 	timeout 60 "${RR[@]}" --seed 12 --reads 40 \
 	"$T/big/pm/exact_128k.bin" "$T/ref_pm/pm/exact_128k.bin" \
+	"$T/big/pm/exact_256k.bin" "$T/ref_pm/pm/exact_256k.bin" \
 	"$T/big/pm/exact_1m.bin" "$T/ref_pm/pm/exact_1m.bin" \
 	"$T/big/pm/exact_1m_stored.bin" "$T/ref_pm/pm/exact_1m_stored.bin"
 check "read: Info-ZIP deflated mid.bin" \

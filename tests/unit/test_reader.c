@@ -593,7 +593,7 @@ static void test_config(void **state)
 
 	(void)state;
 	assert_int_equal(lfs_reader_config_check(&cfg, err, sizeof(err)), 0);
-	assert_int_equal(cfg.block_size, 128 << 10);
+	assert_int_equal(cfg.block_size, 256 << 10);
 	cfg = (struct lfs_reader_config){ 1 << 20, 3000, 0, 0 };
 	assert_int_equal(lfs_reader_config_check(&cfg, err, sizeof(err)), -EINVAL);
 	cfg = (struct lfs_reader_config){ 1 << 20, 4096, 6000, 0 };
