@@ -34,15 +34,15 @@ rows=()
 row() { rows+=("$(printf '| %s | %s | %s | %s |' "$1" "$2" "$3" "$4")"); echo "bench: $1: $2 (baseline $3; $4)" >&2; }
 
 # 1. cold sequential read of a 256 MiB deflated member
-# in-process baselines, each the median of three runs like the mount's figure
-read -r isal zlib libdeflate < <(for _ in 1 2 3; do "$speed" "$data/big.zip" big.bin; done |
+# in-process baselines, each the median of five runs like the mount's figure
+read -r isal zlib libdeflate < <(for _ in 1 2 3 4 5; do "$speed" "$data/big.zip" big.bin; done |
 	python3 -c 'import sys, statistics as st
 v = {}
 for line in sys.stdin:
     k, x = line.split()
     v.setdefault(k, []).append(float(x))
 print(*(st.median(v[k]) for k in ("isal", "zlib", "libdeflate")))')
-# Median of three cold mounts: one run on a 2-core machine varies by +-5 %.
+# Median of five cold mounts: one run on a 2-core machine varies by +-7 %.
 # The first stays mounted for items 2 and 3, which are measured before the
 # other two: page-cache copies ran a third slower right after mounts had
 # allocated and freed a few hundred MiB (tmpfs and layerfs alike).
@@ -58,7 +58,7 @@ cold_run
 # A page-cache copy runs as fast as the placement of its pages allows (on
 # this VM, by a third either way from one population of the same file to
 # the next, tmpfs and layerfs alike: layerfs has no part in a page-cache
-# hit).  So each side is populated afresh seven times, in alternating order,
+# hit).  So each side is populated afresh eleven times, in alternating order,
 # and the medians of their best-of-5 passes are compared.
 best_of() { # FILE: the best sequential pass, MB/s
 	python3 "$here/readbench.py" best 5 "$1" | json mbps
@@ -75,14 +75,14 @@ layerfs_pass() {
 	pc_runs+=("$(best_of "$mnt/big.bin")")
 }
 tmpfs_runs=(); pc_runs=()
-for round in 1 2 3 4 5 6 7; do
+for round in $(seq 11); do
 	if ((round % 2)); then tmpfs_pass; layerfs_pass; else layerfs_pass; tmpfs_pass; fi
 done
 tmpfs=$(median "${tmpfs_runs[@]}"); warm_pc=$(median "${pc_runs[@]}")
 drop_page_cache; warm "$data/big.zip"
 warm_dc=$(python3 "$here/readbench.py" seq "$mnt/big.bin" | json mbps)
 rm -f /dev/shm/layerfs-bench-big.bin
-row "2a. warm re-read, page cache (MB/s, median of 7 populations, best of 5 passes each)" \
+row "2a. warm re-read, page cache (MB/s, median of 11 populations, best of 5 passes each)" \
 	"$(fmt "$warm_pc") ($(printf '%.0f ' "${pc_runs[@]}" | sed 's/ $//'))" \
 	"extracted copy on tmpfs $(fmt "$tmpfs") ($(printf '%.0f ' "${tmpfs_runs[@]}" | sed 's/ $//'))" \
 	"target >= 0.8x ($(fmt "$(echo "$warm_pc / $tmpfs" | bc -l)" 2)x)"
@@ -100,10 +100,9 @@ row "3. 1,000 random 4 KiB reads after first pass, caches dropped (ms)" \
 	"p50 $(fmt "$p50" 2), p99 $(fmt "$p99" 2), max $(fmt "$pmax" 1)" "inflating one resume spacing (1 MiB) with ISA-L: $(fmt "$(echo "1.048576 / $isal * 1000" | bc -l)" 2)" \
 	"target p99 < 5 ms; $rp resume points held"
 umount_stack
-cold_run; umount_stack
-cold_run; umount_stack
-cold=$(printf '%s\n' "${colds[@]}" | sort -g | sed -n 2p)
-row "1. cold sequential read, 256 MiB deflated member (MB/s, median of 3)" \
+for _ in 2 3 4 5; do cold_run; umount_stack; done
+cold=$(printf '%s\n' "${colds[@]}" | sort -g | sed -n 3p)
+row "1. cold sequential read, 256 MiB deflated member (MB/s, median of 5)" \
 	"$(fmt "$cold") ($(printf '%.0f ' "${colds[@]}" | sed 's/ $//'))" \
 	"ISA-L in-process $(fmt "$isal"), zlib $(fmt "$zlib"), libdeflate $(fmt "$libdeflate")" \
 	"target >= 0.8x ISA-L ($(fmt "$(echo "$cold / $isal" | bc -l)" 2)x), >= 2x zlib ($(fmt "$(echo "$cold / $zlib" | bc -l)" 2)x)"
