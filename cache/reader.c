@@ -38,6 +38,8 @@ enum { RA_FREE, RA_RUNNING, RA_ENDED };
 #define CRC_SLOTS 64	/* large stored members checked at once */
 #define CRC_PIECES 16	/* separate pieces of one before it is given up */
 #define MAX_PARKED_PROBES 16 /* blocks behind a read searched for a parked stream */
+#define MAX_SHARDS 16		/* cache shards (locks and LRUs) */
+#define SHARD_MIN_BYTES (16ull << 20) /* the least budget of one */
 
 struct lfs_reader {
 	struct lfs_cache *cache;
@@ -126,6 +128,18 @@ int lfs_reader_config_check(struct lfs_reader_config *cfg, char *err, size_t err
 }
 
 static void free_decompressor(void *d) { libdeflate_free_decompressor(d); }
+
+/* Each shard of the cache keeps its own LRU within an equal share of the
+ * budget, so a share must hold many of the largest entries (a parked stream
+ * is about 150 KiB).  With 16 shards of a 4 MiB budget, four readers had
+ * their parked streams and resume points evicted under them and inflated
+ * 10-25 times what they read.  Small budgets get fewer shards. */
+static unsigned cache_shards(uint64_t budget)
+{
+	uint64_t n = budget / SHARD_MIN_BYTES;
+
+	return n < 1 ? 1 : n > MAX_SHARDS ? MAX_SHARDS : (unsigned)n;
+}
 
 /* Full-size block buffers come from a small pool.  Evicted blocks go back
  * to it: a full cache evicts one block for every block it makes, and
@@ -216,7 +230,7 @@ struct lfs_reader *lfs_reader_new(const struct lfs_reader_config *cfg)
 	pthread_cond_init(&r->refill, NULL);
 	r->pool_max = POOL_BYTES / cfg->block_size;
 	r->pool_max = r->pool_max < 1 ? 1 : r->pool_max > POOL_MAX ? POOL_MAX : r->pool_max;
-	r->cache = lfs_cache_new(cfg->cache_size, 0);
+	r->cache = lfs_cache_new(cfg->cache_size, cache_shards(cfg->cache_size));
 	r->crcs = lfs_crc_pieces_new(CRC_SLOTS, CRC_PIECES);
 	if (!r->cache || !r->crcs || pthread_key_create(&r->tls, free_decompressor)) {
 		lfs_cache_free(r->cache);

@@ -522,6 +522,26 @@ static void test_readahead_is_shared(void **state)
 	lfs_reader_free(r);
 }
 
+/* A small budget still keeps a sequential reader's parked stream: split in
+ * 16 shards, 2 MiB gave each 128 KiB, less than one parked stream, which
+ * was then evicted as soon as it was parked, and every read inflated again
+ * from the member's start. */
+static void test_small_budget_keeps_stream(void **state)
+{
+	const uint32_t B = 16384;
+	struct lfs_reader *r = reader(B, 1u << 20, 2u << 20);
+	struct member_file *f = member_new((2u << 20) + 100, 1, 91);
+	struct lfs_reader_stats st;
+
+	(void)state;
+	for (uint64_t off = 0; off < f->size; off += B)
+		read_check(r, f, off, B);
+	lfs_reader_get_stats(r, &st);
+	assert_int_equal(st.bytes_inflated, f->size);
+	member_free(f);
+	lfs_reader_free(r);
+}
+
 /* Read-ahead stays with the reader that asked for it: a read far away in
  * the member must not extend the window of another reader's read-ahead
  * (that once had it inflate everything in between, tens of milliseconds
@@ -614,6 +634,7 @@ int main(void)
 		cmocka_unit_test(test_readahead_stays_near_its_reader),
 		cmocka_unit_test(test_readahead_starts),
 		cmocka_unit_test(test_readahead_is_shared),
+		cmocka_unit_test(test_small_budget_keeps_stream),
 		cmocka_unit_test(test_stored_crc_tracking),
 		cmocka_unit_test(test_damage_gives_eio),
 		cmocka_unit_test(test_many_threads_small_budget),
