@@ -338,8 +338,8 @@ static int run_daemon(struct daemon_state *d)
 	 * this.  A batch thread woken by a request or a reply does not preempt
 	 * whatever runs on its core; left to the scheduler's normal wake-up
 	 * preemption, the workers kept interrupting the thread inflating ahead
-	 * of a sequential reader: a cold read of 256 MiB went from 610 to
-	 * 670 MB/s (make bench's item 1, 2 cores).  Unprivileged, and it
+	 * of a sequential reader: a cold read of 256 MiB went from 638 to
+	 * 675 MB/s (A/B of make bench's item 1, 2 cores).  Unprivileged, and it
 	 * gives way to others rather than taking anything from them. */
 	if (d->sched_batch) {
 		struct sched_param sp = { 0 };
