@@ -506,7 +506,8 @@ static void save_resume_point(struct lfs_reader *r, const struct lfs_member *m,
 enum block_source {
 	BLOCK_READY,		/* found in the cache */
 	BLOCK_CONTINUED,	/* made by the stream parked right before it */
-	BLOCK_RESTARTED,	/* made by a stream from a resume point or the start */
+	BLOCK_RESTARTED,	/* made by a stream from a resume point, the start,
+				 * or parked some blocks before it */
 };
 
 /* A stream positioned at or before block `blk`: a parked one exactly there,
@@ -899,18 +900,17 @@ static struct ra_job *ra_find_ended(struct lfs_reader *r, const struct lfs_membe
 	return NULL;
 }
 
-/* A slot for a new job: the member's ended one, a free one, or any ended. */
-static struct ra_job *ra_slot(struct lfs_reader *r, const struct lfs_member *m, uint64_t first)
+/* A slot for a new job when the member has no ended one: a free slot, else
+ * any ended one. */
+static struct ra_job *ra_slot(struct lfs_reader *r)
 {
-	struct ra_job *job = ra_find_ended(r, m, first);
+	static const int order[] = { RA_FREE, RA_ENDED };
 
-	for (unsigned i = 0; i < RA_JOBS && !job; i++)
-		if (r->ra_jobs[i].used == RA_FREE)
-			job = &r->ra_jobs[i];
-	for (unsigned i = 0; i < RA_JOBS && !job; i++)
-		if (r->ra_jobs[i].used == RA_ENDED)
-			job = &r->ra_jobs[i];
-	return job;
+	for (unsigned k = 0; k < 2; k++)
+		for (unsigned i = 0; i < RA_JOBS; i++)
+			if (r->ra_jobs[i].used == order[k])
+				return &r->ra_jobs[i];
+	return NULL;
 }
 
 void lfs_reader_readahead(struct lfs_reader *r, const struct lfs_member *m, uint64_t end,
@@ -939,11 +939,13 @@ void lfs_reader_readahead(struct lfs_reader *r, const struct lfs_member *m, uint
 	 * among blocks some other stream made, and read-ahead from there
 	 * walked on to that stream and inflated a whole window (random p99 in
 	 * make bench's item 3 went from 3.7 to 8.4 ms with an 8 MiB window). */
-	if (seq != LFS_SEQ_CONTINUED && !ra_find_ended(r, m, blk)) {
+	job = ra_find_ended(r, m, blk);
+	if (!job && seq != LFS_SEQ_CONTINUED) {
 		pthread_mutex_unlock(&r->ra_lock);
 		return;
 	}
-	job = ra_slot(r, m, blk);
+	if (!job)
+		job = ra_slot(r);
 	if (job) {
 		job->used = RA_RUNNING;
 		job->layer_id = m->layer_id;

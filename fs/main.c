@@ -89,7 +89,7 @@ struct mount_opts {
 	int foreground;
 	int debug;
 	int journal;
-	int sched_normal;
+	int sched_batch;
 	struct fuse_args fuse_args;
 };
 
@@ -140,7 +140,7 @@ static int parse_option(struct mount_opts *o, const char *opt)
 				val ? val : "");
 			return -1;
 		}
-		o->sched_normal = !strcmp(val, "normal");
+		o->sched_batch = !strcmp(val, "batch");
 		return 0;
 	}
 	if (KEY("cache_size") || KEY("block_size") || KEY("resume_spacing") ||
@@ -374,6 +374,7 @@ static int parse_args(int argc, char **argv, struct mount_opts *o, const char **
 	o->fuse.timeout = DEFAULT_TIMEOUT;
 	o->stack.reader.readahead = DEFAULT_READAHEAD;
 	o->fuse.max_read = DEFAULT_MAX_READ;
+	o->sched_batch = 1;
 	if (fuse_opt_add_arg(&o->fuse_args, "layerfs"))
 		return -1;
 	for (int i = 1; i < argc; i++) {
@@ -433,7 +434,7 @@ static int cmd_mount(int argc, char **argv)
 		goto out;
 	}
 	d.mountpoint = mnt;
-	d.sched_batch = !o.sched_normal;
+	d.sched_batch = o.sched_batch;
 	if (lfs_stack_open(&o.stack, &d.stack, err, sizeof(err))) {
 		lfs_err("%s", err);
 		goto out;
