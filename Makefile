@@ -33,7 +33,8 @@ ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DLAYERFS_VERSION='"$(VERSION)"' $(WARN) $(
 	$(shell $(PKG_CONFIG) --cflags $(LIBS_PC))
 ALL_LDLIBS := $(shell $(PKG_CONFIG) --libs $(LIBS_PC)) -lpthread $(LDLIBS)
 
-CORE := fs/log.c fs/io.c fs/layerlist.c fs/zipindex.c fs/tree.c fs/stack.c fs/notify.c \
+CORE := fs/log.c fs/layerlist.c fs/zipindex.c fs/tree.c fs/stack.c fs/notify.c \
+	cache/source.c cache/source_file.c cache/source_mem.c \
 	cache/cache.c cache/crcpieces.c cache/reader.c
 FRONT := fs/fuse_ops.c fs/inval.c fs/main.c
 CORE_OBJ := $(CORE:%.c=$(BUILD)/%.o)

@@ -1,7 +1,7 @@
 #include "reader.h"
 
 #include "crcpieces.h"
-#include "../fs/io.h"
+#include "source.h"
 #include "../fs/log.h"
 
 #include <errno.h>
@@ -290,7 +290,7 @@ static int member_fail(struct lfs_reader *r, const struct lfs_member *m, const c
 static int read_zip(struct lfs_reader *r, const struct lfs_member *m, void *buf, size_t len,
 		    uint64_t off)
 {
-	int rc = lfs_pread_full(m->fd, buf, len, m->data_off + off);
+	int rc = lfs_source_read(m->src, buf, len, m->data_off + off);
 
 	if (rc)
 		return member_fail(r, m, "cannot read its data from the zip");

@@ -26,6 +26,7 @@
 #include <sys/uio.h>
 
 #include "cache.h"
+#include "source.h"
 
 /* Per-member flags, kept by the caller (one word per member, zeroed). */
 #define LFS_MEMBER_FAILED 1u
@@ -40,7 +41,7 @@ struct lfs_layer_counters {
 };
 
 struct lfs_member {
-	int fd;
+	struct lfs_source *src;	/* the zip */
 	uint64_t data_off;	/* where the member's data starts in fd */
 	uint64_t comp_size;
 	uint64_t size;

@@ -159,7 +159,7 @@ static int member_of(struct lfs_stack *s, uint64_t ino, struct lfs_member *m)
 	rc = lfs_zip_data_offset(l->zi, n->entry, &m->data_off);
 	if (rc)
 		return rc;
-	m->fd = l->zi->fd;
+	m->src = l->zi->src;
 	m->comp_size = e->comp_size;
 	m->size = e->size;
 	m->crc = e->crc;

@@ -1,6 +1,5 @@
 #include "zipindex.h"
 
-#include "io.h"
 #include "log.h"
 
 #include <errno.h>
@@ -129,7 +128,7 @@ static int find_end(struct lfs_zip_index *zi, struct zip_end *end, char *err,
 
 	if (!tail)
 		return -ENOMEM;
-	rc = lfs_pread_full(zi->fd, tail, tail_len, tail_off);
+	rc = lfs_source_read(zi->src, tail, tail_len, tail_off);
 	if (rc) {
 		free(tail);
 		return lfs_errf(err, errlen, rc, "%s: cannot read: %s", zi->path, strerror(-rc));
@@ -164,20 +163,20 @@ static int find_end(struct lfs_zip_index *zi, struct zip_end *end, char *err,
 	if (eocd_pos >= LOC64_LEN) {
 		unsigned char loc[LOC64_LEN], rec[EOCD64_LEN];
 
-		rc = lfs_pread_full(zi->fd, loc, sizeof(loc), eocd_pos - LOC64_LEN);
+		rc = lfs_source_read(zi->src, loc, sizeof(loc), eocd_pos - LOC64_LEN);
 		if (!rc && get32(loc) == SIG_LOC64) {
 			/* The locator holds the record's offset as written, before
 			 * any junk prefix; the record sits right before it. */
 			uint64_t rec_pos = eocd_pos - LOC64_LEN - EOCD64_LEN;
 
 			if (eocd_pos < LOC64_LEN + EOCD64_LEN ||
-			    lfs_pread_full(zi->fd, rec, sizeof(rec), rec_pos) ||
+			    lfs_source_read(zi->src, rec, sizeof(rec), rec_pos) ||
 			    get32(rec) != SIG_EOCD64) {
 				/* a ZIP64 record with an extensible data sector is
 				 * longer; trust the locator then */
 				rec_pos = get64(loc + 8);
 				if (rec_pos + EOCD64_LEN > eocd_pos ||
-				    lfs_pread_full(zi->fd, rec, sizeof(rec), rec_pos) ||
+				    lfs_source_read(zi->src, rec, sizeof(rec), rec_pos) ||
 				    get32(rec) != SIG_EOCD64) {
 					free(tail);
 					return lfs_errf(err, errlen, -EINVAL,
@@ -409,48 +408,26 @@ static uint64_t content_id(const struct lfs_zip_index *zi)
 	return ((uint64_t)c << 32 | (uint64_t)a) ^ (zi->cd_size * 0x9e3779b97f4a7c15ull);
 }
 
-int lfs_zip_open(const char *path, const struct lfs_zip_limits *limits,
-		 struct lfs_zip_index **out, char *err, size_t errlen)
+int lfs_zip_open_source(struct lfs_source *src, const char *name,
+			const struct lfs_zip_limits *limits, struct lfs_zip_index **out, char *err,
+			size_t errlen)
 {
 	struct lfs_zip_index *zi;
 	struct zip_end end = { 0 };
-	struct stat st;
+	const char *path = name;
 	int rc;
 
 	zi = calloc(1, sizeof(*zi));
 	if (!zi)
 		return -ENOMEM;
-	zi->fd = -1;
-	zi->path = strdup(path);
+	zi->path = strdup(name);
 	if (!zi->path) {
 		rc = -ENOMEM;
 		goto fail;
 	}
-	/* O_NONBLOCK: a fifo named as a layer must not hang the mount; it is
-	 * refused below as not a regular file. */
-	zi->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (zi->fd < 0) {
-		rc = lfs_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (fstat(zi->fd, &st) < 0) {
-		rc = lfs_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		rc = lfs_errf(err, errlen, -EISDIR, "%s: is a directory, not a zip file", path);
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = lfs_errf(err, errlen, -EINVAL, "%s: not a regular file", path);
-		goto fail;
-	}
-	if (st.st_size == 0) {
-		rc = lfs_errf(err, errlen, -EINVAL, "%s: empty file, not a zip", path);
-		goto fail;
-	}
-	zi->file_size = (uint64_t)st.st_size;
-	zi->file_mtime = st.st_mtime;
+	zi->file_size = src->size;
+	zi->file_mtime = src->mtime;
+	zi->src = src;
 	if (zi->file_size < EOCD_LEN) {
 		rc = lfs_errf(err, errlen, -EINVAL, "%s: too short to be a zip file (%llu bytes)",
 			  path, (unsigned long long)zi->file_size);
@@ -481,7 +458,7 @@ int lfs_zip_open(const char *path, const struct lfs_zip_limits *limits,
 		rc = -ENOMEM;
 		goto fail;
 	}
-	rc = lfs_pread_full(zi->fd, zi->cd, end.cd_size, end.cd_off);
+	rc = lfs_source_read(zi->src, zi->cd, end.cd_size, end.cd_off);
 	if (rc) {
 		rc = lfs_errf(err, errlen, rc, "%s: cannot read the central directory: %s", path,
 			  strerror(-rc));
@@ -499,7 +476,22 @@ int lfs_zip_open(const char *path, const struct lfs_zip_limits *limits,
 	*out = zi;
 	return 0;
 fail:
+	zi->src = NULL; /* still the caller's */
 	lfs_zip_close(zi);
+	return rc;
+}
+
+int lfs_zip_open(const char *path, const struct lfs_zip_limits *limits,
+		 struct lfs_zip_index **out, char *err, size_t errlen)
+{
+	struct lfs_source *src;
+	int rc = lfs_source_file_open(path, &src, err, errlen);
+
+	if (rc)
+		return rc;
+	rc = lfs_zip_open_source(src, path, limits, out, err, errlen);
+	if (rc)
+		lfs_source_close(src);
 	return rc;
 }
 
@@ -507,8 +499,7 @@ void lfs_zip_close(struct lfs_zip_index *zi)
 {
 	if (!zi)
 		return;
-	if (zi->fd >= 0)
-		close(zi->fd);
+	lfs_source_close(zi->src);
 	free(zi->path);
 	free(zi->cd);
 	free(zi->entries);
@@ -534,7 +525,7 @@ int lfs_zip_data_offset(struct lfs_zip_index *zi, uint64_t i, uint64_t *off)
 	}
 	if (e->bad)
 		return -EIO; /* already logged at mount */
-	rc = lfs_pread_full(zi->fd, hdr, LOCAL_LEN, e->lho);
+	rc = lfs_source_read(zi->src, hdr, LOCAL_LEN, e->lho);
 	nlen = get16(hdr + 26);
 	if (rc)
 		why = "local header is past the end of the file";

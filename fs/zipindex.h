@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "../cache/source.h"
+
 enum lfs_zip_kind { LFS_ZIP_FILE, LFS_ZIP_DIR, LFS_ZIP_SYMLINK };
 
 /* Why an entry cannot be read (it still appears in the tree, reads fail
@@ -51,7 +53,7 @@ struct lfs_zip_limits {
 };
 
 struct lfs_zip_index {
-	int fd;
+	struct lfs_source *src;	/* the zip's bytes; owned */
 	char *path;		/* for messages */
 	uint64_t file_size;
 	uint64_t junk_prefix;	/* bytes before the archive (self-extractor) */
@@ -64,9 +66,15 @@ struct lfs_zip_index {
 	int64_t file_mtime;
 };
 
-/* Opens and indexes the zip at `path`.  On failure returns a negative
- * errno and a one-line reason naming the file in err.  `limits` may be NULL
- * for no limits. */
+/* Indexes the zip whose bytes src holds; `name` names it in messages.  On
+ * success the index owns src; on failure src is still the caller's, and a
+ * negative errno comes back with a one-line reason naming the layer in err.
+ * `limits` may be NULL for no limits. */
+int lfs_zip_open_source(struct lfs_source *src, const char *name,
+			const struct lfs_zip_limits *limits, struct lfs_zip_index **out,
+			char *err, size_t errlen);
+
+/* The same for the local file at `path`. */
 int lfs_zip_open(const char *path, const struct lfs_zip_limits *limits,
 		 struct lfs_zip_index **out, char *err, size_t errlen);
 

@@ -12,7 +12,6 @@
 #include <time.h>
 #include <zlib.h>
 
-#include "../../fs/io.h"
 #include "../../fs/zipindex.h"
 
 #define CHUNK (128u << 10)
@@ -108,7 +107,7 @@ static int run_all(struct lfs_zip_index *zi)
 		if (e->method != 8 || e->kind != LFS_ZIP_FILE || e->size == 0)
 			continue;
 		in = malloc(e->comp_size);
-		if (lfs_zip_data_offset(zi, i, &off) || lfs_pread_full(zi->fd, in, e->comp_size, off))
+		if (lfs_zip_data_offset(zi, i, &off) || lfs_source_read(zi->src, in, e->comp_size, off))
 			return 1;
 		for (int k = 0; k < 3; k++) {
 			double mbps = k == 0 ? run_isal(in, e->comp_size, e->size, e->crc)
@@ -154,7 +153,7 @@ int main(int argc, char **argv)
 		    memcmp(lfs_zip_name(zi, e), argv[2], e->name_len))
 			continue;
 		in = malloc(e->comp_size);
-		if (lfs_zip_data_offset(zi, i, &off) || lfs_pread_full(zi->fd, in, e->comp_size, off))
+		if (lfs_zip_data_offset(zi, i, &off) || lfs_source_read(zi->src, in, e->comp_size, off))
 			return 1;
 		printf("isal %.0f\n", run_isal(in, e->comp_size, e->size, e->crc));
 		printf("zlib %.0f\n", run_zlib(in, e->comp_size, e->size, e->crc));

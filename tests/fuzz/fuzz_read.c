@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		const struct lfs_zip_entry *e = &zi->entries[i];
 		uint32_t flags = 0, flags2 = 0;
 		uint64_t reach = 0, reach2 = 0;
-		struct lfs_member m = { .fd = zi->fd, .comp_size = e->comp_size, .size = e->size,
+		struct lfs_member m = { .src = zi->src, .comp_size = e->comp_size, .size = e->size,
 					.crc = e->crc, .method = e->method, .layer_id = zi->layer_id,
 					.key = lfs_member_key(e->lho, e->comp_size, e->size,
 							      e->crc, e->method),

@@ -12,7 +12,7 @@
 
 struct member_file {
 	char *path;
-	int fd;
+	struct lfs_source *src;
 	unsigned char *data;	/* the reference bytes */
 	size_t size;
 	uint32_t flags;
@@ -59,10 +59,13 @@ static struct member_file *member_new(size_t size, int deflated, uint32_t seed)
 	free(file);
 	if (deflated)
 		free(payload);
-	f->fd = open(f->path, O_RDONLY);
-	assert_true(f->fd >= 0);
+	{
+		char err[256];
+
+		assert_int_equal(lfs_source_file_open(f->path, &f->src, err, sizeof(err)), 0);
+	}
 	f->m = (struct lfs_member){
-		.fd = f->fd, .data_off = PREFIX, .comp_size = plen, .size = size,
+		.src = f->src, .data_off = PREFIX, .comp_size = plen, .size = size,
 		.crc = (uint32_t)crc32(0, f->data, (uInt)size), .method = deflated ? 8 : 0,
 		.layer_id = 0x1234, .key = (uint64_t)n, .flags = &f->flags, .reach = &f->reach,
 		.layer_name = "test.zip", .entry_name = name, .entry_name_len = 0,
@@ -72,7 +75,7 @@ static struct member_file *member_new(size_t size, int deflated, uint32_t seed)
 
 static void member_free(struct member_file *f)
 {
-	close(f->fd);
+	lfs_source_close(f->src);
 	free(f->path);
 	free(f->data);
 	free(f);

@@ -25,7 +25,7 @@ static struct lfs_zip_index *fake_index(const struct fake *f, size_t n, const ch
 	zi->entries = calloc(n + 1, sizeof(*zi->entries));
 	zi->count = n;
 	zi->path = strdup(path);
-	zi->fd = -1;
+	zi->src = NULL;
 	zi->file_mtime = 42;
 	for (size_t i = 0; i < n; i++) {
 		size_t len = strlen(f[i].name);

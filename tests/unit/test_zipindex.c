@@ -6,7 +6,6 @@
 #include <sys/stat.h>
 #include <zip.h>
 
-#include "../../fs/io.h"
 #include "../../fs/zipindex.h"
 
 struct fixture {
@@ -116,7 +115,7 @@ static void check_against_libzip(const char *path, const char *ref, uint64_t jun
 		assert_int_equal(lfs_zip_data_offset(zi, i, &off), 0);
 		mine = malloc(e->comp_size + 1);
 		theirs = malloc(e->comp_size + 1);
-		assert_int_equal(lfs_pread_full(zi->fd, mine, e->comp_size, off), 0);
+		assert_int_equal(lfs_source_read(zi->src, mine, e->comp_size, off), 0);
 		zf = zip_fopen_index(za, i, ZIP_FL_COMPRESSED);
 		assert_non_null(zf);
 		assert_int_equal(zip_fread(zf, theirs, e->comp_size), (zip_int64_t)e->comp_size);
