@@ -35,7 +35,8 @@ ALL_LDLIBS := $(shell $(PKG_CONFIG) --libs $(LIBS_PC)) -lpthread $(LDLIBS)
 
 CORE := fs/log.c fs/layerlist.c fs/zipindex.c fs/tree.c fs/stack.c fs/notify.c \
 	cache/source.c cache/source_file.c cache/source_mem.c \
-	cache/cache.c cache/crcpieces.c cache/reader.c
+	cache/cache.c cache/crcpieces.c cache/bufpool.c cache/codec.c \
+	cache/resume.c cache/stream.c cache/pool.c cache/reader.c
 FRONT := fs/fuse_ops.c fs/inval.c fs/main.c
 CORE_OBJ := $(CORE:%.c=$(BUILD)/%.o)
 FRONT_OBJ := $(FRONT:%.c=$(BUILD)/%.o)

@@ -336,6 +336,33 @@ void lfs_cache_insert(struct lfs_cache *c, const struct lfs_cache_key *k, void *
 	pthread_mutex_unlock(&s->lock);
 }
 
+struct lfs_centry *lfs_cache_insert_get(struct lfs_cache *c, const struct lfs_cache_key *k,
+					void *data, size_t len)
+{
+	struct shard *s = shard_of(c, k);
+	struct lfs_centry *e, *have;
+	int err;
+
+	e = calloc(1, sizeof(*e));
+	pthread_mutex_lock(&s->lock);
+	have = find(s, k);
+	if (have || !e) {
+		if (have)
+			have = ref_ready(s, have, &err);
+		pthread_mutex_unlock(&s->lock);
+		free(e);
+		data_free(c, data, len);
+		return have;
+	}
+	e->key = *k;
+	e->shard = s;
+	e->refs = 1;
+	HASH_ADD(hh, s->map, key, sizeof(e->key), e);
+	settle_ready(s, e, data, len);
+	pthread_mutex_unlock(&s->lock);
+	return e;
+}
+
 void *lfs_cache_take(struct lfs_cache *c, const struct lfs_cache_key *k, size_t *len)
 {
 	struct shard *s = shard_of(c, k);

@@ -1,10 +1,10 @@
 /* The block cache: decompressed blocks, resume points and parked inflate
  * streams, in one byte budget.
  *
- * Keys name layer *content* (the layer id from its central directory),
- * a member within it and an index, never a path or a mount, so a second,
- * persistent tier can share them across daemons.  The low bits of the index
- * say what an entry is (LFS_KEY_BLOCK/RESUME/PARKED).
+ * Keys name a layer (a number unique in the process: this tier is the
+ * daemon's own memory), a member within it and an index, never a path.
+ * The low bits of the index say what an entry is (LFS_KEY_BLOCK/RESUME/
+ * PARKED).
  *
  * Concurrency: entries are spread over shards, each with its own lock, LRU
  * list and share of the budget.  A lookup that misses may *claim* the key:
@@ -28,7 +28,7 @@ enum lfs_key_kind {
 };
 
 struct lfs_cache_key {
-	uint64_t layer;		/* layer content id */
+	uint64_t layer;		/* the layer */
 	uint64_t member;	/* member within the layer (local header offset) */
 	uint64_t index;		/* (i << 2) | kind */
 };
@@ -85,6 +85,12 @@ void lfs_cache_abandon(struct lfs_cache *c, struct lfs_centry *e, int err);
  * on fills.  Ownership of data passes to the cache. */
 void lfs_cache_insert(struct lfs_cache *c, const struct lfs_cache_key *k, void *data,
 		      size_t len);
+
+/* Like lfs_cache_insert, and returns a referenced entry for k: the new one,
+ * or the one already there (data is then freed).  Waits for a key being
+ * filled.  NULL when memory ran out or that fill failed. */
+struct lfs_centry *lfs_cache_insert_get(struct lfs_cache *c, const struct lfs_cache_key *k,
+					void *data, size_t len);
 
 /* Removes an unreferenced ready entry and hands its data to the caller
  * (NULL when absent or in use).  For parked streams, which one thread at a

@@ -1,98 +1,106 @@
+/* Block assembly: which stream makes which block, who waits, who reads
+ * ahead.  See reader.h for the contract.
+ *
+ * A member larger than one block has streams (stream.h) that move through
+ * it.  A stream between reads is parked in the cache under the block it
+ * makes next; a thread that takes one to advance it registers it in the
+ * member's `run` slots (position and target) under the member's lock, so
+ * that a thread wanting a block that stream is about to make waits on the
+ * member's condition instead of inflating the same span again, and no lock
+ * is held while the stream runs.  The lock order is member, then cache
+ * shard; the cache never calls back into the reader. */
 #include "reader.h"
 
+#include "bufpool.h"
+#include "codec.h"
 #include "crcpieces.h"
-#include "source.h"
-#include "../fs/log.h"
+#include "resume.h"
+#include "stream.h"
 
 #include <errno.h>
-#include <stddef.h>
-#include <isa-l/igzip_lib.h>
 #include <libdeflate.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <zlib.h>
 
-#define IN_CHUNK (64u << 10)
 #define DEFAULT_CACHE_SIZE (256ull << 20)
 #define DEFAULT_BLOCK_SIZE (256u << 10)
 #define DEFAULT_SPACING (1u << 20)
-#define POOL_MAX 32
-#define POOL_BYTES (4u << 20)
-
-/* A stretch of a member being read ahead: one thread inflates ahead of a
- * sequential reader; later reads within its window only move the target. */
-struct ra_job {
-	uint64_t layer_id, key;	/* the member */
-	uint64_t target;	/* inflate up to this block (exclusive) */
-	int used;		/* RA_FREE, RA_RUNNING or RA_ENDED */
-};
-
-/* An ended job is kept (until its slot is needed) so that its reader, which
- * finds the blocks it left ready, starts the next one before it catches up
- * with the parked stream and has to wait for a block. */
-enum { RA_FREE, RA_RUNNING, RA_ENDED };
-
-#define RA_JOBS 64
-#define CRC_SLOTS 64	/* large stored members checked at once */
-#define CRC_PIECES 16	/* separate pieces of one before it is given up */
-#define MAX_PARKED_PROBES 16 /* blocks behind a read searched for a parked stream */
+#define SPARE_BYTES (4u << 20)	/* spare block buffers outside the budget */
+#define CRC_SLOTS 64		/* large stored members checked at once */
+#define CRC_PIECES 16		/* separate pieces of one before it is given up */
+#define MAX_PARKED_PROBES 16	/* blocks behind a read searched for a parked stream */
 #define MAX_SHARDS 16		/* cache shards (locks and LRUs) */
 #define SHARD_MIN_BYTES (16ull << 20) /* the least budget of one */
+#define MAX_RUNNING 8		/* streams of one member others can wait for */
+#define CRC_PAGE 512		/* block CRCs per page of the member's table */
+#define MAX_CRC_BLOCKS (1ull << 24) /* members with more blocks keep no table */
+
+/* A stream being advanced by some thread: it makes block `pos` next and
+ * goes on through `target`. */
+struct running {
+	uint64_t pos, target;
+	int active;
+	int readahead;		/* a read-ahead job's: its target may be pushed */
+};
+
+/* A read-ahead job: make blocks [from, target] of m, continuing the
+ * stream parked where they start. */
+struct ra_job {
+	struct lfs_pool_job job;
+	struct lfs_reader *r;
+	struct lfs_member *m;
+	uint64_t from, target;	/* m->lock while queued */
+};
+
+#define RA_QUEUED 4		/* read-ahead jobs of one member waiting at once */
+
+struct lfs_member {
+	struct lfs_source *src;
+	struct lfs_member_desc d;
+	const struct lfs_codec *codec;	/* NULL: method not supported */
+	struct lfs_layer_counters *counters;
+	void *owner;
+	uint64_t nblocks;
+	uint32_t flags;			/* LFS_MEMBER_*, atomic */
+	uint64_t reach;			/* furthest offset a stream reached, atomic */
+	/* Cumulative CRC-32 at each block's end, (1 << 32 | crc) once known:
+	 * pages allocated as streams first pass them (atomic pointers). */
+	uint64_t **crc_pages;
+	uint64_t ncrc_pages;
+	pthread_mutex_t lock;		/* the fields below */
+	pthread_cond_t moved;		/* a running stream made a block or stopped */
+	struct running run[MAX_RUNNING];
+	unsigned waiters;
+	uint64_t ra_stop;		/* where read-ahead last stopped at its target */
+	struct ra_job *ra_queued[RA_QUEUED]; /* read-ahead jobs waiting in the pool */
+};
 
 struct lfs_reader {
 	struct lfs_cache *cache;
+	struct lfs_bufpool *bufs;
+	struct lfs_pool *pool;
+	struct lfs_crc_pieces *crcs;	/* large stored members, as they are read */
 	uint32_t block_size, spacing;
-	pthread_key_t tls;	/* per-thread libdeflate decompressor */
-	pthread_mutex_t stripes[256]; /* serialise fills of one member, by hash */
 	uint32_t readahead_blocks;
-	pthread_mutex_t pool_lock;
-	void *pool[POOL_MAX];	/* spare full-size block buffers (pool_lock) */
-	unsigned pooled;	/* pool_lock */
-	unsigned pool_max;	/* at most POOL_MAX, and POOL_BYTES in all */
-	pthread_cond_t refill;	/* wakes the refill thread (pool_lock) */
-	int refill_state;	/* 0 not started, 1 running, 2 stopping (pool_lock) */
-	pthread_t refill_thread;
+	uint32_t crc_block_op_valid;
+	uLong crc_block_op;		/* crc32_combine_gen(block_size) */
+	void (*fault)(void *ctx, void *owner, enum lfs_fault kind, const char *why);
+	void *fault_ctx;
+	unsigned ra_active;		/* read-ahead streams running, atomic */
 	uint64_t bytes_read, bytes_inflated, resume_points_made, members_failed;
-	uint64_t block_hits;	/* blocks found ready before claiming (lfs_cache_get) */
-	struct lfs_crc_pieces *crcs; /* large stored members, as they are read */
-	pthread_mutex_t ra_lock;
-	struct ra_job ra_jobs[RA_JOBS]; /* members being read ahead (ra_lock) */
-	unsigned ra_running;		/* jobs in use (ra_lock) */
+	uint64_t source_errors, stream_waits, readahead_jobs;
+	uint64_t block_hits;		/* blocks found ready (lfs_cache_get) */
 };
 
-/* A resume point: where the compressed stream continues and the inflater
- * state (bit buffer, Huffman tables, 32 KiB history, running CRC).  It
- * depends on nothing but the member's bytes (and the ISA-L version), so it
- * could be stored and used by another process.  Only the part of the state
- * in use is kept: ISA-L keeps its history in the first tmp_out_valid bytes
- * of its 64 KiB output buffer, the last member of the structure, and that is
- * 32 KiB after an output-full return.  So a point takes about 54 KiB, not
- * the structure's 85. */
-struct resume_point {
-	uint64_t in_pos;	/* compressed offset of the next unread byte */
-	uint64_t out_pos;	/* uncompressed offset, a multiple of spacing */
-	size_t state_len;	/* leading bytes of struct inflate_state kept */
-	unsigned char state[];
-};
-
-static size_t state_in_use(const struct inflate_state *st)
-{
-	size_t head = offsetof(struct inflate_state, tmp_out_buffer);
-
-	if (st->tmp_out_valid < 0 || (size_t)st->tmp_out_valid > sizeof(st->tmp_out_buffer))
-		return sizeof(*st); /* cannot happen; keep everything */
-	return head + (size_t)st->tmp_out_valid;
-}
-
-/* A live stream with its input buffer; st.next_in points into in[]. */
-struct stream {
-	uint64_t in_pos;	/* compressed offset of in[0] */
-	uint32_t in_len;
-	uint64_t out_pos;
-	struct inflate_state st;
-	unsigned char in[IN_CHUNK];
+/* How a block came to be ready. */
+enum block_source {
+	BLOCK_READY,		/* found in the cache */
+	BLOCK_CONTINUED,	/* made by a stream parked or running right before it */
+	BLOCK_RESTARTED,	/* made by a stream from a resume point, the start,
+				 * or parked some blocks before it */
 };
 
 static void add(uint64_t *counter, uint64_t n)
@@ -127,91 +135,24 @@ int lfs_reader_config_check(struct lfs_reader_config *cfg, char *err, size_t err
 	return 0;
 }
 
-static void free_decompressor(void *d) { libdeflate_free_decompressor(d); }
-
 /* Each shard of the cache keeps its own LRU within an equal share of the
  * budget, so a share must hold many of the largest entries (a parked stream
- * is about 150 KiB).  With 16 shards of a 4 MiB budget, four readers had
- * their parked streams and resume points evicted under them and inflated
- * 10-25 times what they read.  Small budgets get fewer shards. */
-static unsigned cache_shards(uint64_t budget)
+ * is about 180 KiB, a block up to 64 MiB).  With 16 shards of a 4 MiB
+ * budget, four readers had their parked streams and resume points evicted
+ * under them and inflated 10-25 times what they read; with 16 MiB blocks
+ * and 16 shards, a block was larger than its shard and evicted at its last
+ * release.  Small budgets and large blocks get fewer shards. */
+static unsigned cache_shards(uint64_t budget, uint32_t block_size)
 {
-	uint64_t n = budget / SHARD_MIN_BYTES;
+	uint64_t least = SHARD_MIN_BYTES > 8ull * block_size ? SHARD_MIN_BYTES : 8ull * block_size;
+	uint64_t n = budget / least;
 
 	return n < 1 ? 1 : n > MAX_SHARDS ? MAX_SHARDS : (unsigned)n;
 }
 
-/* Full-size block buffers come from a small pool.  Evicted blocks go back
- * to it: a full cache evicts one block for every block it makes, and
- * handing the same memory back avoids the allocator's fragmentation (which
- * let RSS drift far past the budget).  While the cache is still filling, a
- * refill thread keeps the pool stocked with buffers whose pages it has
- * already faulted in, on whichever core is free: writing into fresh pages
- * made inflation about a quarter slower when the inflating thread took the
- * page faults itself.  The thread starts on first use, so after the daemon
- * has forked. */
-static void *refill_main(void *arg)
+static void release_data(void *ctx, void *data, size_t len)
 {
-	struct lfs_reader *r = arg;
-
-	/* Woken when the pool runs low, it fills it up: one wake-up per
-	 * quarter of the pool rather than one per block taken. */
-	pthread_mutex_lock(&r->pool_lock);
-	while (r->refill_state == 1) {
-		if (r->pooled >= r->pool_max) {
-			pthread_cond_wait(&r->refill, &r->pool_lock);
-			continue;
-		}
-		pthread_mutex_unlock(&r->pool_lock);
-		{
-			volatile unsigned char *p = malloc(r->block_size);
-
-			for (uint32_t off = 0; p && off < r->block_size; off += 4096)
-				p[off] = 0;
-			pthread_mutex_lock(&r->pool_lock);
-			if (p && r->pooled < r->pool_max)
-				r->pool[r->pooled++] = (void *)(uintptr_t)p;
-			else
-				free((void *)(uintptr_t)p);
-			if (!p)
-				break;
-		}
-	}
-	pthread_mutex_unlock(&r->pool_lock);
-	return NULL;
-}
-
-static void *block_alloc(struct lfs_reader *r, uint32_t len)
-{
-	void *p = NULL;
-
-	if (len == r->block_size) {
-		pthread_mutex_lock(&r->pool_lock);
-		if (r->pooled)
-			p = r->pool[--r->pooled];
-		if (r->refill_state == 0 &&
-		    pthread_create(&r->refill_thread, NULL, refill_main, r) == 0)
-			r->refill_state = 1;
-		if (r->pooled <= r->pool_max / 4)
-			pthread_cond_signal(&r->refill);
-		pthread_mutex_unlock(&r->pool_lock);
-	}
-	return p ? p : malloc(len);
-}
-
-static void block_release(void *ctx, void *data, size_t len)
-{
-	struct lfs_reader *r = ctx;
-
-	if (data && len == r->block_size) {
-		pthread_mutex_lock(&r->pool_lock);
-		if (r->pooled < r->pool_max) {
-			r->pool[r->pooled++] = data;
-			data = NULL;
-		}
-		pthread_mutex_unlock(&r->pool_lock);
-	}
-	free(data);
+	lfs_bufpool_put(((struct lfs_reader *)ctx)->bufs, data, len);
 }
 
 struct lfs_reader *lfs_reader_new(const struct lfs_reader_config *cfg)
@@ -221,494 +162,639 @@ struct lfs_reader *lfs_reader_new(const struct lfs_reader_config *cfg)
 	if (!r)
 		return NULL;
 	r->block_size = cfg->block_size;
-	r->readahead_blocks = (uint32_t)(cfg->readahead / cfg->block_size);
 	r->spacing = cfg->spacing;
-	for (size_t i = 0; i < sizeof(r->stripes) / sizeof(r->stripes[0]); i++)
-		pthread_mutex_init(&r->stripes[i], NULL);
-	pthread_mutex_init(&r->pool_lock, NULL);
-	pthread_mutex_init(&r->ra_lock, NULL);
-	pthread_cond_init(&r->refill, NULL);
-	r->pool_max = POOL_BYTES / cfg->block_size;
-	r->pool_max = r->pool_max < 1 ? 1 : r->pool_max > POOL_MAX ? POOL_MAX : r->pool_max;
-	r->cache = lfs_cache_new(cfg->cache_size, cache_shards(cfg->cache_size));
+	r->readahead_blocks = (uint32_t)(cfg->readahead / cfg->block_size);
+	r->fault = cfg->fault;
+	r->fault_ctx = cfg->fault_ctx;
+	r->crc_block_op = crc32_combine_gen((z_off_t)cfg->block_size);
+	r->cache = lfs_cache_new(cfg->cache_size, cache_shards(cfg->cache_size, cfg->block_size));
+	r->bufs = lfs_bufpool_new(cfg->block_size, SPARE_BYTES);
+	r->pool = lfs_pool_new(cfg->threads);
 	r->crcs = lfs_crc_pieces_new(CRC_SLOTS, CRC_PIECES);
-	if (!r->cache || !r->crcs || pthread_key_create(&r->tls, free_decompressor)) {
-		lfs_cache_free(r->cache);
-		lfs_crc_pieces_free(r->crcs);
-		free(r);
+	if (!r->cache || !r->bufs || !r->pool || !r->crcs) {
+		lfs_reader_free(r);
 		return NULL;
 	}
-	lfs_cache_set_release(r->cache, block_release, r);
+	lfs_cache_set_release(r->cache, release_data, r);
 	return r;
 }
 
 void lfs_reader_free(struct lfs_reader *r)
 {
-	void *d;
-
 	if (!r)
 		return;
-	d = pthread_getspecific(r->tls);
-	if (d)
-		libdeflate_free_decompressor(d);
-	pthread_key_delete(r->tls);
+	lfs_pool_free(r->pool); /* first: its jobs use the cache */
 	lfs_cache_free(r->cache);
+	lfs_bufpool_free(r->bufs);
 	lfs_crc_pieces_free(r->crcs);
-	pthread_mutex_lock(&r->pool_lock);
-	if (r->refill_state == 1) {
-		r->refill_state = 2;
-		pthread_cond_signal(&r->refill);
-		pthread_mutex_unlock(&r->pool_lock);
-		pthread_join(r->refill_thread, NULL);
-		pthread_mutex_lock(&r->pool_lock);
-	}
-	while (r->pooled)
-		free(r->pool[--r->pooled]);
-	pthread_mutex_unlock(&r->pool_lock);
 	free(r);
 }
 
-int lfs_reader_fail(struct lfs_reader *r, const struct lfs_member *m, const char *why)
+uint32_t lfs_reader_block_size(const struct lfs_reader *r) { return r->block_size; }
+
+/* ---- members ---- */
+
+struct lfs_member *lfs_member_new(struct lfs_reader *r, struct lfs_source *src,
+				  const struct lfs_member_desc *d,
+				  struct lfs_layer_counters *counters, void *owner)
 {
-	uint32_t old = __atomic_fetch_or(m->flags, LFS_MEMBER_FAILED, __ATOMIC_ACQ_REL);
-	char name[256];
+	struct lfs_member *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	m->src = src;
+	m->d = *d;
+	m->codec = lfs_codec_for(d->method);
+	m->counters = counters;
+	m->owner = owner;
+	m->nblocks = d->size / r->block_size + (d->size % r->block_size != 0);
+	if (m->codec && m->codec->streams && d->size > r->block_size &&
+	    m->nblocks <= MAX_CRC_BLOCKS) {
+		m->ncrc_pages = (m->nblocks + CRC_PAGE - 1) / CRC_PAGE;
+		m->crc_pages = calloc(m->ncrc_pages, sizeof(*m->crc_pages));
+		if (!m->crc_pages) {
+			free(m);
+			return NULL;
+		}
+	}
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->moved, NULL);
+	return m;
+}
+
+void lfs_member_free(struct lfs_member *m)
+{
+	if (!m)
+		return;
+	for (uint64_t i = 0; i < m->ncrc_pages; i++)
+		free(m->crc_pages[i]);
+	free(m->crc_pages);
+	pthread_mutex_destroy(&m->lock);
+	pthread_cond_destroy(&m->moved);
+	free(m);
+}
+
+uint32_t lfs_member_flags(const struct lfs_member *m)
+{
+	return __atomic_load_n(&m->flags, __ATOMIC_ACQUIRE);
+}
+
+const struct lfs_member_desc *lfs_member_desc(const struct lfs_member *m) { return &m->d; }
+
+static struct lfs_cache_key key_of(const struct lfs_member *m, enum lfs_key_kind kind,
+				   uint64_t i)
+{
+	return lfs_key(m->d.layer, m->d.key, kind, i);
+}
+
+static uint32_t block_len(const struct lfs_reader *r, const struct lfs_member *m, uint64_t b)
+{
+	uint64_t left = m->d.size - b * r->block_size;
+
+	return left < r->block_size ? (uint32_t)left : r->block_size;
+}
+
+/* ---- faults ---- */
+
+static void report(struct lfs_reader *r, struct lfs_member *m, enum lfs_fault kind,
+		   const char *why)
+{
+	if (r->fault)
+		r->fault(r->fault_ctx, m->owner, kind, why);
+}
+
+int lfs_reader_fail(struct lfs_reader *r, struct lfs_member *m, const char *why)
+{
+	uint32_t old = __atomic_fetch_or(&m->flags, LFS_MEMBER_FAILED, __ATOMIC_ACQ_REL);
 
 	if (!(old & LFS_MEMBER_FAILED)) {
 		add(&r->members_failed, 1);
-		lfs_err("%s: entry '%s': %s; reads fail with EIO", m->layer_name,
-			lfs_log_name(name, sizeof(name), m->entry_name, (size_t)m->entry_name_len),
-			why);
+		report(r, m, LFS_FAULT_DATA, why);
 	}
 	return -EIO;
 }
 
-static int member_fail(struct lfs_reader *r, const struct lfs_member *m, const char *why)
+/* A read of the source failed: this read fails, nothing is remembered. */
+static int source_fault(struct lfs_reader *r, struct lfs_member *m, int rc)
 {
-	return lfs_reader_fail(r, m, why);
+	char why[128];
+
+	if (rc == -ENOMEM)
+		return rc;
+	add(&r->source_errors, 1);
+	if (rc == -ESTALE) {
+		report(r, m, LFS_FAULT_CHANGED, "the layer changed after it was mounted");
+	} else {
+		snprintf(why, sizeof(why), "cannot read the layer: %s", strerror(-rc));
+		report(r, m, LFS_FAULT_SOURCE, why);
+	}
+	return -EIO;
 }
 
-static int read_zip(struct lfs_reader *r, const struct lfs_member *m, void *buf, size_t len,
-		    uint64_t off)
+static int failed(const struct lfs_member *m)
 {
-	int rc = lfs_source_read(m->src, buf, len, m->data_off + off);
+	return (lfs_member_flags(m) & LFS_MEMBER_FAILED) != 0;
+}
+
+/* Reads compressed bytes [off, off + len) of m. */
+static int fetch(struct lfs_reader *r, struct lfs_member *m, void *buf, size_t len, uint64_t off)
+{
+	int rc = lfs_source_read(m->src, buf, len, m->d.data_off + off);
 
 	if (rc)
-		return member_fail(r, m, "cannot read its data from the zip");
+		return rc;
 	add(&r->bytes_read, len);
 	if (m->counters)
 		add(&m->counters->bytes_read, len);
 	return 0;
 }
 
-static void count_inflated(struct lfs_reader *r, const struct lfs_member *m, uint64_t n)
+static void count_inflated(struct lfs_reader *r, struct lfs_member *m, uint64_t n)
 {
 	add(&r->bytes_inflated, n);
 	if (m->counters)
 		add(&m->counters->bytes_inflated, n);
 }
 
-/* Inflates a member of at most one block in one call.  Returns the block. */
-static int inflate_whole(struct lfs_reader *r, const struct lfs_member *m, void **out)
+/* ---- members of one block (and small stored ones) ---- */
+
+static int fill_whole(struct lfs_reader *r, struct lfs_member *m, void **out)
 {
-	struct libdeflate_decompressor *d = pthread_getspecific(r->tls);
-	unsigned char *cbuf, *obuf;
-	size_t in_used = 0, out_len = 0;
-	enum libdeflate_result res;
+	size_t size = (size_t)m->d.size;
+	unsigned char *cbuf = NULL, *obuf;
+	const char *why = NULL;
 	int rc;
 
-	if (!d) {
-		d = libdeflate_alloc_decompressor();
-		if (!d || pthread_setspecific(r->tls, d)) {
-			libdeflate_free_decompressor(d);
-			return -ENOMEM;
-		}
-	}
-	cbuf = malloc(m->comp_size ? m->comp_size : 1);
+	rc = lfs_source_check(m->src);
+	if (rc)
+		return source_fault(r, m, rc);
 	/* one spare byte tells a stream that runs long from an exact one */
-	obuf = malloc(m->size + 1);
-	if (!cbuf || !obuf) {
-		free(cbuf);
+	obuf = malloc(size + 1);
+	if (m->d.method != 0)
+		cbuf = malloc(m->d.comp_size ? m->d.comp_size : 1);
+	if (!obuf || (m->d.method != 0 && !cbuf)) {
 		free(obuf);
+		free(cbuf);
 		return -ENOMEM;
 	}
-	rc = read_zip(r, m, cbuf, m->comp_size, 0);
-	if (rc)
+	/* stored: straight into the block */
+	rc = fetch(r, m, cbuf ? cbuf : obuf, (size_t)m->d.comp_size, 0);
+	if (rc) {
+		rc = source_fault(r, m, rc);
 		goto out;
-	res = libdeflate_deflate_decompress_ex(d, cbuf, m->comp_size, obuf, m->size + 1,
-					       &in_used, &out_len);
-	if (res == LIBDEFLATE_BAD_DATA)
-		rc = member_fail(r, m, "corrupt deflate data");
-	else if (res == LIBDEFLATE_INSUFFICIENT_SPACE || (res == LIBDEFLATE_SUCCESS && out_len > m->size))
-		rc = member_fail(r, m, "stream runs past its declared size");
-	else if (res != LIBDEFLATE_SUCCESS || out_len < m->size)
-		rc = member_fail(r, m, "stream ends before its declared size");
-	else if (libdeflate_crc32(0, obuf, m->size) != m->crc)
-		rc = member_fail(r, m, "CRC-32 mismatch");
-	if (!rc) {
-		count_inflated(r, m, m->size);
-		__atomic_fetch_or(m->flags, LFS_MEMBER_VERIFIED, __ATOMIC_RELEASE);
-		*out = obuf;
-		obuf = NULL;
 	}
+	if (cbuf) {
+		rc = m->codec->whole(cbuf, (size_t)m->d.comp_size, obuf, size, &why);
+		if (rc == -EBADMSG)
+			rc = lfs_reader_fail(r, m, why);
+		if (rc)
+			goto out;
+		count_inflated(r, m, size);
+	}
+	if (libdeflate_crc32(0, obuf, size) != m->d.crc) {
+		rc = lfs_reader_fail(r, m, "CRC-32 mismatch");
+		goto out;
+	}
+	__atomic_fetch_or(&m->flags, LFS_MEMBER_VERIFIED, __ATOMIC_RELEASE);
+	*out = obuf;
+	obuf = NULL;
 out:
 	free(cbuf);
 	free(obuf);
 	return rc;
 }
 
-static struct stream *stream_new(void)
+static int get_whole(struct lfs_reader *r, struct lfs_member *m, struct lfs_centry **out)
 {
-	struct stream *s = malloc(sizeof(*s));
+	struct lfs_cache_key k = key_of(m, LFS_KEY_BLOCK, 0);
+	struct lfs_centry *e;
+	int claimed, rc;
 
-	if (!s)
-		return NULL;
-	isal_inflate_init(&s->st);
-	/* raw deflate, with the gzip CRC-32 (the zip CRC) kept as we go */
-	s->st.crc_flag = ISAL_GZIP_NO_HDR;
-	s->in_pos = 0;
-	s->in_len = 0;
-	s->out_pos = 0;
-	s->st.next_in = s->in;
-	s->st.avail_in = 0;
-	return s;
-}
+	e = lfs_cache_acquire(r->cache, &k, &claimed, &rc);
+	if (e && claimed) {
+		void *data = NULL;
 
-static struct stream *stream_from_resume(const struct resume_point *rp)
-{
-	struct stream *s = malloc(sizeof(*s));
-
-	if (!s)
-		return NULL;
-	memcpy(&s->st, rp->state, rp->state_len);
-	s->in_pos = rp->in_pos;
-	s->in_len = 0;
-	s->out_pos = rp->out_pos;
-	s->st.next_in = s->in;
-	s->st.avail_in = 0;
-	return s;
-}
-
-static uint64_t stream_next_in(const struct stream *s)
-{
-	return s->in_pos + (uint64_t)(s->st.next_in - s->in);
-}
-
-static int refill(struct lfs_reader *r, const struct lfs_member *m, struct stream *s)
-{
-	uint64_t pos = stream_next_in(s), left = m->comp_size - pos;
-	uint32_t n = left > IN_CHUNK ? IN_CHUNK : (uint32_t)left;
-	int rc;
-
-	if (n == 0)
-		return 0;
-	rc = read_zip(r, m, s->in, n, pos);
-	if (rc)
-		return rc;
-	s->in_pos = pos;
-	s->in_len = n;
-	s->st.next_in = s->in;
-	s->st.avail_in = n;
-	return 1;
-}
-
-/* Produces exactly len bytes into buf, or fails the member. */
-static int stream_produce(struct lfs_reader *r, const struct lfs_member *m,
-			  struct stream *s, unsigned char *buf, uint32_t len)
-{
-	s->st.next_out = buf;
-	s->st.avail_out = len;
-	while (s->st.avail_out) {
-		uint32_t before_out = s->st.avail_out, before_in = s->st.avail_in;
-		int rc, fed = 0;
-
-		if (s->st.block_state == ISAL_BLOCK_FINISH)
-			return member_fail(r, m, "stream ends before its declared size");
-		if (s->st.avail_in == 0) {
-			rc = refill(r, m, s);
-			if (rc < 0)
-				return rc;
-			fed = rc;
+		rc = fill_whole(r, m, &data);
+		if (rc) {
+			lfs_cache_abandon(r->cache, e, rc);
+			e = NULL;
+		} else {
+			lfs_cache_publish(r->cache, e, data, (size_t)m->d.size);
 		}
-		rc = isal_inflate(&s->st);
-		if (rc < 0)
-			return member_fail(r, m, "corrupt deflate data");
-		if (s->st.avail_out == before_out && s->st.avail_in == before_in && !fed &&
-		    s->st.block_state != ISAL_BLOCK_FINISH)
-			return member_fail(r, m, "compressed data ends before the stream does");
 	}
-	s->out_pos += len;
-	count_inflated(r, m, len);
-	return 0;
+	*out = e;
+	return e ? 0 : rc ? rc : -EIO;
 }
 
-/* After the last byte: the stream must end here and match the CRC. */
-static int stream_finish(struct lfs_reader *r, const struct lfs_member *m, struct stream *s)
-{
-	unsigned char spare[64];
+/* ---- streamed members ---- */
 
-	while (s->st.block_state != ISAL_BLOCK_FINISH) {
-		uint32_t before_in = s->st.avail_in;
-		int rc, fed = 0;
-
-		if (s->st.avail_in == 0) {
-			rc = refill(r, m, s);
-			if (rc < 0)
-				return rc;
-			fed = rc;
-		}
-		s->st.next_out = spare;
-		s->st.avail_out = sizeof(spare);
-		rc = isal_inflate(&s->st);
-		if (rc < 0)
-			return member_fail(r, m, "corrupt deflate data");
-		if (s->st.avail_out != sizeof(spare))
-			return member_fail(r, m, "stream runs past its declared size");
-		if (s->st.avail_in == before_in && !fed && s->st.block_state != ISAL_BLOCK_FINISH)
-			return member_fail(r, m, "compressed data ends before the stream does");
-	}
-	if (s->st.crc != m->crc)
-		return member_fail(r, m, "CRC-32 mismatch");
-	__atomic_fetch_or(m->flags, LFS_MEMBER_VERIFIED, __ATOMIC_RELEASE);
-	return 0;
-}
-
-static void save_resume_point(struct lfs_reader *r, const struct lfs_member *m,
-			      const struct stream *s)
-{
-	struct lfs_cache_key k = lfs_key(m->layer_id, m->key, LFS_KEY_RESUME,
-					 s->out_pos / r->spacing);
-	struct lfs_centry *have = lfs_cache_get(r->cache, &k);
-	struct resume_point *rp;
-	size_t len;
-
-	if (have) {
-		lfs_cache_release(r->cache, have);
-		return;
-	}
-	len = state_in_use(&s->st);
-	rp = malloc(sizeof(*rp) + len);
-	if (!rp)
-		return; /* only costs speed later */
-	rp->in_pos = stream_next_in(s);
-	rp->out_pos = s->out_pos;
-	rp->state_len = len;
-	memcpy(rp->state, &s->st, len);
-	/* No addresses of this process in it: they mean nothing to another
-	 * (and are set afresh on restore anyway). */
-	memset(rp->state + offsetof(struct inflate_state, next_out), 0,
-	       sizeof(s->st.next_out));
-	memset(rp->state + offsetof(struct inflate_state, next_in), 0, sizeof(s->st.next_in));
-	add(&r->resume_points_made, 1);
-	lfs_cache_insert(r->cache, &k, rp, sizeof(*rp) + len);
-}
-
-/* How get_block came by a block. */
-enum block_source {
-	BLOCK_READY,		/* found in the cache */
-	BLOCK_CONTINUED,	/* made by the stream parked right before it */
-	BLOCK_RESTARTED,	/* made by a stream from a resume point, the start,
-				 * or parked some blocks before it */
+struct stream_ctx {
+	struct lfs_reader *r;
+	struct lfs_member *m;
 };
 
-/* A stream positioned at or before block `blk`: a parked one exactly there,
- * else the nearest of a stream parked a few blocks before it and a resume
- * point, else the member's start. */
-static struct stream *stream_for(struct lfs_reader *r, const struct lfs_member *m,
-				 uint64_t blk, enum block_source *how)
+static int io_fetch(void *ctx, void *buf, size_t len, uint64_t off)
 {
-	struct lfs_cache_key k = lfs_key(m->layer_id, m->key, LFS_KEY_PARKED, blk);
-	struct lfs_centry *e = NULL;
-	size_t len;
-	struct stream *s = lfs_cache_take(r->cache, &k, &len);
-	uint64_t j = blk * r->block_size / r->spacing, floor;
+	struct stream_ctx *c = ctx;
 
-	*how = s ? BLOCK_CONTINUED : BLOCK_RESTARTED;
-	if (s)
-		return s;
+	return fetch(c->r, c->m, buf, len, off);
+}
+
+static int have_point(struct stream_ctx *c, uint64_t index)
+{
+	struct lfs_cache_key k = key_of(c->m, LFS_KEY_RESUME, index);
+	struct lfs_centry *e = lfs_cache_get(c->r->cache, &k);
+
+	lfs_cache_release(c->r->cache, e);
+	return e != NULL;
+}
+
+/* The stream is past a mark, inside the block whose end would be the
+ * point, at `index` or (a block running over into the next spacing) the
+ * one after. */
+static int io_want_point(void *ctx, uint64_t index)
+{
+	struct stream_ctx *c = ctx;
+
+	return !have_point(c, index) && !have_point(c, index + 1);
+}
+
+static void io_point(void *ctx, unsigned char *rec, size_t len, uint64_t index)
+{
+	struct stream_ctx *c = ctx;
+	struct lfs_cache_key k = key_of(c->m, LFS_KEY_RESUME, index);
+	struct lfs_centry *e = lfs_cache_insert_get(c->r->cache, &k, rec, len);
+
+	/* the record it keeps is this one unless another stream was first */
+	if (e && lfs_centry_data(e) == rec)
+		add(&c->r->resume_points_made, 1);
+	lfs_cache_release(c->r->cache, e);
+}
+
+static struct lfs_stream_io stream_io(struct stream_ctx *c)
+{
+	struct lfs_stream_io io = {
+		.fetch = io_fetch,
+		.want_point = io_want_point,
+		.point = io_point,
+		.ctx = c,
+		.comp_size = c->m->d.comp_size,
+		.spacing = c->r->spacing,
+	};
+
+	return io;
+}
+
+/* The CRC-32 at the end of block b as first seen: 1 with *crc, else 0. */
+static int known_crc(const struct lfs_member *m, uint64_t b, uint32_t *crc)
+{
+	uint64_t *page, v;
+
+	if (!m->crc_pages || b >= m->nblocks)
+		return 0;
+	page = __atomic_load_n(&m->crc_pages[b / CRC_PAGE], __ATOMIC_ACQUIRE);
+	if (!page)
+		return 0;
+	v = __atomic_load_n(&page[b % CRC_PAGE], __ATOMIC_RELAXED);
+	*crc = (uint32_t)v;
+	return (v >> 32) != 0;
+}
+
+static void record_crc(struct lfs_member *m, uint64_t b, uint32_t crc)
+{
+	uint64_t **slot, *page, *fresh;
+
+	if (!m->crc_pages || b >= m->nblocks)
+		return;
+	slot = &m->crc_pages[b / CRC_PAGE];
+	page = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	if (!page) {
+		fresh = calloc(CRC_PAGE, sizeof(*fresh));
+		if (!fresh)
+			return; /* only costs a check later */
+		page = NULL;
+		if (__atomic_compare_exchange_n(slot, &page, fresh, 0, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			page = fresh;
+		else
+			free(fresh);
+	}
+	__atomic_store_n(&page[b % CRC_PAGE], 1ull << 32 | crc, __ATOMIC_RELAXED);
+}
+
+static void note_reach(struct lfs_member *m, uint64_t pos)
+{
+	uint64_t seen = __atomic_load_n(&m->reach, __ATOMIC_RELAXED);
+
+	while (seen < pos && !__atomic_compare_exchange_n(&m->reach, &seen, pos, 1,
+							  __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		;
+}
+
+/* Where a stream to make block b comes from, chosen under m->lock and
+ * opened after it (opening a resume point reads the source). */
+struct start {
+	struct lfs_stream *parked;	/* a parked stream, taken */
+	struct lfs_centry *point;	/* else a resume point, referenced */
+	struct lfs_resume rp;		/* ... parsed */
+	uint64_t pos;			/* the offset the stream starts at */
+};
+
+/* With m->lock held: the nearest start for block b: a stream parked at b
+ * or a few blocks before it, a resume point at or before b, the member's
+ * start. */
+static enum block_source plan_stream(struct lfs_reader *r, struct lfs_member *m, uint64_t b,
+				     struct start *st)
+{
+	uint64_t B = r->block_size, want = b * B, j = want / r->spacing, reached, floor;
+	size_t len;
+
+	memset(st, 0, sizeof(*st));
 	/* Resume points exist only below where some stream has been; never
 	 * probe above that (a member declaring a huge size must not make one
-	 * read probe for billions of them). */
-	if (m->reach) {
-		uint64_t reached = __atomic_load_n(m->reach, __ATOMIC_ACQUIRE) / r->spacing;
+	 * read probe for millions of them). */
+	reached = __atomic_load_n(&m->reach, __ATOMIC_ACQUIRE) / r->spacing;
+	if (reached < j)
+		j = reached;
+	for (; j > 0 && !st->point; j--) {
+		struct lfs_cache_key rk = key_of(m, LFS_KEY_RESUME, j);
+		struct lfs_centry *e = lfs_cache_get(r->cache, &rk);
 
-		if (reached < j)
-			j = reached;
-	}
-	for (; j > 0; j--) {
-		struct lfs_cache_key rk = lfs_key(m->layer_id, m->key, LFS_KEY_RESUME, j);
-
-		e = lfs_cache_get(r->cache, &rk);
-		if (e)
-			break;
+		if (e && lfs_resume_parse(lfs_centry_data(e), lfs_centry_len(e), m->d.comp_size,
+					  m->d.size, &st->rp) == 0 && st->rp.out_pos <= want) {
+			st->point = e;
+			st->pos = st->rp.out_pos;
+		} else {
+			lfs_cache_release(r->cache, e);
+		}
 	}
 	/* The kernel asks for a sequential reader's next blocks at once, on
 	 * several threads: the one whose block lies a little past the parked
 	 * stream goes on from that stream rather than inflating again from
-	 * the resume point behind it (which cost 4 % of a cold read twice). */
-	floor = j * r->spacing / r->block_size;
-	if (blk - floor > MAX_PARKED_PROBES)
-		floor = blk - MAX_PARKED_PROBES;
-	for (uint64_t b = blk; !s && b-- > floor;) {
-		k = lfs_key(m->layer_id, m->key, LFS_KEY_PARKED, b);
-		s = lfs_cache_take(r->cache, &k, &len);
+	 * the resume point behind it. */
+	floor = (st->pos + B - 1) / B;
+	if (b >= MAX_PARKED_PROBES && floor < b - MAX_PARKED_PROBES)
+		floor = b - MAX_PARKED_PROBES;
+	for (uint64_t k = b + 1; k-- > floor;) {
+		struct lfs_cache_key pk = key_of(m, LFS_KEY_PARKED, k);
+
+		st->parked = lfs_cache_take(r->cache, &pk, &len);
+		if (st->parked) {
+			lfs_cache_release(r->cache, st->point);
+			st->point = NULL;
+			st->pos = k * B;
+			return k == b ? BLOCK_CONTINUED : BLOCK_RESTARTED;
+		}
 	}
-	if (!s)
-		s = e ? stream_from_resume(lfs_centry_data(e)) : stream_new();
-	if (e)
-		lfs_cache_release(r->cache, e);
-	return s;
+	return BLOCK_RESTARTED;
 }
 
-/* Fills the claimed block `target` (number blk) of a streamed member from
- * stream s (positioned at or before it), which it consumes: parked after the
- * block, or freed. */
-static int fill_streamed(struct lfs_reader *r, const struct lfs_member *m, uint64_t blk,
-			 struct lfs_centry *target, struct stream *s)
+/* After plan_stream, with no lock held: the stream itself. */
+static int open_stream(struct lfs_reader *r, struct stream_ctx *c, struct start *st,
+		       struct lfs_stream **out)
 {
-	uint64_t B = r->block_size;
+	struct lfs_stream_io io = stream_io(c);
 	int rc = 0;
 
-	if (!s)
-		return -ENOMEM;
-	for (;;) {
-		uint64_t b = s->out_pos / B;
-		uint32_t len = (uint32_t)(m->size - b * B < B ? m->size - b * B : B);
-		unsigned char *buf = block_alloc(r, len);
+	if (st->parked)
+		*out = st->parked;
+	else if (st->point)
+		rc = lfs_stream_resume(&st->rp, &io, out);
+	else if (!(*out = lfs_stream_new(&io)))
+		rc = -ENOMEM;
+	lfs_cache_release(r->cache, st->point);
+	return rc;
+}
 
+/* With m->lock held: a registered stream that will make block b soon
+ * enough to wait for it: b lies within its target, or just past it, no
+ * further ahead than a resume point would be. */
+static struct running *running_towards(struct lfs_reader *r, struct lfs_member *m, uint64_t b)
+{
+	uint64_t near = r->spacing / r->block_size + 1;
+
+	for (unsigned i = 0; i < MAX_RUNNING; i++) {
+		struct running *rs = &m->run[i];
+
+		if (rs->active && rs->pos <= b &&
+		    (b <= rs->target || (b - rs->target <= MAX_PARKED_PROBES && b - rs->pos <= near)))
+			return rs;
+	}
+	return NULL;
+}
+
+static struct running *register_run(struct lfs_member *m, uint64_t pos, uint64_t target,
+				    int readahead)
+{
+	for (unsigned i = 0; i < MAX_RUNNING; i++) {
+		struct running *rs = &m->run[i];
+
+		if (!rs->active) {
+			*rs = (struct running){ pos, target, 1, readahead };
+			return rs;
+		}
+	}
+	return NULL; /* runs unregistered: nobody can wait for it */
+}
+
+static void unregister_run(struct lfs_member *m, struct running *rs)
+{
+	pthread_mutex_lock(&m->lock);
+	if (rs)
+		rs->active = 0;
+	if (m->waiters)
+		pthread_cond_broadcast(&m->moved);
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* Advances stream s (taken by this thread; registered as rs, or not)
+ * through block *target (rs->target when registered: read-ahead's may be
+ * pushed on, and *target says where it ended), then parks it.  When out is
+ * set, the stream stops at block `want` and *out holds it, referenced. */
+static int run_stream(struct lfs_reader *r, struct lfs_member *m, struct stream_ctx *c,
+		      struct lfs_stream *s, struct running *rs, uint64_t *target, uint64_t want,
+		      struct lfs_centry **out)
+{
+	struct lfs_stream_io io = stream_io(c);
+	uint64_t B = r->block_size, pos = lfs_stream_pos(s), k = (pos + B - 1) / B;
+	const char *why = NULL;
+	int rc = 0;
+
+	if (k * B > pos) {
+		/* from a resume point inside a block: up to the next one */
+		rc = lfs_stream_produce(s, &io, NULL, (size_t)(k * B - pos), &why);
+		count_inflated(r, m, k * B - pos);
+	}
+	while (!rc && k <= *target && k < m->nblocks) {
+		uint32_t len = block_len(r, m, k), crc, now;
+		struct lfs_cache_key bk = key_of(m, LFS_KEY_BLOCK, k);
+		unsigned char *buf;
+
+		rc = lfs_source_check(m->src);
+		if (rc)
+			break;
+		buf = lfs_bufpool_get(r->bufs, len);
 		if (!buf) {
 			rc = -ENOMEM;
 			break;
 		}
-		rc = stream_produce(r, m, s, buf, len);
-		if (!rc && s->out_pos == m->size)
-			rc = stream_finish(r, m, s);
+		rc = lfs_stream_produce(s, &io, buf, len, &why);
+		if (!rc) {
+			count_inflated(r, m, len);
+			now = lfs_stream_crc(s);
+			if (lfs_stream_pos(s) == m->d.size) {
+				rc = lfs_stream_finish(s, &io, m->d.crc, &why);
+				if (!rc)
+					__atomic_fetch_or(&m->flags, LFS_MEMBER_VERIFIED,
+							  __ATOMIC_RELEASE);
+			}
+		}
+		/* every block made again must be the one made first */
+		if (!rc && !known_crc(m, k, &crc))
+			record_crc(m, k, now);
+		else if (!rc && crc != now) {
+			rc = -EBADMSG;
+			why = "a block differs from the first time it was made (the layer changed?)";
+		}
 		if (rc) {
-			block_release(r, buf, len);
+			lfs_bufpool_put(r->bufs, buf, len);
 			break;
 		}
-		if (s->out_pos < m->size && s->out_pos % r->spacing == 0)
-			save_resume_point(r, m, s);
-		if (m->reach) {
-			uint64_t seen = __atomic_load_n(m->reach, __ATOMIC_RELAXED);
+		note_reach(m, lfs_stream_pos(s));
+		if (out && k == want) {
+			*out = lfs_cache_insert_get(r->cache, &bk, buf, len);
+			if (!*out)
+				rc = -ENOMEM;
+		} else {
+			lfs_cache_insert(r->cache, &bk, buf, len);
+		}
+		k++;
+		pthread_mutex_lock(&m->lock);
+		if (rs) {
+			rs->pos = k;
+			*target = rs->target;
+		}
+		if (m->waiters)
+			pthread_cond_broadcast(&m->moved);
+		pthread_mutex_unlock(&m->lock);
+		/* a demand read ends once its block is made; whoever waits
+		 * for a later one takes the stream on from where it is parked */
+		if (out && k > want)
+			break;
+	}
+	pthread_mutex_lock(&m->lock);
+	if (rs)
+		rs->active = 0;
+	if (!rc && lfs_stream_pos(s) < m->d.size) {
+		struct lfs_cache_key pk = key_of(m, LFS_KEY_PARKED, k);
 
-			while (seen < s->out_pos &&
-			       !__atomic_compare_exchange_n(m->reach, &seen, s->out_pos, 1,
-							    __ATOMIC_RELEASE, __ATOMIC_RELAXED))
-				;
-		}
-		if (b == blk) {
-			lfs_cache_publish(r->cache, target, buf, len);
-			break;
-		}
-		struct lfs_cache_key k = lfs_key(m->layer_id, m->key, LFS_KEY_BLOCK, b);
-		lfs_cache_insert(r->cache, &k, buf, len);
+		lfs_cache_insert(r->cache, &pk, s, lfs_stream_footprint());
+		s = NULL;
 	}
-	if (!rc && s->out_pos < m->size) {
-		struct lfs_cache_key k = lfs_key(m->layer_id, m->key, LFS_KEY_PARKED,
-						 s->out_pos / B);
-		lfs_cache_insert(r->cache, &k, s, sizeof(*s));
-	} else {
-		free(s);
-	}
+	if (m->waiters)
+		pthread_cond_broadcast(&m->moved);
+	pthread_mutex_unlock(&m->lock);
+	lfs_stream_free(s);
+	if (rc == -EBADMSG)
+		return lfs_reader_fail(r, m, why);
+	if (rc && rc != -ENOMEM)
+		return source_fault(r, m, rc);
 	return rc;
 }
 
-static pthread_mutex_t *stripe_of(struct lfs_reader *r, const struct lfs_member *m)
+/* A referenced, ready block b of a streamed member. */
+static int get_streamed(struct lfs_reader *r, struct lfs_member *m, uint64_t b,
+			struct lfs_centry **out, enum block_source *how)
 {
-	return &r->stripes[(m->key ^ m->layer_id) * 0x9e3779b97f4a7c15ull >> 56];
+	struct lfs_cache_key k = key_of(m, LFS_KEY_BLOCK, b);
+	struct stream_ctx c = { r, m };
+	int waited = 0;
+
+	for (;;) {
+		struct lfs_centry *e = lfs_cache_get(r->cache, &k);
+		struct lfs_stream *s;
+		struct running *rs;
+		struct start st;
+		uint64_t target = b;
+		int rc;
+
+		if (!e && !failed(m)) {
+			pthread_mutex_lock(&m->lock);
+			/* again under the lock: a stream that made it since has
+			 * told the waiters already */
+			e = lfs_cache_get(r->cache, &k);
+			if (!e && running_towards(r, m, b)) {
+				if (!waited)
+					add(&r->stream_waits, 1);
+				waited = 1;
+				m->waiters++;
+				pthread_cond_wait(&m->moved, &m->lock);
+				m->waiters--;
+				pthread_mutex_unlock(&m->lock);
+				continue;
+			}
+			if (!e) {
+				*how = plan_stream(r, m, b, &st);
+				rs = register_run(m, (st.pos + r->block_size - 1) / r->block_size, b, 0);
+				pthread_mutex_unlock(&m->lock);
+				rc = open_stream(r, &c, &st, &s);
+				if (rc) {
+					unregister_run(m, rs);
+					return rc == -ENOMEM ? rc : source_fault(r, m, rc);
+				}
+				rc = run_stream(r, m, &c, s, rs, &target, b, &e);
+				if (rc)
+					return rc;
+				if (!e)
+					continue; /* made, then evicted at once: a tiny budget */
+				*out = e;
+				return 0;
+			}
+			pthread_mutex_unlock(&m->lock);
+		}
+		if (!e)
+			return -EIO;
+		add(&r->block_hits, 1);
+		*out = e;
+		*how = waited ? BLOCK_CONTINUED : BLOCK_READY;
+		return 0;
+	}
 }
 
-/* A referenced, ready block `blk` of a deflated member, and how it came
- * by it (*how is left alone when the block was ready). */
-static int get_block(struct lfs_reader *r, const struct lfs_member *m, uint64_t blk,
-		     struct lfs_centry **out, enum block_source *how)
-{
-	struct lfs_cache_key k = lfs_key(m->layer_id, m->key, LFS_KEY_BLOCK, blk);
-	pthread_mutex_t *lock = NULL;
-	struct lfs_centry *e;
-	int claimed, rc;
+/* ---- large stored members ---- */
 
-	if (m->size > r->block_size) {
-		/* Streams of one member are advanced by one thread at a time,
-		 * and blocks are claimed under the same lock: a reader that
-		 * arrives while another inflates towards its block waits and
-		 * then finds it (or the parked stream) instead of inflating
-		 * the same span again. */
-		e = lfs_cache_get(r->cache, &k);
-		if (e) {
-			add(&r->block_hits, 1);
-			*out = e;
-			return 0;
-		}
-		lock = stripe_of(r, m);
-		pthread_mutex_lock(lock);
-	}
-	e = lfs_cache_acquire(r->cache, &k, &claimed, &rc);
-	if (e && claimed) {
-		if (m->size <= r->block_size) {
-			void *data = NULL;
-
-			rc = inflate_whole(r, m, &data);
-			if (!rc)
-				lfs_cache_publish(r->cache, e, data, m->size);
-		} else {
-			rc = fill_streamed(r, m, blk, e, stream_for(r, m, blk, how));
-		}
-		if (rc) {
-			lfs_cache_abandon(r->cache, e, rc);
-			e = NULL;
-		}
-	}
-	if (lock)
-		pthread_mutex_unlock(lock);
-	*out = e;
-	return e ? 0 : rc;
-}
-
-/* Stored members need no cache.  Small ones are CRC-checked once before
- * any byte is served; large ones as they are read, once the reads have
- * covered them (see crcpieces.h): a mismatch fails the read that completes
- * the member and every read after it. */
-static int read_stored(struct lfs_reader *r, const struct lfs_member *m, void *buf,
-		       size_t len, uint64_t off)
+/* Read in place.  Small ones go through the cache (get_whole); large ones
+ * are checked as they are read, once the reads have covered them (see
+ * crcpieces.h): a mismatch fails the read that completes the member and
+ * every read after it. */
+static int read_stored(struct lfs_reader *r, struct lfs_member *m, void *buf, size_t len,
+		       uint64_t off)
 {
 	uint32_t crc;
-	int rc;
+	int rc = lfs_source_check(m->src);
 
-	if (!(__atomic_load_n(m->flags, __ATOMIC_ACQUIRE) & LFS_MEMBER_VERIFIED) &&
-	    m->size <= r->block_size) {
-		unsigned char *all = malloc(m->size ? m->size : 1);
-
-		if (!all)
-			return -ENOMEM;
-		rc = read_zip(r, m, all, m->size, 0);
-		if (!rc && libdeflate_crc32(0, all, m->size) != m->crc)
-			rc = member_fail(r, m, "CRC-32 mismatch");
-		if (!rc) {
-			__atomic_fetch_or(m->flags, LFS_MEMBER_VERIFIED, __ATOMIC_RELEASE);
-			memcpy(buf, all + off, len);
-		}
-		free(all);
-		return rc;
-	}
-	rc = read_zip(r, m, buf, len, off);
-	if (rc || (__atomic_load_n(m->flags, __ATOMIC_ACQUIRE) &
-		   (LFS_MEMBER_VERIFIED | LFS_MEMBER_UNCHECKED)))
-		return rc;
-	switch (lfs_crc_pieces_add(r->crcs, m->layer_id, m->key, m->size, off, buf, len, &crc)) {
+	if (!rc)
+		rc = fetch(r, m, buf, len, off);
+	if (rc)
+		return source_fault(r, m, rc);
+	if (lfs_member_flags(m) & (LFS_MEMBER_VERIFIED | LFS_MEMBER_UNCHECKED))
+		return 0;
+	switch (lfs_crc_pieces_add(r->crcs, m->d.layer, m->d.key, m->d.size, off, buf, len, &crc)) {
 	case 1:
-		if (crc != m->crc)
-			return member_fail(r, m, "CRC-32 mismatch");
-		__atomic_fetch_or(m->flags, LFS_MEMBER_VERIFIED, __ATOMIC_RELEASE);
+		if (crc != m->d.crc)
+			return lfs_reader_fail(r, m, "CRC-32 mismatch");
+		__atomic_fetch_or(&m->flags, LFS_MEMBER_VERIFIED, __ATOMIC_RELEASE);
 		break;
 	case -1:
 		/* a library faulted in here and there: checking it would cost
 		 * a CRC of every read for nothing */
-		__atomic_fetch_or(m->flags, LFS_MEMBER_UNCHECKED, __ATOMIC_RELEASE);
+		__atomic_fetch_or(&m->flags, LFS_MEMBER_UNCHECKED, __ATOMIC_RELEASE);
 		break;
 	}
 	return 0;
 }
+
+/* ---- reads ---- */
 
 void lfs_reader_unpin(struct lfs_reader *r, struct lfs_pin *p)
 {
@@ -720,29 +806,39 @@ void lfs_reader_unpin(struct lfs_reader *r, struct lfs_pin *p)
 	memset(p, 0, sizeof(*p));
 }
 
-ssize_t lfs_reader_pin(struct lfs_reader *r, const struct lfs_member *m, uint64_t off,
-		       size_t len, struct lfs_pin *p)
+static int in_place(const struct lfs_reader *r, const struct lfs_member *m)
+{
+	return m->d.method == 0 && m->d.size > r->block_size;
+}
+
+static int streamed(const struct lfs_reader *r, const struct lfs_member *m)
+{
+	return m->codec && m->codec->streams && m->d.size > r->block_size;
+}
+
+ssize_t lfs_reader_pin(struct lfs_reader *r, struct lfs_member *m, uint64_t off, size_t len,
+		       struct lfs_pin *p)
 {
 	size_t done = 0, max;
 	int rc, jumped = 0, continued = 0;
 
 	memset(p, 0, sizeof(*p));
-	if (__atomic_load_n(m->flags, __ATOMIC_ACQUIRE) & LFS_MEMBER_FAILED)
+	if (failed(m))
 		return -EIO;
-	if (off >= m->size || len == 0)
+	if (off >= m->d.size || len == 0)
 		return 0;
-	if (len > m->size - off)
-		len = (size_t)(m->size - off);
-	if (m->method != 0 && m->method != 8)
-		return member_fail(r, m, "compression method not supported");
-	max = m->method == 0 ? 1 : len / r->block_size + 2;
+	if (len > m->d.size - off)
+		len = (size_t)(m->d.size - off);
+	if (!m->codec)
+		return lfs_reader_fail(r, m, "compression method not supported");
+	max = in_place(r, m) ? 1 : len / r->block_size + 2;
 	p->iov = malloc(max * sizeof(*p->iov));
 	p->entries = malloc(max * sizeof(*p->entries));
 	if (!p->iov || !p->entries) {
 		lfs_reader_unpin(r, p);
 		return -ENOMEM;
 	}
-	if (m->method == 0) {
+	if (in_place(r, m)) {
 		p->buf = malloc(len);
 		if (!p->buf) {
 			lfs_reader_unpin(r, p);
@@ -764,10 +860,13 @@ ssize_t lfs_reader_pin(struct lfs_reader *r, const struct lfs_member *m, uint64_
 		struct lfs_centry *e = NULL;
 		enum block_source how = BLOCK_READY;
 
-		rc = get_block(r, m, blk, &e, &how);
+		if (streamed(r, m))
+			rc = get_streamed(r, m, blk, &e, &how);
+		else
+			rc = get_whole(r, m, &e);
 		/* The mark of a reader that jumped rather than one going through
 		 * the member in order: a block made by a fresh stream, or by
-		 * continuing a parked stream from anywhere but where it stopped
+		 * continuing a stream from anywhere but where it stopped
 		 * (random reads leave streams parked all over a member, and one
 		 * landing inside such a block is still random). */
 		jumped |= how == BLOCK_RESTARTED || (how == BLOCK_CONTINUED && in_blk != 0);
@@ -776,13 +875,11 @@ ssize_t lfs_reader_pin(struct lfs_reader *r, const struct lfs_member *m, uint64_
 			lfs_reader_unpin(r, p);
 			return rc;
 		}
-		if (lfs_centry_len(e) != (m->size - blk * r->block_size < r->block_size
-						  ? m->size - blk * r->block_size
-						  : r->block_size)) {
+		if (lfs_centry_len(e) != block_len(r, m, blk)) {
 			/* cannot happen while keys name members exactly */
 			lfs_cache_release(r->cache, e);
 			lfs_reader_unpin(r, p);
-			return member_fail(r, m, "cached block of an unexpected size");
+			return lfs_reader_fail(r, m, "cached block of an unexpected size");
 		}
 		n = lfs_centry_len(e) - in_blk;
 		if (n > len - done)
@@ -793,7 +890,7 @@ ssize_t lfs_reader_pin(struct lfs_reader *r, const struct lfs_member *m, uint64_
 		p->iov[p->niov++].iov_len = n;
 		done += n;
 	}
-	p->sequential = m->method != 8 || jumped ? LFS_SEQ_NO
+	p->sequential = !streamed(r, m) || jumped ? LFS_SEQ_NO
 			: continued		  ? LFS_SEQ_CONTINUED
 						  : LFS_SEQ_READY;
 	if (m->counters)
@@ -801,8 +898,8 @@ ssize_t lfs_reader_pin(struct lfs_reader *r, const struct lfs_member *m, uint64_
 	return (ssize_t)done;
 }
 
-ssize_t lfs_reader_read(struct lfs_reader *r, const struct lfs_member *m, void *buf,
-			size_t len, uint64_t off)
+ssize_t lfs_reader_read(struct lfs_reader *r, struct lfs_member *m, void *buf, size_t len,
+			uint64_t off)
 {
 	struct lfs_pin p;
 	ssize_t n = lfs_reader_pin(r, m, off, len, &p);
@@ -816,181 +913,252 @@ ssize_t lfs_reader_read(struct lfs_reader *r, const struct lfs_member *m, void *
 	return n;
 }
 
-/* Makes block blk of m from the stream parked right before it, if there is
- * one.  Returns 1 when the block is ready (made now or before), 0 when there
- * is no parked stream to continue, or a negative errno. */
-static int readahead_block(struct lfs_reader *r, const struct lfs_member *m, uint64_t blk)
-{
-	struct lfs_cache_key k = lfs_key(m->layer_id, m->key, LFS_KEY_BLOCK, blk);
-	struct lfs_cache_key pk = lfs_key(m->layer_id, m->key, LFS_KEY_PARKED, blk);
-	pthread_mutex_t *lock = stripe_of(r, m);
-	struct lfs_centry *e;
-	struct stream *s;
-	size_t len;
-	int claimed, rc = 1;
-
-	pthread_mutex_lock(lock);
-	e = lfs_cache_get(r->cache, &k);
-	if (e) {
-		lfs_cache_release(r->cache, e);
-		pthread_mutex_unlock(lock);
-		return 1;
-	}
-	s = lfs_cache_take(r->cache, &pk, &len);
-	if (!s) {
-		pthread_mutex_unlock(lock);
-		return 0;
-	}
-	e = lfs_cache_acquire(r->cache, &k, &claimed, &rc);
-	if (e && claimed) {
-		rc = fill_streamed(r, m, blk, e, s);
-		if (rc)
-			lfs_cache_abandon(r->cache, e, rc);
-		else
-			lfs_cache_release(r->cache, e);
-	} else {
-		free(s);
-		lfs_cache_release(r->cache, e);
-	}
-	pthread_mutex_unlock(lock);
-	return rc ? rc : 1;
-}
+/* ---- read-ahead and prefetch, in the pool ---- */
 
 /* Blocks to inflate ahead of one reader: the read-ahead is shared by the
  * members being read ahead at once.  Four readers with a window each had
  * the cache evict blocks inflated ahead before they were read, and inflate
- * 1.9 GB for 1 GiB read (make bench's item 6, a 64 MiB budget, most of it
- * held by resume points).  Called with ra_lock held. */
-static uint64_t ra_window(const struct lfs_reader *r)
+ * 1.9 GB for 1 GiB read (make bench's item 6, a 64 MiB budget). */
+static uint64_t ra_window(struct lfs_reader *r)
 {
-	uint64_t n = r->readahead_blocks / (r->ra_running ? r->ra_running : 1);
+	unsigned active = __atomic_load_n(&r->ra_active, __ATOMIC_RELAXED);
+	uint64_t n = r->readahead_blocks / (active ? active : 1);
 
 	return n ? n : 1;
 }
 
-/* The job whose window a read ending before block `first` continues: one
- * running on the same member that has not stopped short of it.  A read
- * beyond gets a job of its own; raising this one's target would have it
- * inflate all the way there.  A read behind is absorbed (no read-ahead of
- * its own while this job runs): giving such reads jobs of their own set off
- * more read-ahead among random reads and raised their p99 from 3.3 to
- * 4.5 ms in make bench's item 3. */
-static struct ra_job *ra_find(struct lfs_reader *r, const struct lfs_member *m,
-			      uint64_t first)
+/* With m->lock held: the first block in [from, last] not in the cache
+ * (last + 1 when all are). */
+static uint64_t first_missing(struct lfs_reader *r, struct lfs_member *m, uint64_t from,
+			      uint64_t last)
 {
-	for (unsigned i = 0; i < RA_JOBS; i++)
-		if (r->ra_jobs[i].used == RA_RUNNING && r->ra_jobs[i].key == m->key &&
-		    r->ra_jobs[i].layer_id == m->layer_id && first <= r->ra_jobs[i].target)
-			return &r->ra_jobs[i];
-	return NULL;
+	for (; from <= last && from < m->nblocks; from++) {
+		struct lfs_cache_key k = key_of(m, LFS_KEY_BLOCK, from);
+		struct lfs_centry *e = lfs_cache_get(r->cache, &k);
+
+		if (!e)
+			return from;
+		lfs_cache_release(r->cache, e);
+	}
+	return last + 1;
 }
 
-/* A job of this member that ended at its target less than a window after
- * block `first`: the reader is catching up with where it stopped. */
-static struct ra_job *ra_find_ended(struct lfs_reader *r, const struct lfs_member *m,
-				    uint64_t first)
+/* With m->lock held: a running stream that will reach block b anyway;
+ * its target is pushed to `last` when it reads ahead. */
+static int join_running(struct lfs_member *m, uint64_t b, uint64_t last)
 {
-	for (unsigned i = 0; i < RA_JOBS; i++) {
-		struct ra_job *j = &r->ra_jobs[i];
+	for (unsigned i = 0; i < MAX_RUNNING; i++) {
+		struct running *rs = &m->run[i];
 
-		if (j->used == RA_ENDED && j->key == m->key && j->layer_id == m->layer_id &&
-		    first <= j->target && j->target - first <= ra_window(r))
-			return j;
+		if (rs->active && rs->pos <= b && b <= rs->target + 1) {
+			if (rs->readahead && rs->target < last)
+				rs->target = last;
+			return 1;
+		}
 	}
-	return NULL;
+	return 0;
 }
 
-/* A slot for a new job when the member has no ended one: a free slot, else
- * any ended one. */
-static struct ra_job *ra_slot(struct lfs_reader *r)
+/* Makes blocks [from, last] of m with one stream, in the calling (pool)
+ * thread.  With continue_only, only a stream parked right where the
+ * missing blocks start is taken (read-ahead goes on from a sequential
+ * reader's stream; it never starts one). */
+static void fill_range(struct lfs_reader *r, struct lfs_member *m, uint64_t from, uint64_t last,
+		       int continue_only)
 {
-	static const int order[] = { RA_FREE, RA_ENDED };
+	struct stream_ctx c = { r, m };
 
-	for (unsigned k = 0; k < 2; k++)
-		for (unsigned i = 0; i < RA_JOBS; i++)
-			if (r->ra_jobs[i].used == order[k])
-				return &r->ra_jobs[i];
-	return NULL;
-}
-
-void lfs_reader_readahead(struct lfs_reader *r, const struct lfs_member *m, uint64_t end,
-			  enum lfs_seq seq)
-{
-	uint64_t B = r->block_size, blk = (end + B - 1) / B, target;
-	struct ra_job *job;
-
-	if (seq == LFS_SEQ_NO || m->method != 8 || m->size <= B || !r->readahead_blocks ||
-	    (__atomic_load_n(m->flags, __ATOMIC_ACQUIRE) & LFS_MEMBER_FAILED))
-		return;
-	/* One thread reads ahead of a sequential reader; the reader's later
-	 * reads only raise its target.  Many threads walking the same window
-	 * took turns on the member's lock and woke each other for nothing. */
-	pthread_mutex_lock(&r->ra_lock);
-	job = ra_find(r, m, blk);
-	if (job) {
-		target = blk + ra_window(r);
-		if (job->target < target)
-			job->target = target;
-		pthread_mutex_unlock(&r->ra_lock);
-		return;
-	}
-	/* A read that found all its blocks ready starts a job only where one
-	 * stopped at its target just ahead: otherwise it may be a random read
-	 * among blocks some other stream made, and read-ahead from there
-	 * walked on to that stream and inflated a whole window (random p99 in
-	 * make bench's item 3 went from 3.7 to 8.4 ms with an 8 MiB window). */
-	job = ra_find_ended(r, m, blk);
-	if (!job && seq != LFS_SEQ_CONTINUED) {
-		pthread_mutex_unlock(&r->ra_lock);
-		return;
-	}
-	if (!job)
-		job = ra_slot(r);
-	if (job) {
-		job->used = RA_RUNNING;
-		job->layer_id = m->layer_id;
-		job->key = m->key;
-		r->ra_running++;
-	}
-	target = blk + ra_window(r);
-	if (job)
-		job->target = target;
-	pthread_mutex_unlock(&r->ra_lock);
-	/* Only a stream parked where the reader stopped is continued: that is
-	 * a sequential reader, and going on costs nothing but the inflation a
-	 * later read would do anyway.  One block per lock hold, so a reader
-	 * that catches up waits for one block, not the whole window. */
+	if (last >= m->nblocks)
+		last = m->nblocks - 1;
 	for (;;) {
-		int rc = blk * B < m->size ? readahead_block(r, m, blk) : 0;
+		struct lfs_stream *s = NULL;
+		struct running *rs;
+		struct start st;
+		uint64_t k;
+		int rc;
 
-		pthread_mutex_lock(&r->ra_lock);
-		if (job && job->target > target)
-			target = job->target;
-		if (rc <= 0 || ++blk >= target) {
-			if (job) {
-				job->used = rc > 0 ? RA_ENDED : RA_FREE;
-				r->ra_running--;
-			}
-			pthread_mutex_unlock(&r->ra_lock);
+		pthread_mutex_lock(&m->lock);
+		k = first_missing(r, m, from, last);
+		if (k > last) {
+			if (continue_only)
+				m->ra_stop = last + 1;
+			pthread_mutex_unlock(&m->lock);
 			return;
 		}
-		pthread_mutex_unlock(&r->ra_lock);
+		if (failed(m) || lfs_source_changed(m->src) || join_running(m, k, last)) {
+			pthread_mutex_unlock(&m->lock);
+			return;
+		}
+		if (continue_only) {
+			struct lfs_cache_key pk = key_of(m, LFS_KEY_PARKED, k);
+			size_t len;
+
+			memset(&st, 0, sizeof(st));
+			st.parked = lfs_cache_take(r->cache, &pk, &len);
+			st.pos = k * r->block_size;
+			if (!st.parked) {
+				pthread_mutex_unlock(&m->lock);
+				return;
+			}
+			__atomic_add_fetch(&r->ra_active, 1, __ATOMIC_RELAXED);
+		} else {
+			(void)plan_stream(r, m, k, &st);
+		}
+		rs = register_run(m, (st.pos + r->block_size - 1) / r->block_size, last,
+				  continue_only);
+		pthread_mutex_unlock(&m->lock);
+		rc = open_stream(r, &c, &st, &s);
+		if (rc) {
+			unregister_run(m, rs);
+			if (rc != -ENOMEM)
+				source_fault(r, m, rc);
+		} else {
+			rc = run_stream(r, m, &c, s, rs, &last, 0, NULL);
+		}
+		if (continue_only)
+			__atomic_sub_fetch(&r->ra_active, 1, __ATOMIC_RELAXED);
+		if (rc)
+			return;
+		from = k;
 	}
 }
+
+static void ra_run(struct lfs_pool_job *job, int cancelled)
+{
+	struct ra_job *j = (struct ra_job *)job;
+	struct lfs_member *m = j->m;
+	uint64_t from, target;
+
+	pthread_mutex_lock(&m->lock);
+	for (unsigned i = 0; i < RA_QUEUED; i++)
+		if (m->ra_queued[i] == j)
+			m->ra_queued[i] = NULL;
+	from = j->from;
+	target = j->target;
+	pthread_mutex_unlock(&m->lock);
+	if (!cancelled) {
+		add(&j->r->readahead_jobs, 1);
+		fill_range(j->r, m, from, target, 1);
+	}
+	free(j);
+}
+
+/* With m->lock held: a queued job whose stretch a read ending before
+ * block blk continues; its target goes on to `last`.  A read beyond gets a
+ * job of its own: pushing this one's target would have it inflate all the
+ * way there. */
+static int join_queued(struct lfs_member *m, uint64_t blk, uint64_t last)
+{
+	for (unsigned i = 0; i < RA_QUEUED; i++) {
+		struct ra_job *j = m->ra_queued[i];
+
+		if (j && j->from <= blk && blk <= j->target + 1) {
+			if (j->target < last)
+				j->target = last;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+void lfs_reader_readahead(struct lfs_reader *r, struct lfs_member *m, uint64_t end,
+			  enum lfs_seq seq)
+{
+	uint64_t B = r->block_size, blk = (end + B - 1) / B, last;
+	struct ra_job *job = NULL;
+
+	if (seq == LFS_SEQ_NO || !streamed(r, m) || !r->readahead_blocks || failed(m) ||
+	    blk >= m->nblocks)
+		return;
+	pthread_mutex_lock(&m->lock);
+	last = blk + ra_window(r) - 1;
+	if (!join_running(m, blk, last) && !join_queued(m, blk, last) &&
+	    (seq == LFS_SEQ_CONTINUED ||
+	     /* A read that found all its blocks ready starts read-ahead only
+	      * where the last one stopped, just ahead: otherwise it may be a
+	      * random read among blocks some other stream made, and read-ahead
+	      * from there walked on to that stream and inflated a whole
+	      * window. */
+	     (m->ra_stop && blk <= m->ra_stop && m->ra_stop - blk < ra_window(r)))) {
+		for (unsigned i = 0; i < RA_QUEUED && !job; i++) {
+			if (m->ra_queued[i])
+				continue;
+			job = malloc(sizeof(*job));
+			if (!job)
+				break;
+			*job = (struct ra_job){ { ra_run, NULL }, r, m, blk, last };
+			m->ra_queued[i] = job;
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (job && lfs_pool_submit(r->pool, &job->job, LFS_PRIO_READAHEAD))
+		ra_run(&job->job, 1);
+}
+
+struct prefetch_job {
+	struct lfs_pool_job job;
+	struct lfs_reader *r;
+	struct lfs_member *m;
+	uint64_t first, last;
+};
+
+static void prefetch_run(struct lfs_pool_job *job, int cancelled)
+{
+	struct prefetch_job *j = (struct prefetch_job *)job;
+
+	if (!cancelled) {
+		if (streamed(j->r, j->m)) {
+			fill_range(j->r, j->m, j->first, j->last, 0);
+		} else if (!in_place(j->r, j->m) && !failed(j->m)) {
+			struct lfs_centry *e = NULL;
+
+			if (get_whole(j->r, j->m, &e) == 0)
+				lfs_cache_release(j->r->cache, e);
+		}
+	}
+	free(j);
+}
+
+int lfs_reader_prefetch(struct lfs_reader *r, struct lfs_member *m, uint64_t first,
+			uint64_t last, enum lfs_prio prio)
+{
+	struct prefetch_job *j;
+	int rc;
+
+	if (!m->codec || in_place(r, m) || first >= m->nblocks || failed(m))
+		return 0;
+	j = malloc(sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	*j = (struct prefetch_job){ { prefetch_run, NULL }, r, m, first, last };
+	rc = lfs_pool_submit(r->pool, &j->job, prio);
+	if (rc)
+		free(j);
+	return rc;
+}
+
+void lfs_reader_wait_idle(struct lfs_reader *r) { lfs_pool_wait_idle(r->pool); }
 
 void lfs_reader_drop_blocks(struct lfs_reader *r)
 {
 	lfs_cache_drop(r->cache, LFS_KEY_BLOCK);
 	lfs_cache_drop(r->cache, LFS_KEY_PARKED);
+	lfs_bufpool_trim(r->bufs);
 }
 
 void lfs_reader_get_stats(struct lfs_reader *r, struct lfs_reader_stats *out)
 {
+	memset(out, 0, sizeof(*out));
 	lfs_cache_get_stats(r->cache, &out->cache);
+	lfs_pool_get_stats(r->pool, &out->pool);
 	/* the cache counts hits of lfs_cache_acquire only */
 	out->cache.hits += __atomic_load_n(&r->block_hits, __ATOMIC_RELAXED);
 	out->bytes_read = __atomic_load_n(&r->bytes_read, __ATOMIC_RELAXED);
 	out->bytes_inflated = __atomic_load_n(&r->bytes_inflated, __ATOMIC_RELAXED);
 	out->resume_points_made = __atomic_load_n(&r->resume_points_made, __ATOMIC_RELAXED);
 	out->members_failed = __atomic_load_n(&r->members_failed, __ATOMIC_RELAXED);
+	out->source_errors = __atomic_load_n(&r->source_errors, __ATOMIC_RELAXED);
+	out->stream_waits = __atomic_load_n(&r->stream_waits, __ATOMIC_RELAXED);
+	out->readahead_jobs = __atomic_load_n(&r->readahead_jobs, __ATOMIC_RELAXED);
+	out->spare_bytes = lfs_bufpool_bytes(r->bufs);
 }

@@ -44,7 +44,7 @@ static void lfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct lfs_fuse_ctx *ctx = ctx_of(req);
 	struct fuse_entry_param e;
-	const struct lfs_node *p = lfs_tree_node(ctx->stack->tree, parent);
+	const struct lfs_node *p = lfs_tree_node(lfs_stack_tree(ctx->stack), parent);
 	uint32_t ino;
 	int rc;
 
@@ -56,7 +56,7 @@ static void lfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	ino = lfs_tree_lookup(ctx->stack->tree, (uint32_t)parent, name, strlen(name));
+	ino = lfs_tree_lookup(lfs_stack_tree(ctx->stack), (uint32_t)parent, name, strlen(name));
 	rc = fill_entry(ctx, ino, &e);
 	if (rc)
 		fuse_reply_err(req, -rc);
@@ -141,7 +141,7 @@ static void lfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus)
 {
 	struct lfs_fuse_ctx *ctx = ctx_of(req);
-	const struct lfs_tree *t = ctx->stack->tree;
+	const struct lfs_tree *t = lfs_stack_tree(ctx->stack);
 	const struct lfs_node *dir = lfs_tree_node(t, ino);
 	char *buf, name[256];
 	size_t used = 0;
@@ -212,8 +212,8 @@ static void lfs_statfs(fuse_req_t req, fuse_ino_t ino)
 	memset(&sv, 0, sizeof(sv));
 	sv.f_bsize = 4096;
 	sv.f_frsize = 4096;
-	sv.f_blocks = (fsblkcnt_t)((lfs_tree_total_bytes(s->tree) + 4095) / 4096);
-	sv.f_files = lfs_tree_count(s->tree);
+	sv.f_blocks = (fsblkcnt_t)((lfs_tree_total_bytes(lfs_stack_tree(s)) + 4095) / 4096);
+	sv.f_files = lfs_tree_count(lfs_stack_tree(s));
 	sv.f_namemax = 255;
 	sv.f_flag = ST_RDONLY | ST_NOSUID | ST_NODEV;
 	fuse_reply_statfs(req, &sv);
@@ -261,7 +261,7 @@ static void lfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	static const char both[] = LFS_XATTR_LAYER "\0" LFS_XATTR_STATS;
 	size_t len = ino == FUSE_ROOT_ID ? sizeof(both) : sizeof(LFS_XATTR_LAYER);
 
-	if (!lfs_tree_node(ctx_of(req)->stack->tree, ino)) {
+	if (!lfs_tree_node(lfs_stack_tree(ctx_of(req)->stack), ino)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}

@@ -279,11 +279,12 @@ static void *ready_thread(void *arg)
 		d->ready_fd = -1;
 	}
 	snprintf(status, sizeof(status), "READY=1\nSTATUS=serving %zu layers, %u inodes at %s",
-		 d->stack->nlayers, lfs_tree_count(d->stack->tree), d->mountpoint);
+		 lfs_stack_layer_count(d->stack), lfs_tree_count(lfs_stack_tree(d->stack)),
+		 d->mountpoint);
 	lfs_notify(status);
 	lfs_info("%s: serving %zu layers, %u inodes (opened in %.1f ms)", d->mountpoint,
-		 d->stack->nlayers, lfs_tree_count(d->stack->tree),
-		 d->stack->open_seconds * 1e3);
+		 lfs_stack_layer_count(d->stack), lfs_tree_count(lfs_stack_tree(d->stack)),
+		 lfs_stack_open_seconds(d->stack) * 1e3);
 	wd = lfs_notify_watchdog_usec();
 	while (wd && !fuse_session_exited(d->se)) {
 		struct timespec ts = { (time_t)(wd / 2000000), (long)(wd / 2 % 1000000) * 1000 };
@@ -307,7 +308,7 @@ static void *signal_thread(void *arg)
 
 	while (sigwait(&d->signals, &sig) == 0) {
 		if (sig == SIGUSR1) {
-			lfs_reader_drop_blocks(d->stack->reader);
+			lfs_stack_drop_blocks(d->stack);
 			lfs_info("dropped cached blocks on request");
 		}
 	}
@@ -625,25 +626,24 @@ static int cmd_check(int argc, char **argv)
 		goto out;
 	}
 	printf("%-40s %10s %14s %14s\n", "layer", "entries", "zip bytes", "unzipped bytes");
-	for (size_t i = 0; i < s->nlayers; i++) {
-		const struct lfs_zip_index *zi = s->layers[i].zi;
-		uint64_t bytes = s->layers[i].unzipped_bytes;
+	for (size_t i = 0; i < lfs_stack_layer_count(s); i++) {
+		struct lfs_stack_layer_info li;
 
-		unzipped += bytes;
-		printf("%-40s %10llu %14llu %14llu\n", s->layers[i].label,
-		       (unsigned long long)zi->count, (unsigned long long)zi->file_size,
-		       (unsigned long long)bytes);
-		if (zi->file_size > PLATFORM_MAX_ZIP) {
+		lfs_stack_layer_info(s, i, &li);
+		unzipped += li.unzipped_bytes;
+		printf("%-40s %10llu %14llu %14llu\n", li.label, (unsigned long long)li.entries,
+		       (unsigned long long)li.zip_bytes, (unsigned long long)li.unzipped_bytes);
+		if (li.zip_bytes > PLATFORM_MAX_ZIP) {
 			printf("warning: %s: %llu bytes, more than the %llu a direct upload may have\n",
-			       zi->path, (unsigned long long)zi->file_size, PLATFORM_MAX_ZIP);
+			       li.path, (unsigned long long)li.zip_bytes, PLATFORM_MAX_ZIP);
 			warnings++;
 		}
 	}
-	printf("merged tree: %u inodes, %llu bytes of files\n", lfs_tree_count(s->tree),
-	       (unsigned long long)lfs_tree_total_bytes(s->tree));
-	if (s->nlayers > PLATFORM_MAX_LAYERS) {
-		printf("warning: %zu layers, the platform allows %d per function\n", s->nlayers,
-		       PLATFORM_MAX_LAYERS);
+	printf("merged tree: %u inodes, %llu bytes of files\n", lfs_tree_count(lfs_stack_tree(s)),
+	       (unsigned long long)lfs_tree_total_bytes(lfs_stack_tree(s)));
+	if (lfs_stack_layer_count(s) > PLATFORM_MAX_LAYERS) {
+		printf("warning: %zu layers, the platform allows %d per function\n",
+		       lfs_stack_layer_count(s), PLATFORM_MAX_LAYERS);
 		warnings++;
 	}
 	if (unzipped > PLATFORM_MAX_UNZIPPED) {

@@ -1,6 +1,8 @@
 #include "stack.h"
 
+#include "layerlist.h"
 #include "log.h"
+#include "zipindex.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -10,6 +12,38 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Source errors of one layer logged in full; after that one in every
+ * power of two, so a layer on a failing disk cannot flood the log. */
+#define SOURCE_ERRORS_LOGGED 10
+
+struct lfs_layer {
+	struct lfs_zip_index *zi;
+	uint64_t key;			/* names it in the memory cache */
+	char *label;			/* provenance: name:version, name or path */
+	struct lfs_layer_counters counters;
+	/* Member handles by entry, made on first read (atomic pointers).
+	 * A handle's owner, in fault reports, is its slot here. */
+	struct lfs_member **members;
+	uint64_t unzipped_bytes;	/* sum of the entries' declared sizes */
+	uint64_t source_errors;		/* atomic */
+	int changed_logged;		/* atomic */
+};
+
+struct lfs_stack {
+	struct lfs_layer *layers;
+	size_t nlayers;
+	struct lfs_tree *tree;
+	struct lfs_reader *reader;
+	uid_t uid;
+	gid_t gid;
+	uint64_t zip_bytes;		/* total size of the layer files */
+	double open_seconds;		/* time to open the stack */
+};
+
+/* Memory-cache keys name layers by a number no other layer of this process
+ * has. */
+static uint64_t next_layer_key = 1;
+
 static double now_seconds(void)
 {
 	struct timespec ts;
@@ -18,20 +52,104 @@ static double now_seconds(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static void free_layers(struct lfs_stack *s)
+{
+	for (size_t i = 0; i < s->nlayers; i++) {
+		struct lfs_layer *l = &s->layers[i];
+
+		for (uint64_t j = 0; l->members && j < l->zi->count; j++)
+			lfs_member_free(l->members[j]);
+		free(l->members);
+		lfs_zip_close(l->zi);
+		free(l->label);
+	}
+	free(s->layers);
+}
+
 void lfs_stack_free(struct lfs_stack *s)
 {
 	if (!s)
 		return;
-	for (size_t i = 0; i < s->nlayers; i++) {
-		lfs_zip_close(s->layers[i].zi);
-		free(s->layers[i].label);
-		free(s->layers[i].member_flags);
-		free(s->layers[i].member_reach);
-	}
-	free(s->layers);
+	lfs_reader_free(s->reader); /* first: its pool may still use members */
+	free_layers(s);
 	lfs_tree_free(s->tree);
-	lfs_reader_free(s->reader);
 	free(s);
+}
+
+/* The layer and entry a member handle belongs to (its owner is its slot). */
+static struct lfs_layer *owner_of(struct lfs_stack *s, void *owner, uint64_t *entry)
+{
+	for (size_t i = 0; i < s->nlayers; i++) {
+		struct lfs_layer *l = &s->layers[i];
+		struct lfs_member **slot = owner;
+
+		if (slot >= l->members && slot < l->members + l->zi->count) {
+			*entry = (uint64_t)(slot - l->members);
+			return l;
+		}
+	}
+	return NULL;
+}
+
+/* The reader's fault reports, as log lines naming layer and entry. */
+static void on_fault(void *ctx, void *owner, enum lfs_fault kind, const char *why)
+{
+	struct lfs_stack *s = ctx;
+	uint64_t i, n;
+	struct lfs_layer *l = owner_of(s, owner, &i);
+	const struct lfs_zip_entry *e;
+	char name[256];
+
+	if (!l)
+		return;
+	e = &l->zi->entries[i];
+	lfs_log_name(name, sizeof(name), lfs_zip_name(l->zi, e), e->name_len);
+	switch (kind) {
+	case LFS_FAULT_DATA:
+		lfs_err("%s: entry '%s': %s; reads fail with EIO", l->zi->path, name, why);
+		break;
+	case LFS_FAULT_CHANGED:
+		if (!__atomic_exchange_n(&l->changed_logged, 1, __ATOMIC_ACQ_REL))
+			lfs_err("%s: %s (first seen reading '%s'); reads that need it fail with EIO",
+				l->zi->path, why, name);
+		break;
+	case LFS_FAULT_SOURCE:
+		n = __atomic_add_fetch(&l->source_errors, 1, __ATOMIC_RELAXED);
+		if (n <= SOURCE_ERRORS_LOGGED || !(n & (n - 1)))
+			lfs_err("%s: entry '%s': %s; EIO for this read, the next one tries again (error %llu of this layer)",
+				l->zi->path, name, why, (unsigned long long)n);
+		break;
+	}
+}
+
+/* Refuses a layer listed twice under different spellings (a symlink, a
+ * hard link, `sub/../x.zip`): the same object behind two lines. */
+static int check_duplicate(const struct lfs_stack *s, const struct lfs_layer_list *list,
+			   const char *listname, size_t i, char *err, size_t errlen)
+{
+	const struct lfs_source *src = s->layers[i].zi->src;
+
+	for (size_t j = 0; j < i; j++)
+		if (!strcmp(s->layers[j].zi->src->object, src->object))
+			return lfs_errf(err, errlen, -EINVAL,
+					"%s:%u: the same layer as line %u is listed twice (%s is %s)",
+					listname, list->layers[i].line, list->layers[j].line,
+					list->layers[i].path, list->layers[j].path);
+	return 0;
+}
+
+/* Which member of its layer an entry is, for the memory cache: where its
+ * data is *and* what the central directory says about it, so that two
+ * entries sharing one local header with different sizes or CRCs never
+ * share blocks. */
+static uint64_t member_key(const struct lfs_zip_entry *e)
+{
+	uint64_t h = e->lho * 0x9e3779b97f4a7c15ull;
+
+	h ^= (e->comp_size + 0x632be59bd9b4e019ull) * 0xbf58476d1ce4e5b9ull;
+	h ^= (e->size + 0x85ebca77c2b2ae63ull) * 0x94d049bb133111ebull;
+	h ^= ((uint64_t)e->crc << 16 | e->method) * 0xff51afd7ed558ccdull;
+	return h ^ (h >> 31);
 }
 
 int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, char *err,
@@ -79,10 +197,13 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 		if (rc)
 			goto fail;
 		s->nlayers++;
+		rc = check_duplicate(s, &list, cfg->list_path, i, err, errlen);
+		l->key = __atomic_fetch_add(&next_layer_key, 1, __ATOMIC_RELAXED);
+		if (rc)
+			goto fail;
 		l->label = strdup(lfs_layer_spec_label(&list.layers[i], label, sizeof(label)));
-		l->member_flags = calloc(l->zi->count ? l->zi->count : 1, sizeof(uint32_t));
-		l->member_reach = calloc(l->zi->count ? l->zi->count : 1, sizeof(uint64_t));
-		if (!l->label || !l->member_flags || !l->member_reach) {
+		l->members = calloc(l->zi->count ? l->zi->count : 1, sizeof(*l->members));
+		if (!l->label || !l->members) {
 			rc = -ENOMEM;
 			goto fail;
 		}
@@ -101,6 +222,8 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 	}
 	s->tree = lfs_tree_freeze(b);
 	b = NULL;
+	rcfg.fault = on_fault;
+	rcfg.fault_ctx = s;
 	s->reader = lfs_reader_new(&rcfg);
 	if (!s->tree || !s->reader) {
 		rc = -ENOMEM;
@@ -119,6 +242,21 @@ fail:
 	lfs_layerlist_free(&list);
 	lfs_stack_free(s);
 	return rc;
+}
+
+const struct lfs_tree *lfs_stack_tree(const struct lfs_stack *s) { return s->tree; }
+size_t lfs_stack_layer_count(const struct lfs_stack *s) { return s->nlayers; }
+double lfs_stack_open_seconds(const struct lfs_stack *s) { return s->open_seconds; }
+
+void lfs_stack_layer_info(const struct lfs_stack *s, size_t i, struct lfs_stack_layer_info *out)
+{
+	const struct lfs_layer *l = &s->layers[i];
+
+	out->label = l->label;
+	out->path = l->zi->path;
+	out->entries = l->zi->count;
+	out->zip_bytes = l->zi->file_size;
+	out->unzipped_bytes = l->unzipped_bytes;
 }
 
 int lfs_stack_stat(const struct lfs_stack *s, uint64_t ino, struct stat *st)
@@ -142,12 +280,16 @@ int lfs_stack_stat(const struct lfs_stack *s, uint64_t ino, struct stat *st)
 	return 0;
 }
 
-/* The member behind a file or symlink node. */
-static int member_of(struct lfs_stack *s, uint64_t ino, struct lfs_member *m)
+/* The member behind a file or symlink node: its handle, made the first
+ * time.  Making it reads the local header; a source error there is
+ * remembered by nothing, so the next read tries again. */
+static int member_of(struct lfs_stack *s, uint64_t ino, struct lfs_member **out)
 {
 	const struct lfs_node *n = lfs_tree_node(s->tree, ino);
 	struct lfs_layer *l;
 	const struct lfs_zip_entry *e;
+	struct lfs_member_desc d;
+	struct lfs_member *m, *expect = NULL, **slot;
 	int rc;
 
 	if (!n)
@@ -155,48 +297,56 @@ static int member_of(struct lfs_stack *s, uint64_t ino, struct lfs_member *m)
 	if (S_ISDIR(n->mode))
 		return -EISDIR;
 	l = &s->layers[n->layer];
+	slot = &l->members[n->entry];
+	m = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	if (m) {
+		*out = m;
+		return 0;
+	}
 	e = &l->zi->entries[n->entry];
-	rc = lfs_zip_data_offset(l->zi, n->entry, &m->data_off);
+	rc = lfs_zip_data_offset(l->zi, n->entry, &d.data_off);
 	if (rc)
 		return rc;
-	m->src = l->zi->src;
-	m->comp_size = e->comp_size;
-	m->size = e->size;
-	m->crc = e->crc;
-	m->method = e->method;
-	m->layer_id = l->zi->layer_id;
-	m->key = lfs_member_key(e->lho, e->comp_size, e->size, e->crc, e->method);
-	m->flags = &l->member_flags[n->entry];
-	m->reach = &l->member_reach[n->entry];
-	m->layer_name = l->zi->path;
-	m->entry_name = lfs_zip_name(l->zi, e);
-	m->entry_name_len = e->name_len;
-	m->counters = &l->counters;
+	d.layer = l->key;
+	d.key = member_key(e);
+	d.comp_size = e->comp_size;
+	d.size = e->size;
+	d.crc = e->crc;
+	d.method = e->method;
+	m = lfs_member_new(s->reader, l->zi->src, &d, &l->counters, slot);
+	if (!m)
+		return -ENOMEM;
+	if (!__atomic_compare_exchange_n(slot, &expect, m, 0, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE)) {
+		lfs_member_free(m); /* another thread made it first */
+		m = expect;
+	}
+	*out = m;
 	return 0;
 }
 
 ssize_t lfs_stack_read(struct lfs_stack *s, uint64_t ino, void *buf, size_t len,
 		       uint64_t off)
 {
-	struct lfs_member m;
+	struct lfs_member *m;
 	int rc = member_of(s, ino, &m);
 
 	if (rc)
 		return rc;
-	return lfs_reader_read(s->reader, &m, buf, len, off);
+	return lfs_reader_read(s->reader, m, buf, len, off);
 }
 
 ssize_t lfs_stack_pin(struct lfs_stack *s, uint64_t ino, uint64_t off, size_t len,
 		      struct lfs_pin *p)
 {
-	struct lfs_member m;
+	struct lfs_member *m;
 	int rc = member_of(s, ino, &m);
 
 	if (rc) {
 		memset(p, 0, sizeof(*p));
 		return rc;
 	}
-	return lfs_reader_pin(s->reader, &m, off, len, p);
+	return lfs_reader_pin(s->reader, m, off, len, p);
 }
 
 void lfs_stack_unpin(struct lfs_stack *s, struct lfs_pin *p)
@@ -206,16 +356,18 @@ void lfs_stack_unpin(struct lfs_stack *s, struct lfs_pin *p)
 
 void lfs_stack_readahead(struct lfs_stack *s, uint64_t ino, uint64_t end, enum lfs_seq seq)
 {
-	struct lfs_member m;
+	struct lfs_member *m;
 
 	if (member_of(s, ino, &m) == 0)
-		lfs_reader_readahead(s->reader, &m, end, seq);
+		lfs_reader_readahead(s->reader, m, end, seq);
 }
 
 int lfs_stack_readlink(struct lfs_stack *s, uint64_t ino, char *buf, size_t size)
 {
 	const struct lfs_node *n = lfs_tree_node(s->tree, ino);
+	struct lfs_member *m;
 	ssize_t got;
+	int rc;
 
 	if (!n)
 		return -ENOENT;
@@ -223,16 +375,14 @@ int lfs_stack_readlink(struct lfs_stack *s, uint64_t ino, char *buf, size_t size
 		return -EINVAL;
 	if (n->size >= size)
 		return -ENAMETOOLONG;
-	got = lfs_stack_read(s, ino, buf, (size_t)n->size, 0);
+	rc = member_of(s, ino, &m);
+	if (rc)
+		return rc;
+	got = lfs_reader_read(s->reader, m, buf, (size_t)n->size, 0);
 	if (got < 0)
 		return (int)got;
-	if ((uint64_t)got != n->size || memchr(buf, '\0', (size_t)got)) {
-		struct lfs_member m;
-
-		if (member_of(s, ino, &m) == 0)
-			lfs_reader_fail(s->reader, &m, "symlink target holds a NUL byte");
-		return -EIO;
-	}
+	if ((uint64_t)got != n->size || memchr(buf, '\0', (size_t)got))
+		return lfs_reader_fail(s->reader, m, "symlink target holds a NUL byte");
 	buf[got] = '\0';
 	return 0;
 }
@@ -271,6 +421,11 @@ int lfs_stack_provenance(const struct lfs_stack *s, uint64_t ino, char *buf, siz
 	return rc ? rc : (int)len;
 }
 
+static unsigned long long load(const uint64_t *counter)
+{
+	return (unsigned long long)__atomic_load_n(counter, __ATOMIC_RELAXED);
+}
+
 int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 {
 	struct lfs_reader_stats st;
@@ -290,7 +445,9 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    "cache_budget %llu\ncache_bytes %llu\ncache_entries %llu\n"
 		    "hits %llu\nmisses %llu\nevictions %llu\n"
 		    "bytes_read %llu\nbytes_inflated %llu\n"
-		    "resume_points %llu\nresume_points_made %llu\nmembers_failed %llu\n",
+		    "resume_points %llu\nresume_points_made %llu\nmembers_failed %llu\n"
+		    "source_errors %llu\nstream_waits %llu\nreadahead_jobs %llu\n"
+		    "pool_threads %u\npool_queued %llu\nspare_bytes %llu\n",
 		    (long)getpid(), s->nlayers, (unsigned long long)entries,
 		    lfs_tree_count(s->tree), (unsigned long long)s->zip_bytes,
 		    (unsigned long long)uncompressed, s->open_seconds,
@@ -300,19 +457,23 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    (unsigned long long)st.bytes_read, (unsigned long long)st.bytes_inflated,
 		    (unsigned long long)st.cache.resume_points,
 		    (unsigned long long)st.resume_points_made,
-		    (unsigned long long)st.members_failed);
+		    (unsigned long long)st.members_failed, (unsigned long long)st.source_errors,
+		    (unsigned long long)st.stream_waits, (unsigned long long)st.readahead_jobs,
+		    st.pool.threads, (unsigned long long)st.pool.queued,
+		    (unsigned long long)st.spare_bytes);
 	for (size_t i = 0; i < s->nlayers && !rc; i++) {
-		const struct lfs_layer_counters *c = &s->layers[i].counters;
+		const struct lfs_layer *l = &s->layers[i];
 
 		rc = append(buf, size, &len,
 			    "layer.%zu.name %s\nlayer.%zu.bytes_read %llu\n"
-			    "layer.%zu.bytes_inflated %llu\nlayer.%zu.bytes_served %llu\n",
-			    i, s->layers[i].label, i,
-			    (unsigned long long)__atomic_load_n(&c->bytes_read, __ATOMIC_RELAXED),
-			    i,
-			    (unsigned long long)__atomic_load_n(&c->bytes_inflated, __ATOMIC_RELAXED),
-			    i,
-			    (unsigned long long)__atomic_load_n(&c->bytes_served, __ATOMIC_RELAXED));
+			    "layer.%zu.bytes_inflated %llu\nlayer.%zu.bytes_served %llu\n"
+			    "layer.%zu.source_errors %llu\n",
+			    i, l->label, i, load(&l->counters.bytes_read), i,
+			    load(&l->counters.bytes_inflated), i, load(&l->counters.bytes_served), i,
+			    load(&l->source_errors));
 	}
 	return rc ? rc : (int)len;
 }
+
+void lfs_stack_drop_blocks(struct lfs_stack *s) { lfs_reader_drop_blocks(s->reader); }
+void lfs_stack_wait_idle(struct lfs_stack *s) { lfs_reader_wait_idle(s->reader); }

@@ -3,8 +3,10 @@
  *
  * lfs_stack_open() does all the checking a mount needs before anything is
  * mounted: the list, every zip's end records and central directory, the
- * limits.  After it returns the stack is shared by all FUSE threads; the
- * tree and indexes are immutable and the reader does its own locking. */
+ * limits, duplicates.  After it returns the stack is shared by all FUSE
+ * threads: the tree and indexes are immutable, member handles are made
+ * once, on first use, and published atomically, and the reader does its
+ * own locking.  The structure is private; callers go through these calls. */
 #ifndef LFS_STACK_H
 #define LFS_STACK_H
 
@@ -14,9 +16,7 @@
 #include <sys/types.h>
 
 #include "../cache/reader.h"
-#include "layerlist.h"
 #include "tree.h"
-#include "zipindex.h"
 
 struct lfs_stack_config {
 	const char *list_path;
@@ -24,34 +24,31 @@ struct lfs_stack_config {
 	uint64_t max_entries;		/* per layer; 0: no limit */
 	uint64_t max_total_entries;	/* merged tree; 0: no limit */
 	size_t max_name;		/* bytes of one zip entry name; 0: no limit */
-	struct lfs_reader_config reader;
+	struct lfs_reader_config reader; /* its fault callback is the stack's */
 	uid_t uid;
 	gid_t gid;
 };
 
-struct lfs_layer {
-	struct lfs_zip_index *zi;
-	char *label;			/* provenance: name:version, name or path */
-	struct lfs_layer_counters counters;
-	uint32_t *member_flags;		/* LFS_MEMBER_* per entry */
-	uint64_t *member_reach;		/* per entry, see lfs_member.reach */
+struct lfs_stack;
+
+/* What `layerfs check` and the status line show of layer i. */
+struct lfs_stack_layer_info {
+	const char *label;		/* provenance: name:version, name or path */
+	const char *path;		/* as the list gave it, resolved */
+	uint64_t entries;
+	uint64_t zip_bytes;
 	uint64_t unzipped_bytes;	/* sum of the entries' declared sizes */
-};
-
-struct lfs_stack {
-	struct lfs_layer *layers;
-	size_t nlayers;
-	struct lfs_tree *tree;
-	struct lfs_reader *reader;
-	uid_t uid;
-	gid_t gid;
-	uint64_t zip_bytes;		/* total size of the layer files */
-	double open_seconds;		/* time to open the stack */
 };
 
 int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, char *err,
 		   size_t errlen);
 void lfs_stack_free(struct lfs_stack *s);
+
+const struct lfs_tree *lfs_stack_tree(const struct lfs_stack *s);
+size_t lfs_stack_layer_count(const struct lfs_stack *s);
+void lfs_stack_layer_info(const struct lfs_stack *s, size_t i, struct lfs_stack_layer_info *out);
+/* Seconds lfs_stack_open took. */
+double lfs_stack_open_seconds(const struct lfs_stack *s);
 
 /* Fills st for ino; -ENOENT when out of range. */
 int lfs_stack_stat(const struct lfs_stack *s, uint64_t ino, struct stat *st);
@@ -76,5 +73,11 @@ int lfs_stack_provenance(const struct lfs_stack *s, uint64_t ino, char *buf, siz
 
 /* Counters as "key value" lines; returns the length or -ERANGE. */
 int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size);
+
+/* Drops cached blocks (keeps resume points); see lfs_reader_drop_blocks. */
+void lfs_stack_drop_blocks(struct lfs_stack *s);
+
+/* Waits until no read-ahead or prefetch is queued or running (tests). */
+void lfs_stack_wait_idle(struct lfs_stack *s);
 
 #endif

@@ -525,10 +525,21 @@ int lfs_zip_data_offset(struct lfs_zip_index *zi, uint64_t i, uint64_t *off)
 	}
 	if (e->bad)
 		return -EIO; /* already logged at mount */
-	rc = lfs_source_read(zi->src, hdr, LOCAL_LEN, e->lho);
-	nlen = get16(hdr + 26);
-	if (rc)
+	if (zi->file_size < LOCAL_LEN || e->lho > zi->file_size - LOCAL_LEN)
 		why = "local header is past the end of the file";
+	rc = why ? 0 : lfs_source_read(zi->src, hdr, LOCAL_LEN, e->lho);
+	if (rc) {
+		char name[256];
+
+		/* a source error: nothing is remembered, the next read tries again */
+		lfs_err("%s: entry '%s': cannot read its local header: %s; EIO for this read",
+			zi->path, lfs_log_name(name, sizeof(name), lfs_zip_name(zi, e), e->name_len),
+			strerror(-rc));
+		return -EIO;
+	}
+	nlen = why ? 0 : get16(hdr + 26);
+	if (why)
+		;
 	else if (get32(hdr) != SIG_LOCAL)
 		why = "no local header where the central directory points";
 	else if (get16(hdr + 8) != e->method)
