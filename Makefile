@@ -21,7 +21,7 @@ BUILD ?= build
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config
-LIBS_PC := fuse3 zlib libisal libdeflate
+LIBS_PC := fuse3 zlib libisal libdeflate libcrypto
 TEST_PC := cmocka libzip
 
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -29,15 +29,16 @@ WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 	-Wimplicit-fallthrough -Wnull-dereference -Wdouble-promotion
 OPT ?= -O2 -g
 CFLAGS ?= $(OPT)
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DLAYERFS_VERSION='"$(VERSION)"' $(WARN) $(CFLAGS) \
+COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DLAYERFS_VERSION='"$(VERSION)"' -DLAYERFS_COMMIT='"$(COMMIT)"' $(WARN) $(CFLAGS) \
 	$(shell $(PKG_CONFIG) --cflags $(LIBS_PC))
 ALL_LDLIBS := $(shell $(PKG_CONFIG) --libs $(LIBS_PC)) -lpthread $(LDLIBS)
 
 CORE := fs/log.c fs/layerlist.c fs/zipindex.c fs/tree.c fs/stack.c fs/notify.c \
 	cache/source.c cache/source_file.c cache/source_mem.c \
 	cache/cache.c cache/crcpieces.c cache/bufpool.c cache/codec.c \
-	cache/resume.c cache/stream.c cache/pool.c cache/reader.c
-FRONT := fs/fuse_ops.c fs/inval.c fs/main.c
+	cache/resume.c cache/stream.c cache/pool.c cache/reader.c cache/digest.c cache/hostdir.c
+FRONT := fs/fuse_ops.c fs/inval.c fs/options.c fs/daemon.c fs/check.c fs/ctl.c fs/main.c
 CORE_OBJ := $(CORE:%.c=$(BUILD)/%.o)
 FRONT_OBJ := $(FRONT:%.c=$(BUILD)/%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))

@@ -191,6 +191,7 @@ void lfs_reader_free(struct lfs_reader *r)
 }
 
 uint32_t lfs_reader_block_size(const struct lfs_reader *r) { return r->block_size; }
+struct lfs_pool *lfs_reader_pool(struct lfs_reader *r) { return r->pool; }
 
 /* ---- members ---- */
 

@@ -182,6 +182,8 @@ int lfs_reader_fail(struct lfs_reader *r, struct lfs_member *m, const char *why)
 void lfs_reader_drop_blocks(struct lfs_reader *r);
 
 uint32_t lfs_reader_block_size(const struct lfs_reader *r);
+/* The inflate pool, for the caller's own background jobs. */
+struct lfs_pool *lfs_reader_pool(struct lfs_reader *r);
 void lfs_reader_get_stats(struct lfs_reader *r, struct lfs_reader_stats *out);
 
 #endif

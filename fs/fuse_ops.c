@@ -31,8 +31,8 @@ static void lfs_init(void *userdata, struct fuse_conn_info *conn)
 static int fill_entry(struct lfs_fuse_ctx *ctx, uint32_t ino, struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
-	e->attr_timeout = ctx->timeout;
-	e->entry_timeout = ctx->timeout;
+	e->attr_timeout = ctx->attr_timeout;
+	e->entry_timeout = ctx->entry_timeout;
 	if (!ino)
 		return 0; /* negative entry, cached for timeout too */
 	e->ino = ino;
@@ -74,7 +74,7 @@ static void lfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
-		fuse_reply_attr(req, &st, ctx->timeout);
+		fuse_reply_attr(req, &st, ctx->attr_timeout);
 }
 
 static void lfs_readlink(fuse_req_t req, fuse_ino_t ino)

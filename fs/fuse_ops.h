@@ -19,7 +19,8 @@
 
 struct lfs_fuse_ctx {
 	struct lfs_stack *stack;
-	double timeout;		/* seconds the kernel may cache entries */
+	double entry_timeout;	/* seconds the kernel may cache names */
+	double attr_timeout;	/* ... and attributes */
 	unsigned max_read;	/* largest read request to ask the kernel for */
 	struct lfs_inval *inval; /* page caches to drop after a member fails
 				  * (NULL: none) */

@@ -56,6 +56,7 @@ static void spec_free(struct lfs_layer_spec *s)
 	free(s->path);
 	free(s->name);
 	free(s->version);
+	free(s->sha256);
 }
 
 void lfs_layerlist_free(struct lfs_layer_list *list)
@@ -74,8 +75,8 @@ static char *join_path(const char *basedir, const char *path)
 	size_t bl, pl;
 	char *out;
 
-	if (path[0] == '/' || !basedir || !basedir[0])
-		return strdup(path);
+	if (path[0] == '/' || !basedir || !basedir[0] || strstr(path, "://"))
+		return strdup(path); /* absolute, or a URL */
 	bl = strlen(basedir);
 	pl = strlen(path);
 	out = malloc(bl + pl + 2);
@@ -95,6 +96,17 @@ static int valid_value(const char *v)
 		if ((unsigned char)*v < 0x21 || *v == 0x7f || *v == ':')
 			return 0;
 	return 1;
+}
+
+static int valid_sha256(const char *v)
+{
+	size_t n = 0;
+
+	for (; v[n]; n++)
+		if (!((v[n] >= '0' && v[n] <= '9') || (v[n] >= 'a' && v[n] <= 'f') ||
+		      (v[n] >= 'A' && v[n] <= 'F')))
+			return 0;
+	return n == 64;
 }
 
 /* Parses one non-empty, non-comment line into *spec. */
@@ -148,9 +160,11 @@ static int parse_line(const char *line, size_t end, const char *basedir,
 			slot = &spec->name;
 		else if (!strcmp(field, "version"))
 			slot = &spec->version;
+		else if (!strcmp(field, "sha256"))
+			slot = &spec->sha256;
 		else {
 			lfs_errf(err, errlen, -EINVAL,
-			     "%s:%u: unknown key '%.64s' (known: name, version)",
+			     "%s:%u: unknown key '%.64s' (known: name, version, sha256)",
 			     listname, lineno, field);
 			free(field);
 			return -EINVAL;
@@ -161,10 +175,18 @@ static int parse_line(const char *line, size_t end, const char *basedir,
 			free(field);
 			return -EINVAL;
 		}
+		if (slot == &spec->sha256 && !valid_sha256(eq + 1)) {
+			free(field);
+			return lfs_errf(err, errlen, -EINVAL,
+					"%s:%u: sha256= takes 64 hexadecimal digits", listname, lineno);
+		}
 		*slot = strdup(eq + 1);
 		free(field);
 		if (!*slot)
 			return -ENOMEM;
+		if (slot == &spec->sha256)
+			for (char *c = *slot; *c; c++)
+				*c = (char)(*c >= 'A' && *c <= 'F' ? *c - 'A' + 'a' : *c);
 	}
 	if (spec->version && !spec->name)
 		return lfs_errf(err, errlen, -EINVAL, "%s:%u: version= needs name=",

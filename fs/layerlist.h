@@ -9,7 +9,8 @@
  *
  * After the path come whitespace-separated key=value fields.  Known keys are
  * `name` and `version` (a layer version is immutable on the platform, so
- * name:version identifies content).  An unknown key is an error rather than
+ * name:version identifies content) and `sha256` (the zip's SHA-256, as the
+ * platform's CodeSha256 gives it: the stack checks the bytes against it).  An unknown key is an error rather than
  * being ignored, so a typo never silently changes what is mounted and new
  * keys can be added later without changing the meaning of old lists.
  * CRLF line endings are accepted.  No parsing function touches the zips. */
@@ -24,6 +25,7 @@ struct lfs_layer_spec {
 	char *path;	/* absolute or relative to the cwd, resolved */
 	char *name;	/* NULL when not given */
 	char *version;	/* NULL when not given */
+	char *sha256;	/* the zip's SHA-256, 64 lowercase hex digits; NULL when not given */
 	unsigned line;	/* line number in the list, for messages */
 };
 

@@ -1,10 +1,13 @@
 #include "stack.h"
 
+#include "../cache/digest.h"
+#include "../cache/hostdir.h"
 #include "layerlist.h"
 #include "log.h"
 #include "zipindex.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +30,10 @@ struct lfs_layer {
 	uint64_t unzipped_bytes;	/* sum of the entries' declared sizes */
 	uint64_t source_errors;		/* atomic */
 	int changed_logged;		/* atomic */
+	unsigned char digest[LFS_DIGEST_LEN]; /* the zip's SHA-256, once digest_known */
+	int digest_known;		/* atomic; digest is written before it is set */
+	struct lfs_pool_job digest_job;
+	struct lfs_stack *stack;
 };
 
 struct lfs_stack {
@@ -38,6 +45,7 @@ struct lfs_stack {
 	gid_t gid;
 	uint64_t zip_bytes;		/* total size of the layer files */
 	double open_seconds;		/* time to open the stack */
+	int digests_fd;			/* cache_dir/digests, or -1 */
 };
 
 /* Memory-cache keys name layers by a number no other layer of this process
@@ -73,6 +81,8 @@ void lfs_stack_free(struct lfs_stack *s)
 	lfs_reader_free(s->reader); /* first: its pool may still use members */
 	free_layers(s);
 	lfs_tree_free(s->tree);
+	if (s->digests_fd >= 0)
+		close(s->digests_fd);
 	free(s);
 }
 
@@ -152,6 +162,61 @@ static uint64_t member_key(const struct lfs_zip_entry *e)
 	return h ^ (h >> 31);
 }
 
+/* The layer's digest as far as it can be known at mount: the memo's, or,
+ * when the list gives one, checked against the bytes. */
+static int identify(struct lfs_stack *s, struct lfs_layer *l, const struct lfs_layer_spec *spec,
+		    const char *listname, char *err, size_t errlen)
+{
+	unsigned char given[LFS_DIGEST_LEN], seen[LFS_DIGEST_LEN];
+	char hex[LFS_DIGEST_HEX];
+	const char *version = l->zi->src->version;
+	int have = s->digests_fd >= 0 && lfs_digest_memo_get(s->digests_fd, version, seen) == 0;
+	int rc;
+
+	if (!spec->sha256) {
+		if (have) {
+			memcpy(l->digest, seen, LFS_DIGEST_LEN);
+			l->digest_known = 1;
+		}
+		return 0;
+	}
+	if (lfs_digest_parse(spec->sha256, given))
+		return lfs_errf(err, errlen, -EINVAL, "%s:%u: bad sha256=", listname, spec->line);
+	if (!have) {
+		rc = lfs_digest_source(l->zi->src, seen);
+		if (rc)
+			return lfs_errf(err, errlen, rc, "%s: cannot read it to check its SHA-256: %s",
+					l->zi->path, strerror(-rc));
+		if (s->digests_fd >= 0 && !memcmp(seen, given, LFS_DIGEST_LEN))
+			(void)lfs_digest_memo_put(s->digests_fd, version, seen);
+	}
+	if (memcmp(seen, given, LFS_DIGEST_LEN)) {
+		lfs_digest_hex(seen, hex);
+		return lfs_errf(err, errlen, -EINVAL,
+				"%s:%u: %s: its SHA-256 is %s, the list says sha256=%s", listname,
+				spec->line, l->zi->path, hex, spec->sha256);
+	}
+	memcpy(l->digest, given, LFS_DIGEST_LEN);
+	l->digest_known = 1;
+	return 0;
+}
+
+/* The same bytes behind two lines (two copies of one zip) are one layer
+ * listed twice, as far as digests are known at mount. */
+static int check_same_digest(const struct lfs_stack *s, const struct lfs_layer_list *list,
+			     const char *listname, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < s->nlayers; i++)
+		for (size_t j = 0; j < i; j++)
+			if (s->layers[i].digest_known && s->layers[j].digest_known &&
+			    !memcmp(s->layers[i].digest, s->layers[j].digest, LFS_DIGEST_LEN))
+				return lfs_errf(err, errlen, -EINVAL,
+						"%s:%u: the same layer as line %u is listed twice (%s and %s have the same SHA-256)",
+						listname, list->layers[i].line, list->layers[j].line,
+						list->layers[j].path, list->layers[i].path);
+	return 0;
+}
+
 int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, char *err,
 		   size_t errlen)
 {
@@ -184,6 +249,18 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 	}
 	s->uid = cfg->uid;
 	s->gid = cfg->gid;
+	s->digests_fd = -1;
+	if (cfg->cache_dir) {
+		int dirfd;
+
+		rc = lfs_hostdir_open(cfg->cache_dir, &dirfd, err, errlen);
+		if (rc)
+			goto fail;
+		rc = lfs_hostdir_sub(dirfd, "digests", &s->digests_fd, err, errlen);
+		close(dirfd);
+		if (rc)
+			goto fail;
+	}
 	b = lfs_tree_builder_new((int64_t)time(NULL));
 	if (!b) {
 		rc = -ENOMEM;
@@ -199,6 +276,10 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 		s->nlayers++;
 		rc = check_duplicate(s, &list, cfg->list_path, i, err, errlen);
 		l->key = __atomic_fetch_add(&next_layer_key, 1, __ATOMIC_RELAXED);
+		if (rc)
+			goto fail;
+		l->stack = s;
+		rc = identify(s, l, &list.layers[i], cfg->list_path, err, errlen);
 		if (rc)
 			goto fail;
 		l->label = strdup(lfs_layer_spec_label(&list.layers[i], label, sizeof(label)));
@@ -220,6 +301,9 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 		if (rc)
 			goto fail;
 	}
+	rc = check_same_digest(s, &list, cfg->list_path, err, errlen);
+	if (rc)
+		goto fail;
 	s->tree = lfs_tree_freeze(b);
 	b = NULL;
 	rcfg.fault = on_fault;
@@ -242,6 +326,54 @@ fail:
 	lfs_layerlist_free(&list);
 	lfs_stack_free(s);
 	return rc;
+}
+
+/* Hashes a layer the memo did not know, in the pool, at the lowest
+ * priority: nothing waits for it. */
+static void digest_run(struct lfs_pool_job *job, int cancelled)
+{
+	struct lfs_layer *l = (struct lfs_layer *)((char *)job - offsetof(struct lfs_layer, digest_job));
+	unsigned char d[LFS_DIGEST_LEN];
+	int rc;
+
+	if (cancelled)
+		return;
+	rc = lfs_digest_source(l->zi->src, d);
+	if (rc) {
+		lfs_warn("%s: cannot hash it: %s; it shares nothing with other mounts", l->zi->path,
+			 strerror(-rc));
+		return;
+	}
+	memcpy(l->digest, d, LFS_DIGEST_LEN);
+	__atomic_store_n(&l->digest_known, 1, __ATOMIC_RELEASE);
+	if (l->stack->digests_fd >= 0)
+		(void)lfs_digest_memo_put(l->stack->digests_fd, l->zi->src->version, d);
+}
+
+void lfs_stack_start(struct lfs_stack *s)
+{
+	/* Only a host cache needs a digest the list did not give. */
+	if (s->digests_fd < 0)
+		return;
+	for (size_t i = 0; i < s->nlayers; i++) {
+		struct lfs_layer *l = &s->layers[i];
+
+		if (!__atomic_load_n(&l->digest_known, __ATOMIC_ACQUIRE)) {
+			l->digest_job.run = digest_run;
+			(void)lfs_pool_submit(lfs_reader_pool(s->reader), &l->digest_job,
+					      LFS_PRIO_BACKGROUND);
+		}
+	}
+}
+
+int lfs_stack_layer_digest(const struct lfs_stack *s, size_t i, char hex[65])
+{
+	const struct lfs_layer *l = &s->layers[i];
+
+	if (!__atomic_load_n(&l->digest_known, __ATOMIC_ACQUIRE))
+		return 0;
+	lfs_digest_hex(l->digest, hex);
+	return 1;
 }
 
 const struct lfs_tree *lfs_stack_tree(const struct lfs_stack *s) { return s->tree; }
@@ -463,7 +595,12 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    (unsigned long long)st.spare_bytes);
 	for (size_t i = 0; i < s->nlayers && !rc; i++) {
 		const struct lfs_layer *l = &s->layers[i];
+		char hex[LFS_DIGEST_HEX];
 
+		rc = append(buf, size, &len, "layer.%zu.sha256 %s\n", i,
+			    lfs_stack_layer_digest(s, i, hex) ? hex : "pending");
+		if (rc)
+			break;
 		rc = append(buf, size, &len,
 			    "layer.%zu.name %s\nlayer.%zu.bytes_read %llu\n"
 			    "layer.%zu.bytes_inflated %llu\nlayer.%zu.bytes_served %llu\n"

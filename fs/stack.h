@@ -25,6 +25,7 @@ struct lfs_stack_config {
 	uint64_t max_total_entries;	/* merged tree; 0: no limit */
 	size_t max_name;		/* bytes of one zip entry name; 0: no limit */
 	struct lfs_reader_config reader; /* its fault callback is the stack's */
+	const char *cache_dir;		/* the host's state (digests); NULL: none */
 	uid_t uid;
 	gid_t gid;
 };
@@ -40,8 +41,21 @@ struct lfs_stack_layer_info {
 	uint64_t unzipped_bytes;	/* sum of the entries' declared sizes */
 };
 
+/* Layers are identified by the SHA-256 of their bytes.  A list line's
+ * sha256= is checked before the stack is accepted (hashing the zip unless
+ * the cache directory remembers this version of it); a mismatch refuses
+ * the stack.  Without sha256=, a digest the cache directory remembers is
+ * taken, and one it does not is made in the background once the daemon
+ * runs (lfs_stack_start), so mounting never waits for it. */
 int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, char *err,
 		   size_t errlen);
+
+/* Starts the stack's background work; call once, in the process (after
+ * any fork) that serves it. */
+void lfs_stack_start(struct lfs_stack *s);
+
+/* Layer i's SHA-256 as hex into hex[65]: 1 when known, 0 while pending. */
+int lfs_stack_layer_digest(const struct lfs_stack *s, size_t i, char hex[65]);
 void lfs_stack_free(struct lfs_stack *s);
 
 const struct lfs_tree *lfs_stack_tree(const struct lfs_stack *s);

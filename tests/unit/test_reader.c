@@ -724,6 +724,209 @@ static void test_stored_crc_tracking(void **state)
 	lfs_reader_free(r);
 }
 
+/* A block larger than a cache shard's share of the budget stayed only
+ * while it was referenced: with block_size=16M, a 256 MiB budget in 16
+ * shards gave each 16 MiB, and reading a 32 MiB member twice inflated
+ * 1 GiB.  Shards are sized from the largest entry too. */
+static void test_large_blocks_stay(void **state)
+{
+	const uint32_t B = 16u << 20;
+	struct lfs_reader *r = reader(B, B, 256u << 20);
+	struct member_file *f = member_new(32u << 20, 1, 17);
+	struct lfs_reader_stats st;
+
+	(void)state;
+	for (int pass = 0; pass < 2; pass++)
+		for (uint64_t off = 0; off < f->size; off += 1u << 20)
+			read_check(r, f, off, 1u << 20);
+	lfs_reader_get_stats(r, &st);
+	assert_int_equal(st.bytes_inflated, f->size);
+	member_free(f);
+	lfs_reader_free(r);
+}
+
+/* A source that fails when told to: the member's bytes in memory. */
+struct flaky {
+	struct lfs_source src;
+	struct lfs_source *inner;
+	int fail_next;		/* reads to fail with EIO */
+	int changed;		/* check() and read() answer -ESTALE */
+};
+
+static int flaky_read(struct lfs_source *src, void *buf, size_t len, uint64_t off)
+{
+	struct flaky *f = (struct flaky *)src;
+
+	if (f->changed)
+		return -ESTALE;
+	if (f->fail_next > 0) {
+		f->fail_next--;
+		return -EIO;
+	}
+	return lfs_source_read(f->inner, buf, len, off);
+}
+
+static int flaky_check(struct lfs_source *src)
+{
+	return ((struct flaky *)src)->changed ? -ESTALE : 0;
+}
+
+static void flaky_close(struct lfs_source *src)
+{
+	lfs_source_close(((struct flaky *)src)->inner);
+	free(src);
+}
+
+static const struct lfs_source_ops flaky_ops = { flaky_read, NULL, flaky_check, flaky_close };
+
+/* Replaces f's file source by a flaky one over the same bytes, in memory
+ * (which a test may change behind the reader's back). */
+static struct flaky *make_flaky(struct member_file *f, unsigned char **bytes)
+{
+	struct flaky *fl = calloc(1, sizeof(*fl));
+	size_t len = f->src->size;
+
+	*bytes = malloc(len);
+	assert_int_equal(lfs_source_read(f->src, *bytes, len, 0), 0);
+	lfs_source_close(f->src);
+	fl->inner = lfs_source_mem_new(*bytes, len, 0);
+	fl->src.ops = &flaky_ops;
+	fl->src.size = len;
+	f->src = &fl->src;
+	return fl;
+}
+
+struct faults {
+	int data, source, changed;
+};
+
+static void count_fault(void *ctx, void *owner, enum lfs_fault kind, const char *why)
+{
+	struct faults *n = ctx;
+
+	(void)owner;
+	(void)why;
+	if (kind == LFS_FAULT_DATA)
+		n->data++;
+	else if (kind == LFS_FAULT_SOURCE)
+		n->source++;
+	else
+		n->changed++;
+}
+
+static struct lfs_reader *reader_counting(uint32_t B, struct faults *n)
+{
+	struct lfs_reader_config cfg = { .cache_size = 64u << 20, .block_size = B,
+					 .spacing = 4 * B, .readahead = 0,
+					 .fault = count_fault, .fault_ctx = n };
+	char err[128];
+
+	assert_int_equal(lfs_reader_config_check(&cfg, err, sizeof(err)), 0);
+	return lfs_reader_new(&cfg);
+}
+
+/* A failed read of the source fails that read only: the member is not
+ * marked failed and the next read gets the bytes (today's EIO on a network
+ * file system, a dropped connection tomorrow).  Small, streamed and stored
+ * members alike, and a failure in the middle of a stream. */
+static void test_source_errors_are_transient(void **state)
+{
+	const uint32_t B = 16384;
+	const size_t sizes[] = { 5000, 40u * B + 7 };
+
+	(void)state;
+	for (int stored = 0; stored < 2; stored++) {
+		for (size_t i = 0; i < 2; i++) {
+			struct faults n = { 0 };
+			struct lfs_reader *r = reader_counting(B, &n);
+			struct member_file *f = member_new(sizes[i], !stored, 30 + (uint32_t)i);
+			unsigned char *bytes, *buf = malloc(f->size);
+			struct flaky *fl = make_flaky(f, &bytes);
+
+			fl->fail_next = 1;
+			assert_int_equal(lfs_reader_read(r, M(r, f), buf, f->size, 0), -EIO);
+			assert_false(flags_of(f) & LFS_MEMBER_FAILED);
+			read_check(r, f, 0, f->size);
+			if (f->size > B) {
+				/* in the middle of a stream: a stream parked early on,
+				 * then a read far beyond what it has buffered */
+				lfs_reader_drop_blocks(r);
+				read_check(r, f, 0, 3 * B);
+				fl->fail_next = 1;
+				assert_int_equal(lfs_reader_read(r, M(r, f), buf, 4 * B, f->size - 4 * B),
+						 -EIO);
+				read_check(r, f, f->size - 4 * B, 4 * B);
+				read_check(r, f, 3 * B, 4 * B);
+			}
+			assert_false(flags_of(f) & LFS_MEMBER_FAILED);
+			assert_int_equal(n.data, 0);
+			assert_true(n.source >= 1);
+			member_free(f);
+			free(bytes);
+			free(buf);
+			lfs_reader_free(r);
+		}
+	}
+}
+
+/* A layer changed in place after its member was read and checked: EIO,
+ * reported, whether the source notices (a file's size, mtime, ctime) or
+ * not (then the blocks made again differ from those made first). */
+static void test_layer_changed_in_place(void **state)
+{
+	const uint32_t B = 16384;
+	(void)state;
+	for (int noticed = 0; noticed < 2; noticed++) {
+		struct faults n = { 0 };
+		struct lfs_reader *r = reader_counting(B, &n);
+		/* level 0: stored deflate blocks, so a changed byte still
+		 * inflates, to other bytes */
+		struct member_file *f = member_new(0, 1, 0);
+		unsigned char *bytes, *plain = test_bytes(20u * B, 44), *comp, *file;
+		size_t clen;
+		char err[256];
+		struct flaky *fl;
+
+		comp = raw_deflate(plain, 20u * B, 0, &clen);
+		file = calloc(1, PREFIX + clen);
+		memcpy(file + PREFIX, comp, clen);
+		write_file(f->path, file, PREFIX + clen);
+		lfs_source_close(f->src);
+		assert_int_equal(lfs_source_file_open(f->path, &f->src, err, sizeof(err)), 0);
+		free(f->data);
+		f->data = plain;
+		f->size = 20u * B;
+		f->d.comp_size = clen;
+		f->d.size = f->size;
+		f->d.crc = (uint32_t)crc32(0, plain, (uInt)f->size);
+		fl = make_flaky(f, &bytes);
+		read_check(r, f, 0, f->size);
+		assert_true(flags_of(f) & LFS_MEMBER_VERIFIED);
+		lfs_reader_drop_blocks(r);
+		bytes[PREFIX + clen / 2] ^= 0x55;
+		if (noticed)
+			fl->changed = 1;
+		{
+			unsigned char *buf = malloc(f->size);
+			ssize_t got = 0;
+
+			for (uint64_t off = 0; off < f->size && got >= 0; off += B)
+				got = lfs_reader_read(r, M(r, f), buf, B, off);
+			assert_int_equal(got, -EIO);
+			free(buf);
+		}
+		if (noticed)
+			assert_true(n.changed >= 1);
+		else
+			assert_int_equal(n.data, 1);
+		member_free(f);
+		free(bytes);
+		free(comp);
+		free(file);
+		lfs_reader_free(r);
+	}
+}
+
 static void test_config(void **state)
 {
 	struct lfs_reader_config cfg = { 0 };
@@ -756,6 +959,9 @@ int main(void)
 		cmocka_unit_test(test_stored_crc_tracking),
 		cmocka_unit_test(test_damage_gives_eio),
 		cmocka_unit_test(test_many_threads_small_budget),
+		cmocka_unit_test(test_large_blocks_stay),
+		cmocka_unit_test(test_source_errors_are_transient),
+		cmocka_unit_test(test_layer_changed_in_place),
 	};
 
 	return cmocka_run_group_tests_name("reader", tests, setup, teardown);

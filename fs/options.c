@@ -1,0 +1,316 @@
+#include "options.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_MAX_LAYERS 5	/* the platform's limit */
+#define DEFAULT_MAX_ENTRIES 1000000ull
+#define DEFAULT_MAX_TOTAL 4000000ull
+#define DEFAULT_MAX_NAME 4096
+#define DEFAULT_TIMEOUT 86400.0	/* the tree never changes */
+#define DEFAULT_MAX_READ (1u << 20)
+#define DEFAULT_READAHEAD (8u << 20) /* docs/performance.md */
+#define MAX_TIMEOUT (10.0 * 365 * 86400)
+
+enum type {
+	T_SIZE,		/* bytes, with K/M/G */
+	T_COUNT,	/* a plain number */
+	T_SECONDS,
+	T_STRING,
+	T_SCHED,	/* batch | normal */
+	T_FLAG,		/* no value */
+};
+
+/* Where a value goes. */
+enum target {
+	O_CACHE_SIZE, O_BLOCK_SIZE, O_SPACING, O_READAHEAD, O_MAX_READ, O_THREADS,
+	O_ENTRY_TIMEOUT, O_ATTR_TIMEOUT, O_TIMEOUT, O_UID, O_GID, O_MAX_LAYERS,
+	O_MAX_ENTRIES, O_MAX_TOTAL, O_MAX_NAME, O_CACHE_DIR, O_SCHED, O_DEBUG, O_JOURNAL,
+};
+
+struct optdef {
+	const char *name;
+	enum type type;
+	enum target target;
+	uint64_t min, max;
+	const char *arg, *help;	/* for --help: the value's name, one line */
+};
+
+static const struct optdef defs[] = {
+	{ "cache_size", T_SIZE, O_CACHE_SIZE, 1u << 20, 1ull << 40, "SIZE",
+	  "decompressed block cache budget (default 256M)" },
+	{ "block_size", T_SIZE, O_BLOCK_SIZE, 4096, 64u << 20, "SIZE",
+	  "cache block size, a power of two from 4K to 64M (default 256K)" },
+	{ "resume_spacing", T_SIZE, O_SPACING, 4096, 1u << 30, "SIZE",
+	  "distance between deflate resume points (default 1M)" },
+	{ "readahead", T_SIZE, O_READAHEAD, 0, 1ull << 40, "SIZE",
+	  "inflate this far ahead of a sequential reader (default 8M,\n"
+	  "                           at most cache_size/4; 0: off)" },
+	{ "threads", T_COUNT, O_THREADS, 1, 64, "N",
+	  "threads of the inflate pool (read-ahead, hashing; default: cores)" },
+	{ "max_read", T_SIZE, O_MAX_READ, 4096, 1u << 20, "SIZE",
+	  "largest read request asked of the kernel (default 1M)" },
+	{ "entry_timeout", T_SECONDS, O_ENTRY_TIMEOUT, 0, 0, "SECONDS",
+	  "how long the kernel caches names and negative lookups\n"
+	  "                           (default 86400; the tree never changes)" },
+	{ "attr_timeout", T_SECONDS, O_ATTR_TIMEOUT, 0, 0, "SECONDS",
+	  "how long the kernel caches attributes (default 86400)" },
+	{ "timeout", T_SECONDS, O_TIMEOUT, 0, 0, "SECONDS",
+	  "both of the above (kept for older command lines)" },
+	{ "uid", T_COUNT, O_UID, 0, UINT32_MAX - 1, "N", "owner of every file (default 0, root)" },
+	{ "gid", T_COUNT, O_GID, 0, UINT32_MAX - 1, "N", "group of every file (default 0)" },
+	{ "max_layers", T_COUNT, O_MAX_LAYERS, 1, LFS_TREE_MAX_LAYERS, "N",
+	  "refuse lists with more layers (default 5, at most 64)" },
+	{ "max_entries", T_COUNT, O_MAX_ENTRIES, 1, UINT32_MAX - 1, "N",
+	  "refuse layers with more entries (default 1000000)" },
+	{ "max_total_entries", T_COUNT, O_MAX_TOTAL, 1, UINT32_MAX - 1, "N",
+	  "refuse stacks whose tree is larger (default 4000000)" },
+	{ "max_name", T_COUNT, O_MAX_NAME, 1, 65535, "N",
+	  "refuse layers with an entry name longer than N bytes\n"
+	  "                           (default 4096)" },
+	{ "cache_dir", T_STRING, O_CACHE_DIR, 0, 0, "DIR",
+	  "the host's cache directory (layer digests), shared by\n"
+	  "                           every mount on the host (default: none)" },
+	{ "sched", T_SCHED, O_SCHED, 0, 0, "batch|normal",
+	  "scheduling policy of the serving threads (default batch:\n"
+	  "                           their wake-ups do not preempt the inflater)" },
+	{ "debug", T_FLAG, O_DEBUG, 0, 0, NULL, "log at debug level (also -d)" },
+	{ "journal", T_FLAG, O_JOURNAL, 0, 0, NULL,
+	  "prefix log lines with syslog priorities (for journald)" },
+};
+
+#define NDEFS (sizeof(defs) / sizeof(defs[0]))
+
+enum { KEY_FOREGROUND = 1000, KEY_DEBUG };
+
+void lfs_options_usage(FILE *out)
+{
+	fputs("usage: layerfs mount [-f] [-d] [-o OPTION[,OPTION...]] LIST MOUNTPOINT\n"
+	      "       layerfs check [-o OPTION[,OPTION...]] LIST\n"
+	      "       layerfs umount MOUNTPOINT\n"
+	      "       layerfs stats MOUNTPOINT\n"
+	      "       layerfs dropcache MOUNTPOINT\n"
+	      "       layerfs LIST MOUNTPOINT [-o OPTIONS]   (as run by mount.fuse3)\n"
+	      "       layerfs --help | --version\n"
+	      "\n"
+	      "Mounts an ordered stack of layer zips (LIST: one zip per line, lowest\n"
+	      "first) as one merged, read-only tree, without extracting anything.\n"
+	      "\n"
+	      "mount options:\n"
+	      "  -f                       stay in the foreground (as under systemd)\n"
+	      "  -d                       debug log (same as -o debug)\n",
+	      out);
+	for (size_t i = 0; i < NDEFS; i++) {
+		char head[64];
+
+		snprintf(head, sizeof(head), "-o %s%s%s", defs[i].name, defs[i].arg ? "=" : "",
+			 defs[i].arg ? defs[i].arg : "");
+		if (strlen(head) > 22)
+			fprintf(out, "  %s\n  %-22s   %s\n", head, "", defs[i].help);
+		else
+			fprintf(out, "  %-22s   %s\n", head, defs[i].help);
+	}
+	fputs("  -o allow_other, -o ...   any other option is passed to FUSE (see mount.fuse3(8));\n"
+	      "                           the mount is always ro,nosuid,nodev,default_permissions\n"
+	      "SIZE takes a K, M or G suffix (powers of 1024).\n"
+	      "\n"
+	      "check      opens LIST as mount would, without mounting: reports each layer\n"
+	      "           and warns where the platform's limits (5 layers, 262,144,000 bytes\n"
+	      "           unzipped, 50 MB per uploaded zip) would be exceeded.\n"
+	      "umount     unmounts MOUNTPOINT; the daemon exits.\n"
+	      "stats      prints the running daemon's counters (hits, misses, bytes\n"
+	      "           inflated, bytes read from the zips, ...), one 'key value' a line.\n"
+	      "dropcache  drops the daemon's cached blocks (keeps resume points).\n"
+	      "\n"
+	      "Every path carries the extended attribute user.layerfs.layer naming the\n"
+	      "layer(s) that provide it.  See layerfs(1).\n",
+	      out);
+}
+
+/* A number with an optional K/M/G suffix (and "iB"/"B"), without wrapping. */
+static int parse_number(const char *s, int suffixes, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	errno = 0;
+	if (s[0] < '0' || s[0] > '9')
+		return -1;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -1;
+	if (suffixes) {
+		switch (*end) {
+		case 'k': case 'K': shift = 10; end++; break;
+		case 'm': case 'M': shift = 20; end++; break;
+		case 'g': case 'G': shift = 30; end++; break;
+		default: break;
+		}
+		if (*end == 'i' && end[1] == 'B')
+			end += 2;
+		else if (*end == 'B')
+			end++;
+	}
+	if (*end || (shift && v > (UINT64_MAX >> shift)))
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static int bad(const struct optdef *d, const char *val, const char *why)
+{
+	lfs_err("-o %s=%s: %s", d->name, val, why);
+	return -1;
+}
+
+static int apply(struct lfs_options *o, const struct optdef *d, const char *val)
+{
+	uint64_t v = 0;
+	char why[128];
+
+	switch (d->type) {
+	case T_FLAG:
+		if (val)
+			return bad(d, val, "takes no value");
+		break;
+	case T_STRING:
+		if (!val || !val[0])
+			return bad(d, val ? val : "", "needs a value");
+		break;
+	case T_SCHED:
+		if (!val || (strcmp(val, "batch") && strcmp(val, "normal")))
+			return bad(d, val ? val : "", "is batch or normal");
+		break;
+	case T_SECONDS: {
+		char *end;
+		double sec;
+
+		if (!val)
+			return bad(d, "", "needs a number of seconds");
+		errno = 0;
+		sec = strtod(val, &end);
+		if (errno || end == val || *end || !(sec >= 0) || sec > MAX_TIMEOUT)
+			return bad(d, val, "needs a number of seconds from 0 to 10 years");
+		if (d->target == O_ENTRY_TIMEOUT || d->target == O_TIMEOUT)
+			o->entry_timeout = sec;
+		if (d->target == O_ATTR_TIMEOUT || d->target == O_TIMEOUT)
+			o->attr_timeout = sec;
+		return 0;
+	}
+	case T_SIZE:
+	case T_COUNT:
+		if (!val || parse_number(val, d->type == T_SIZE, &v))
+			return bad(d, val ? val : "", d->type == T_SIZE
+						      ? "needs a size (a number, K, M or G)"
+						      : "needs a number");
+		if (v < d->min || v > d->max) {
+			snprintf(why, sizeof(why), "out of range (%llu to %llu)",
+				 (unsigned long long)d->min, (unsigned long long)d->max);
+			return bad(d, val, why);
+		}
+		if ((d->target == O_BLOCK_SIZE) && (v & (v - 1)))
+			return bad(d, val, "must be a power of two");
+		break;
+	}
+	switch (d->target) {
+	case O_CACHE_SIZE: o->stack.reader.cache_size = v; break;
+	case O_BLOCK_SIZE: o->stack.reader.block_size = (uint32_t)v; break;
+	case O_SPACING: o->stack.reader.spacing = (uint32_t)v; break;
+	case O_READAHEAD: o->stack.reader.readahead = v; break;
+	case O_THREADS: o->stack.reader.threads = (unsigned)v; break;
+	case O_MAX_READ: o->max_read = (unsigned)v; break;
+	case O_UID: o->stack.uid = (uid_t)v; break;
+	case O_GID: o->stack.gid = (gid_t)v; break;
+	case O_MAX_LAYERS: o->stack.max_layers = (size_t)v; break;
+	case O_MAX_ENTRIES: o->stack.max_entries = v; break;
+	case O_MAX_TOTAL: o->stack.max_total_entries = v; break;
+	case O_MAX_NAME: o->stack.max_name = (size_t)v; break;
+	case O_CACHE_DIR:
+		free(o->cache_dir);
+		o->cache_dir = strdup(val);
+		if (!o->cache_dir)
+			return -1;
+		o->stack.cache_dir = o->cache_dir;
+		break;
+	case O_SCHED: o->sched_batch = !strcmp(val, "batch"); break;
+	case O_DEBUG: o->debug = 1; break;
+	case O_JOURNAL: o->journal = 1; break;
+	case O_ENTRY_TIMEOUT: case O_ATTR_TIMEOUT: case O_TIMEOUT: break;
+	}
+	return 0;
+}
+
+static int proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct lfs_options *o = data;
+
+	(void)outargs;
+	switch (key) {
+	case KEY_FOREGROUND:
+		o->foreground = 1;
+		return 0;
+	case KEY_DEBUG:
+		o->debug = 1;
+		return 0;
+	case FUSE_OPT_KEY_NONOPT:
+		if (o->npos == 2) {
+			lfs_err("too many arguments (see layerfs --help)");
+			return -1;
+		}
+		o->pos[o->npos++] = arg;
+		return 0;
+	case FUSE_OPT_KEY_OPT:
+		if (arg[0] == '-' && strcmp(arg, "-o")) {
+			lfs_err("unknown option %s (see layerfs --help)", arg);
+			return -1;
+		}
+		for (size_t i = 0; i < NDEFS; i++) {
+			size_t n = strlen(defs[i].name);
+
+			if (!strncmp(arg, defs[i].name, n) && (arg[n] == '=' || !arg[n]))
+				return apply(o, &defs[i], arg[n] ? arg + n + 1 : NULL) ? -1 : 0;
+		}
+		return 1; /* FUSE's (allow_other, ...) */
+	}
+	return 1;
+}
+
+int lfs_options_parse(int argc, char **argv, struct lfs_options *o)
+{
+	static const struct fuse_opt opts[] = {
+		FUSE_OPT_KEY("-f", KEY_FOREGROUND),
+		FUSE_OPT_KEY("-d", KEY_DEBUG),
+		FUSE_OPT_END,
+	};
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+
+	memset(o, 0, sizeof(*o));
+	o->stack.max_layers = DEFAULT_MAX_LAYERS;
+	o->stack.max_entries = DEFAULT_MAX_ENTRIES;
+	o->stack.max_total_entries = DEFAULT_MAX_TOTAL;
+	o->stack.max_name = DEFAULT_MAX_NAME;
+	o->stack.reader.readahead = DEFAULT_READAHEAD;
+	o->entry_timeout = DEFAULT_TIMEOUT;
+	o->attr_timeout = DEFAULT_TIMEOUT;
+	o->max_read = DEFAULT_MAX_READ;
+	o->sched_batch = 1;
+	if (fuse_opt_parse(&args, o, opts, proc)) {
+		fuse_opt_free_args(&args);
+		return -1;
+	}
+	o->fuse_args = args;
+	return 0;
+}
+
+void lfs_options_free(struct lfs_options *o)
+{
+	fuse_opt_free_args(&o->fuse_args);
+	free(o->cache_dir);
+	o->cache_dir = NULL;
+}

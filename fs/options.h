@@ -1,0 +1,40 @@
+/* The command line of `layerfs mount` and `layerfs check`: one table of
+ * options (fuse_opt_parse), each with its range, its default and its line
+ * in --help.
+ *
+ * A value out of range, or one that does not parse, is refused with one
+ * line naming the option; nothing is silently replaced by a default.  -o
+ * options that are not layerfs's own are passed on to FUSE. */
+#ifndef LFS_OPTIONS_H
+#define LFS_OPTIONS_H
+
+#ifndef FUSE_USE_VERSION
+#define FUSE_USE_VERSION 312
+#endif
+#include <fuse_lowlevel.h>
+#include <stdio.h>
+
+#include "stack.h"
+
+struct lfs_options {
+	struct lfs_stack_config stack;
+	double entry_timeout;	/* seconds the kernel caches names */
+	double attr_timeout;	/* ... and attributes */
+	unsigned max_read;	/* largest read request asked of the kernel */
+	int foreground, debug, journal;
+	int sched_batch;	/* the serving threads run as SCHED_BATCH */
+	const char *pos[2];	/* LIST, MOUNTPOINT */
+	int npos;
+	struct fuse_args fuse_args; /* what goes to FUSE, argv[0] first */
+	char *cache_dir;	/* owned; stack.cache_dir points here */
+};
+
+/* Parses argv (argv[0] is the command's name) into o, with the defaults
+ * for what is not given.  0, or -1 after one line on stderr. */
+int lfs_options_parse(int argc, char **argv, struct lfs_options *o);
+void lfs_options_free(struct lfs_options *o);
+
+/* The usage text, --help. */
+void lfs_options_usage(FILE *out);
+
+#endif
