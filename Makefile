@@ -21,52 +21,92 @@ BUILD ?= build
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config
-LIBS_PC := fuse3 zlib libisal libdeflate libcrypto
-TEST_PC := cmocka libzip
+# pkg-config module:Debian package, for every library the build needs
+LIBS := fuse3:libfuse3-dev zlib:zlib1g-dev libisal:libisal-dev libdeflate:libdeflate-dev \
+	libcrypto:libssl-dev
+TEST_LIBS := cmocka:libcmocka-dev libzip:libzip-dev
+module = $(firstword $(subst :, ,$(1)))
+package = $(lastword $(subst :, ,$(1)))
+# Debian packages whose pkg-config module is missing
+missing = $(strip $(foreach l,$(1),$(if $(shell $(PKG_CONFIG) --exists $(call module,$(l)) && echo y),,$(call package,$(l)))))
 
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wformat=2 -Wundef -Wpointer-arith -Wwrite-strings -Wvla -Wcast-qual \
 	-Wimplicit-fallthrough -Wnull-dereference -Wdouble-promotion
 OPT ?= -O2 -g
 CFLAGS ?= $(OPT)
-COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DLAYERFS_VERSION='"$(VERSION)"' -DLAYERFS_COMMIT='"$(COMMIT)"' $(WARN) $(CFLAGS) \
-	$(shell $(PKG_CONFIG) --cflags $(LIBS_PC))
-ALL_LDLIBS := $(shell $(PKG_CONFIG) --libs $(LIBS_PC)) -lpthread $(LDLIBS)
+CPPFLAGS ?=
 
-CORE := fs/log.c fs/layerlist.c fs/zipindex.c fs/tree.c fs/stack.c fs/notify.c \
-	cache/source.c cache/source_file.c cache/source_mem.c \
-	cache/cache.c cache/crcpieces.c cache/bufpool.c cache/codec.c \
-	cache/resume.c cache/stream.c cache/pool.c cache/reader.c cache/digest.c cache/hostdir.c
+# Only goals that compile ask pkg-config, so `make clean` needs no library.
+ifneq ($(filter-out clean uninstall,$(or $(MAKECMDGOALS),all)),)
+MISSING := $(call missing,$(LIBS))
+ifneq ($(MISSING),)
+$(error missing libraries: apt-get install $(MISSING) (or run tools/bootstrap deps))
+endif
+COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+PC_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(foreach l,$(LIBS),$(call module,$(l))))
+PC_LIBS := $(shell $(PKG_CONFIG) --libs $(foreach l,$(LIBS),$(call module,$(l))))
+endif
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PC_CFLAGS)
+ALL_LDLIBS = $(PC_LIBS) -lpthread $(LDLIBS)
+TEST_FLAGS = $(shell $(PKG_CONFIG) --cflags $(foreach l,$(TEST_LIBS),$(call module,$(l))))
+TEST_LDLIBS = $(shell $(PKG_CONFIG) --libs $(foreach l,$(TEST_LIBS),$(call module,$(l))))
+
+# cache/ is a library of its own: it includes nothing from fs/.
+CACHE := cache/source.c cache/source_file.c cache/source_mem.c cache/cache.c cache/crcpieces.c \
+	cache/bufpool.c cache/codec.c cache/resume.c cache/stream.c cache/pool.c cache/reader.c \
+	cache/digest.c cache/hostdir.c
+CORE := fs/log.c fs/layerlist.c fs/zipindex.c fs/tree.c fs/stack.c fs/notify.c $(CACHE)
 FRONT := fs/fuse_ops.c fs/inval.c fs/options.c fs/daemon.c fs/check.c fs/ctl.c fs/main.c
 CORE_OBJ := $(CORE:%.c=$(BUILD)/%.o)
 FRONT_OBJ := $(FRONT:%.c=$(BUILD)/%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all check unit it hostile-test systemd-test asan tsan bench fuzz install uninstall clean demo
+.PHONY: all check unit it hostile-test systemd-test root-tests asan tsan bench fuzz install \
+	uninstall clean demo test-libs layering
 all: $(BUILD)/layerfs
 
-$(BUILD)/%.o: %.c $(wildcard fs/*.h cache/*.h)
+$(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+-include $(wildcard $(BUILD)/fs/*.d $(BUILD)/cache/*.d $(BUILD)/tests/*.d)
+
+# The version and commit, for --version: rewritten only when they change,
+# so a commit rebuilds main.o alone.
+$(BUILD)/version.h: FORCE
+	@mkdir -p $(BUILD)
+	@printf '#define LAYERFS_VERSION "%s"\n#define LAYERFS_COMMIT "%s"\n' '$(VERSION)' '$(COMMIT)' >$@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+$(BUILD)/fs/main.o: $(BUILD)/version.h
+$(BUILD)/fs/main.o: CPPFLAGS += -I$(BUILD)
+FORCE:
 
 $(BUILD)/layerfs: $(CORE_OBJ) $(FRONT_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/helpers.h $(CORE_OBJ)
+test-libs:
+	@m="$(call missing,$(TEST_LIBS))"; if [ -n "$$m" ]; then \
+		echo "missing test libraries: apt-get install $$m (or run tools/bootstrap deps)" >&2; exit 1; fi
+
+layering:
+	@if grep -n '#include "\.\./fs/' cache/*.c cache/*.h; then \
+		echo "cache/ must include nothing from fs/" >&2; exit 1; fi
+
+$(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJ) | test-libs
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Wno-null-dereference $(shell $(PKG_CONFIG) --cflags $(TEST_PC)) -o $@ $< $(CORE_OBJ) \
-		$(LDFLAGS) $(ALL_LDLIBS) $(shell $(PKG_CONFIG) --libs $(TEST_PC))
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Wno-null-dereference $(TEST_FLAGS) -MMD -MP -o $@ $< \
+		$(CORE_OBJ) $(LDFLAGS) $(ALL_LDLIBS) $(TEST_LDLIBS)
 
 FUZZ_TARGETS := fuzz_open fuzz_read
 FUZZ_REPLAY := $(FUZZ_TARGETS:%=$(BUILD)/tests/%_replay)
 
-$(BUILD)/tests/%_replay: tests/fuzz/%.c tests/fuzz/replay.c tests/fuzz/fuzz_common.h $(CORE_OBJ)
+$(BUILD)/tests/%_replay: tests/fuzz/%.c tests/fuzz/replay.c $(CORE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Wno-null-dereference -o $@ $< tests/fuzz/replay.c $(CORE_OBJ) \
-		$(LDFLAGS) $(ALL_LDLIBS)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Wno-null-dereference -MMD -MP -o $@ $< tests/fuzz/replay.c \
+		$(CORE_OBJ) $(LDFLAGS) $(ALL_LDLIBS)
 
-unit: $(UNIT_TESTS) $(FUZZ_REPLAY)
+unit: layering $(UNIT_TESTS) $(FUZZ_REPLAY)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
 	@set -e; for t in $(FUZZ_TARGETS); do $(BUILD)/tests/$${t}_replay tests/fuzz/corpus; done
 
@@ -77,7 +117,7 @@ FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer
 fuzz:
 	@mkdir -p build-fuzz
 	set -e; for t in $(FUZZ_TARGETS); do \
-		$(FUZZ_CC) -std=c11 -D_GNU_SOURCE $(FUZZ_FLAGS) $(shell $(PKG_CONFIG) --cflags $(LIBS_PC)) \
+		$(FUZZ_CC) -std=c11 -D_GNU_SOURCE $(FUZZ_FLAGS) $(PC_CFLAGS) \
 			-o build-fuzz/$$t tests/fuzz/$$t.c $(CORE) $(ALL_LDLIBS); done
 
 it: $(BUILD)/layerfs
@@ -89,7 +129,14 @@ systemd-test: $(BUILD)/layerfs
 hostile-test: $(BUILD)/layerfs
 	LAYERFS=$(abspath $(BUILD)/layerfs) bash tests/hostile/run.sh
 
-check: all unit it hostile-test systemd-test
+# What needs no root runs first; the rest mounts (FUSE) and needs root.
+check: all unit
+	@if [ "$$(id -u)" != 0 ]; then \
+		echo "make check: unit tests passed; the integration, hostile and systemd tests mount file systems and need root (sudo make root-tests)" >&2; \
+		exit 1; fi
+	$(MAKE) root-tests
+
+root-tests: all it hostile-test systemd-test
 
 # Sanitizer reports go to files, because a background daemon has no stderr;
 # any report fails the target.  The test that boots a real systemd is left
@@ -113,7 +160,7 @@ tsan:
 
 $(BUILD)/tests/inflate_speed: tests/bench/inflate_speed.c $(CORE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(CORE_OBJ) $(LDFLAGS) $(ALL_LDLIBS)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -o $@ $< $(CORE_OBJ) $(LDFLAGS) $(ALL_LDLIBS)
 
 bench: $(BUILD)/layerfs $(BUILD)/tests/inflate_speed
 	LAYERFS=$(abspath $(BUILD)/layerfs) bash tests/bench/run.sh

@@ -7,6 +7,8 @@
 #include "log.h"
 #include "options.h"
 
+#include "version.h" /* made by the Makefile */
+
 #include <isa-l.h>
 #include <libdeflate.h>
 #include <malloc.h>
@@ -14,13 +16,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <zlib.h>
-
-#ifndef LAYERFS_VERSION
-#define LAYERFS_VERSION "0.1.0"
-#endif
-#ifndef LAYERFS_COMMIT
-#define LAYERFS_COMMIT "unknown"
-#endif
 
 static void version(void)
 {

@@ -314,38 +314,52 @@ static void test_read_past_parked_stream(void **state)
 	lfs_reader_free(r);
 }
 
+static struct lfs_reader *reader_ra(uint32_t block, uint32_t spacing, uint64_t window)
+{
+	struct lfs_reader_config cfg = { .cache_size = 64u << 20, .block_size = block,
+					 .spacing = spacing, .readahead = window * block };
+	char err[128];
+
+	assert_int_equal(lfs_reader_config_check(&cfg, err, sizeof(err)), 0);
+	return lfs_reader_new(&cfg);
+}
+
 /* A sequential reader followed by read-ahead: the blocks are ready before
  * they are asked for, and nothing is inflated twice. */
 static void test_readahead(void **state)
 {
-	const uint32_t B = 16384;
-	struct lfs_reader *r = reader(B, 65536, 64 << 20); /* read-ahead: 4 blocks */
+	const uint32_t B = 16384, S = 65536, W = 6; /* W: read-ahead in blocks */
+	struct lfs_reader *r = reader_ra(B, S, W);
 	struct member_file *f = member_new((1u << 20) + 999, 1, 21);
 	struct lfs_reader_stats st;
+	static uint64_t ends[1024], points[1024];
+	size_t np;
 	uint64_t misses_before;
 
 	(void)state;
 	read_check(r, f, 0, B);
 	readahead_now(r, f, B, LFS_SEQ_CONTINUED);
 	lfs_reader_get_stats(r, &st);
-	assert_true(st.bytes_inflated >= 5 * B); /* block 0 and four ahead */
+	assert_int_equal(st.bytes_inflated, (1 + W) * B); /* block 0 and a window */
 	misses_before = st.cache.misses;
-	read_check(r, f, B, 4 * B);
+	read_check(r, f, B, W * B);
 	lfs_reader_get_stats(r, &st);
 	assert_int_equal(st.cache.misses, misses_before); /* all ready */
-	for (uint64_t off = 5 * B; off < f->size; off += B) {
+	for (uint64_t off = (1 + W) * B; off < f->size; off += B) {
 		read_check(r, f, off, B);
 		readahead_now(r, f, off + B, LFS_SEQ_CONTINUED);
 	}
 	lfs_reader_get_stats(r, &st);
 	assert_int_equal(st.bytes_inflated, f->size);
 	assert_true(flags_of(f) & LFS_MEMBER_VERIFIED);
-	/* a reader with no parked stream where it stopped gets no read-ahead */
+	/* a reader with no parked stream where it stopped gets no read-ahead:
+	 * only its own read inflates */
+	np = points_before(ends, block_ends(f, ends, 1024), S, f->size, points);
 	lfs_reader_drop_blocks(r);
 	read_check(r, f, 3 * B, 10);
 	readahead_now(r, f, 40 * B, LFS_SEQ_CONTINUED);
 	lfs_reader_get_stats(r, &st);
-	assert_true(st.bytes_inflated <= f->size + 4 * B);
+	assert_int_equal(st.bytes_inflated, f->size + cost_of_read(points, np, B, f->size, 3 * B, 10));
 	member_free(f);
 	lfs_reader_free(r);
 }
@@ -559,10 +573,11 @@ static void *jumper_thread(void *arg)
  * found ready blocks elsewhere starts nothing. */
 static void test_readahead_starts(void **state)
 {
-	const uint32_t B = 16384;
-	struct lfs_reader *r = reader(B, 65536, 64 << 20); /* read-ahead: 4 blocks */
+	const uint32_t B = 16384, W = 6; /* W: read-ahead in blocks */
+	struct lfs_reader *r = reader_ra(B, 65536, W);
 	struct member_file *f = member_new((1u << 20) + 999, 1, 23);
 	struct lfs_reader_stats st;
+	uint64_t made;
 
 	(void)state;
 	read_check(r, f, 0, 10 * B); /* blocks 0-9; a stream parked at 10 */
@@ -573,15 +588,19 @@ static void test_readahead_starts(void **state)
 	read_check(r, f, 10 * B, B); /* continues the parked stream */
 	readahead_now(r, f, 11 * B, LFS_SEQ_CONTINUED);
 	lfs_reader_get_stats(r, &st);
-	assert_int_equal(st.bytes_inflated, 15 * B); /* 11-14, then the job ends */
-	read_check(r, f, 12 * B, B); /* ready; two blocks short of the end */
-	readahead_now(r, f, 13 * B, LFS_SEQ_READY);
+	made = 11 + W; /* blocks 11 .. 10 + W, then the job ends */
+	assert_int_equal(st.bytes_inflated, made * B);
+	/* ready, and where the job stopped is less than a window ahead: it
+	 * goes on to a window past this read */
+	read_check(r, f, (made - 2) * B, B);
+	readahead_now(r, f, (made - 1) * B, LFS_SEQ_READY);
 	lfs_reader_get_stats(r, &st);
-	assert_int_equal(st.bytes_inflated, 17 * B); /* 15 and 16 */
+	made = made - 1 + W;
+	assert_int_equal(st.bytes_inflated, made * B);
 	read_check(r, f, 3 * B, B); /* ready, far behind: nothing */
 	readahead_now(r, f, 4 * B, LFS_SEQ_READY);
 	lfs_reader_get_stats(r, &st);
-	assert_int_equal(st.bytes_inflated, 17 * B);
+	assert_int_equal(st.bytes_inflated, made * B);
 	member_free(f);
 	lfs_reader_free(r);
 }
