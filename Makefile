@@ -23,7 +23,7 @@ CC ?= cc
 PKG_CONFIG ?= pkg-config
 # pkg-config module:Debian package, for every library the build needs
 LIBS := fuse3:libfuse3-dev zlib:zlib1g-dev libisal:libisal-dev libdeflate:libdeflate-dev \
-	libcrypto:libssl-dev
+	libcrypto:libssl-dev libzstd:libzstd-dev
 TEST_LIBS := cmocka:libcmocka-dev libzip:libzip-dev
 module = $(firstword $(subst :, ,$(1)))
 package = $(lastword $(subst :, ,$(1)))
@@ -55,7 +55,7 @@ TEST_LDLIBS = $(shell $(PKG_CONFIG) --libs $(foreach l,$(TEST_LIBS),$(call modul
 # cache/ is a library of its own: it includes nothing from fs/.
 CACHE := cache/source.c cache/source_file.c cache/source_mem.c cache/cache.c cache/crcpieces.c \
 	cache/bufpool.c cache/codec.c cache/resume.c cache/stream.c cache/pool.c cache/reader.c \
-	cache/digest.c cache/hostdir.c
+	cache/digest.c cache/hostdir.c cache/disk.c
 CORE := fs/log.c fs/layerlist.c fs/zipindex.c fs/tree.c fs/stack.c fs/notify.c $(CACHE)
 FRONT := fs/fuse_ops.c fs/inval.c fs/options.c fs/daemon.c fs/check.c fs/ctl.c fs/main.c
 CORE_OBJ := $(CORE:%.c=$(BUILD)/%.o)

@@ -396,6 +396,14 @@ void lfs_cache_release(struct lfs_cache *c, struct lfs_centry *e)
 	pthread_mutex_unlock(&s->lock);
 }
 
+void lfs_cache_ref(struct lfs_cache *c, struct lfs_centry *e)
+{
+	(void)c;
+	pthread_mutex_lock(&e->shard->lock);
+	e->refs++;
+	pthread_mutex_unlock(&e->shard->lock);
+}
+
 const void *lfs_centry_data(const struct lfs_centry *e) { return e->data; }
 size_t lfs_centry_len(const struct lfs_centry *e) { return e->len; }
 

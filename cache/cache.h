@@ -98,6 +98,8 @@ struct lfs_centry *lfs_cache_insert_get(struct lfs_cache *c, const struct lfs_ca
 void *lfs_cache_take(struct lfs_cache *c, const struct lfs_cache_key *k, size_t *len);
 
 void lfs_cache_release(struct lfs_cache *c, struct lfs_centry *e);
+/* One more reference to an entry the caller holds a reference to. */
+void lfs_cache_ref(struct lfs_cache *c, struct lfs_centry *e);
 
 const void *lfs_centry_data(const struct lfs_centry *e);
 size_t lfs_centry_len(const struct lfs_centry *e);

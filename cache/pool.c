@@ -1,6 +1,7 @@
 #include "pool.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -17,15 +18,18 @@ struct lfs_pool {
 	pthread_cond_t idle;	/* nothing queued or running */
 	struct queue q[LFS_PRIO_COUNT];	/* lock */
 	uint64_t queued, running;	/* lock */
+	uint64_t queued_at[LFS_PRIO_COUNT]; /* lock */
 	uint64_t run[LFS_PRIO_COUNT];	/* lock */
-	unsigned want, started;		/* threads wanted, started (lock) */
+	unsigned want, started;		/* threads wanted, started (lock); the
+					 * last one is the background thread */
 	int stopping;			/* lock */
 	pthread_t threads[MAX_THREADS];
 };
 
-static struct lfs_pool_job *take(struct lfs_pool *p, int *prio)
+/* The most urgent job in priorities [from, to). */
+static struct lfs_pool_job *take(struct lfs_pool *p, int from, int to, int *prio)
 {
-	for (int i = 0; i < LFS_PRIO_COUNT; i++) {
+	for (int i = from; i < to; i++) {
 		struct lfs_pool_job *j = p->q[i].head;
 
 		if (j) {
@@ -33,6 +37,7 @@ static struct lfs_pool_job *take(struct lfs_pool *p, int *prio)
 			if (!p->q[i].head)
 				p->q[i].tail = NULL;
 			p->queued--;
+			p->queued_at[i]--;
 			*prio = i;
 			return j;
 		}
@@ -40,20 +45,43 @@ static struct lfs_pool_job *take(struct lfs_pool *p, int *prio)
 	return NULL;
 }
 
+struct worker_arg {
+	struct lfs_pool *p;
+	int background;
+};
+
+/* Jobs of its class waiting? */
+static int has_work(const struct lfs_pool *p, int background)
+{
+	return background ? p->queued_at[LFS_PRIO_BACKGROUND] != 0
+			  : p->queued != p->queued_at[LFS_PRIO_BACKGROUND];
+}
+
+/* The background thread runs as SCHED_IDLE: what nobody waits for (writing
+ * blocks out, hashing) uses only the CPU time nothing else wants, so a
+ * function's start is not slowed by it. */
 static void *worker(void *arg)
 {
-	struct lfs_pool *p = arg;
+	struct worker_arg a = *(struct worker_arg *)arg;
+	struct lfs_pool *p = a.p;
 
+	free(arg);
+	if (a.background) {
+		struct sched_param sp = { 0 };
+
+		(void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+	}
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		struct lfs_pool_job *j;
 		int prio;
 
-		while (!p->stopping && !p->queued)
+		while (!p->stopping && !has_work(p, a.background))
 			pthread_cond_wait(&p->work, &p->lock);
 		if (p->stopping)
 			break;
-		j = take(p, &prio);
+		j = a.background ? take(p, LFS_PRIO_BACKGROUND, LFS_PRIO_COUNT, &prio)
+				 : take(p, 0, LFS_PRIO_BACKGROUND, &prio);
 		if (!j)
 			continue;
 		p->running++;
@@ -78,7 +106,7 @@ struct lfs_pool *lfs_pool_new(unsigned threads)
 		return NULL;
 	if (!threads)
 		threads = cores > 0 ? (unsigned)cores : 1;
-	p->want = threads > MAX_THREADS ? MAX_THREADS : threads;
+	p->want = (threads > MAX_THREADS - 1 ? MAX_THREADS - 1 : threads) + 1;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->work, NULL);
 	pthread_cond_init(&p->idle, NULL);
@@ -90,10 +118,20 @@ int lfs_pool_submit(struct lfs_pool *p, struct lfs_pool_job *job, enum lfs_prio 
 	struct queue *q = &p->q[prio];
 
 	pthread_mutex_lock(&p->lock);
-	while (p->started < p->want &&
-	       pthread_create(&p->threads[p->started], NULL, worker, p) == 0)
+	while (p->started < p->want) {
+		struct worker_arg *a = malloc(sizeof(*a));
+
+		if (!a)
+			break;
+		a->p = p;
+		a->background = p->started == p->want - 1;
+		if (pthread_create(&p->threads[p->started], NULL, worker, a)) {
+			free(a);
+			break;
+		}
 		p->started++;
-	if (!p->started || p->stopping) {
+	}
+	if (p->started < p->want || p->stopping) {
 		pthread_mutex_unlock(&p->lock);
 		return -EAGAIN;
 	}
@@ -104,7 +142,10 @@ int lfs_pool_submit(struct lfs_pool *p, struct lfs_pool_job *job, enum lfs_prio 
 		q->head = job;
 	q->tail = job;
 	p->queued++;
-	pthread_cond_signal(&p->work);
+	p->queued_at[prio]++;
+	/* one condition for both classes: wake them all, the wrong class
+	 * goes back to sleep */
+	pthread_cond_broadcast(&p->work);
 	pthread_mutex_unlock(&p->lock);
 	return 0;
 }
@@ -123,7 +164,7 @@ void lfs_pool_get_stats(struct lfs_pool *p, struct lfs_pool_stats *out)
 	for (int i = 0; i < LFS_PRIO_COUNT; i++)
 		out->run[i] = p->run[i];
 	out->queued = p->queued;
-	out->threads = p->started;
+	out->threads = p->started ? p->started - 1 : 0;
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -140,7 +181,7 @@ void lfs_pool_free(struct lfs_pool *p)
 	pthread_mutex_unlock(&p->lock);
 	for (unsigned i = 0; i < p->started; i++)
 		pthread_join(p->threads[i], NULL);
-	while ((j = take(p, &prio)))
+	while ((j = take(p, 0, LFS_PRIO_COUNT, &prio)))
 		j->run(j, 1);
 	pthread_mutex_destroy(&p->lock);
 	pthread_cond_destroy(&p->work);

@@ -4,9 +4,10 @@
  * run here, never in the thread that answers a request, so a reply is not
  * held back and the FUSE workers stay free for lookups.  Jobs wait in one
  * queue per priority; a thread always takes the most urgent job first
- * (LFS_PRIO_DEMAND, then read-ahead, then prefetch, then background), FIFO
- * within a priority.  A demand read itself never queues here: it does its
- * own fill in its own thread.
+ * (LFS_PRIO_DEMAND, then read-ahead, then prefetch), FIFO within a
+ * priority.  Background jobs have a thread of their own that runs as
+ * SCHED_IDLE, on CPU time nothing else wants.  A demand read itself never
+ * queues here: it does its own fill in its own thread.
  *
  * Jobs are the caller's structures with a struct lfs_pool_job in them; the
  * pool links them and calls run() once, from one of its threads, with
@@ -39,7 +40,7 @@ struct lfs_pool_stats {
 
 struct lfs_pool;
 
-/* threads: 0 picks the number of cores. */
+/* threads: 0 picks the number of cores (plus the background thread). */
 struct lfs_pool *lfs_pool_new(unsigned threads);
 /* Lets running jobs end, cancels queued ones, joins the threads.  NULL is
  * ignored. */

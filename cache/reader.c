@@ -37,6 +37,8 @@
 #define MAX_RUNNING 8		/* streams of one member others can wait for */
 #define CRC_PAGE 512		/* block CRCs per page of the member's table */
 #define MAX_CRC_BLOCKS (1ull << 24) /* members with more blocks keep no table */
+#define DISK_PIN_MAX (16ull << 20) /* blocks held for the disk writer at most */
+#define DISK_POINT_PROBES 4	/* resume points looked for on disk before a stream */
 
 /* A stream being advanced by some thread: it makes block `pos` next and
  * goes on through `target`. */
@@ -70,6 +72,7 @@ struct lfs_member {
 	 * pages allocated as streams first pass them (atomic pointers). */
 	uint64_t **crc_pages;
 	uint64_t ncrc_pages;
+	int disk_crcs;			/* atomic: 0 not looked for, 1 looked for, 2 stored */
 	pthread_mutex_t lock;		/* the fields below */
 	pthread_cond_t moved;		/* a running stream made a block or stopped */
 	struct running run[MAX_RUNNING];
@@ -90,6 +93,9 @@ struct lfs_reader {
 	void (*fault)(void *ctx, void *owner, enum lfs_fault kind, const char *why);
 	void *fault_ctx;
 	unsigned ra_active;		/* read-ahead streams running, atomic */
+	struct lfs_disk *disk;
+	uint64_t disk_pinned;		/* bytes held for the disk writer, atomic */
+	uint64_t disk_hits, disk_points, disk_queued, disk_skipped;
 	uint64_t bytes_read, bytes_inflated, resume_points_made, members_failed;
 	uint64_t source_errors, stream_waits, readahead_jobs;
 	uint64_t block_hits;		/* blocks found ready (lfs_cache_get) */
@@ -166,6 +172,7 @@ struct lfs_reader *lfs_reader_new(const struct lfs_reader_config *cfg)
 	r->readahead_blocks = (uint32_t)(cfg->readahead / cfg->block_size);
 	r->fault = cfg->fault;
 	r->fault_ctx = cfg->fault_ctx;
+	r->disk = cfg->disk;
 	r->crc_block_op = crc32_combine_gen((z_off_t)cfg->block_size);
 	r->cache = lfs_cache_new(cfg->cache_size, cache_shards(cfg->cache_size, cfg->block_size));
 	r->bufs = lfs_bufpool_new(cfg->block_size, SPARE_BYTES);
@@ -317,6 +324,122 @@ static void count_inflated(struct lfs_reader *r, struct lfs_member *m, uint64_t 
 		add(&m->counters->bytes_inflated, n);
 }
 
+/* ---- the disk tier ---- */
+
+static struct lfs_disk_layer *disk_of(const struct lfs_member *m)
+{
+	return m->d.disk ? __atomic_load_n(m->d.disk, __ATOMIC_ACQUIRE) : NULL;
+}
+
+/* A write for the disk tier, done in the pool: a block (held referenced
+ * until written), a resume point or a member's block CRCs. */
+struct disk_job {
+	struct lfs_pool_job job;
+	struct lfs_reader *r;
+	struct lfs_disk_layer *layer;
+	uint64_t layer_key, member, index, nblocks;
+	struct lfs_centry *block;	/* a block, or: */
+	void *data;			/* a point's record, or the CRC table */
+	size_t len;
+	uint32_t cum_crc;
+	int kind;			/* 0 block, 1 point, 2 CRCs */
+};
+
+static void disk_run(struct lfs_pool_job *job, int cancelled)
+{
+	struct disk_job *j = (struct disk_job *)job;
+	struct lfs_reader *r = j->r;
+
+	if (!cancelled && !j->block && j->kind == 0) {
+		/* written late: the block, if it is still in memory */
+		struct lfs_cache_key k = lfs_key(j->layer_key, j->member, LFS_KEY_BLOCK, j->index);
+		struct lfs_centry *e = lfs_cache_get(r->cache, &k);
+
+		if (e)
+			(void)lfs_disk_put(j->layer, j->member, j->index, lfs_centry_data(e),
+					   lfs_centry_len(e), j->cum_crc);
+		else
+			add(&r->disk_skipped, 1);
+		lfs_cache_release(r->cache, e);
+	} else if (!cancelled) {
+		if (j->kind == 0)
+			(void)lfs_disk_put(j->layer, j->member, j->index, lfs_centry_data(j->block),
+					   lfs_centry_len(j->block), j->cum_crc);
+		else if (j->kind == 1)
+			(void)lfs_disk_put_point(j->layer, j->member, j->index, j->data, j->len);
+		else
+			(void)lfs_disk_put_crcs(j->layer, j->member, j->nblocks, j->data);
+		if (lfs_disk_prune_due(r->disk))
+			(void)lfs_disk_prune(r->disk);
+	}
+	if (j->block) {
+		__atomic_sub_fetch(&r->disk_pinned, lfs_centry_len(j->block), __ATOMIC_RELAXED);
+		lfs_cache_release(r->cache, j->block);
+	}
+	free(j->data);
+	free(j);
+}
+
+static void disk_submit(struct lfs_reader *r, struct disk_job *j)
+{
+	add(&r->disk_queued, 1);
+	if (lfs_pool_submit(r->pool, &j->job, LFS_PRIO_BACKGROUND))
+		disk_run(&j->job, 1);
+}
+
+/* Has block e (index b of m, running CRC cum at its end) written to the
+ * disk tier.  The entry stays referenced until then, within a bound; past
+ * the bound, the writer takes the block from the cache when its turn
+ * comes (a block evicted by then is written the next time it is made). */
+static void disk_write_block(struct lfs_reader *r, struct lfs_member *m, uint64_t b,
+			     struct lfs_centry *e, uint32_t cum)
+{
+	struct lfs_disk_layer *l = disk_of(m);
+	struct disk_job *j;
+	uint64_t len = lfs_centry_len(e), pinned;
+
+	if (!l)
+		return;
+	j = calloc(1, sizeof(*j));
+	if (!j) {
+		add(&r->disk_skipped, 1);
+		return;
+	}
+	*j = (struct disk_job){ .job = { disk_run, NULL }, .r = r, .layer = l,
+				.layer_key = m->d.layer, .member = m->d.key, .index = b,
+				.cum_crc = cum, .kind = 0 };
+	pinned = __atomic_add_fetch(&r->disk_pinned, len, __ATOMIC_RELAXED);
+	if (pinned <= DISK_PIN_MAX) {
+		lfs_cache_ref(r->cache, e);
+		j->block = e;
+	} else {
+		__atomic_sub_fetch(&r->disk_pinned, len, __ATOMIC_RELAXED);
+	}
+	disk_submit(r, j);
+}
+
+static void disk_write_copy(struct lfs_reader *r, struct lfs_member *m, int kind, uint64_t index,
+			    const void *data, size_t len)
+{
+	struct lfs_disk_layer *l = disk_of(m);
+	struct disk_job *j;
+
+	void *copy;
+
+	if (!l || !(j = calloc(1, sizeof(*j))))
+		return;
+	copy = malloc(len ? len : 1);
+	if (!copy) {
+		free(j);
+		return;
+	}
+	memcpy(copy, data, len);
+	*j = (struct disk_job){ .job = { disk_run, NULL }, .r = r, .layer = l, .member = m->d.key,
+				.index = index, .nblocks = kind == 2 ? len / 4 : 0, .data = copy,
+				.len = len, .kind = kind };
+	disk_submit(r, j);
+}
+
 /* ---- members of one block (and small stored ones) ---- */
 
 static int fill_whole(struct lfs_reader *r, struct lfs_member *m, void **out)
@@ -373,14 +496,28 @@ static int get_whole(struct lfs_reader *r, struct lfs_member *m, struct lfs_cent
 
 	e = lfs_cache_acquire(r->cache, &k, &claimed, &rc);
 	if (e && claimed) {
-		void *data = NULL;
+		struct lfs_disk_layer *l = disk_of(m);
+		size_t size = (size_t)m->d.size;
+		void *data = l ? malloc(size + 1) : NULL;
+		uint32_t cum;
 
-		rc = fill_whole(r, m, &data);
-		if (rc) {
-			lfs_cache_abandon(r->cache, e, rc);
-			e = NULL;
+		/* from the disk tier, checked against the member's CRC too */
+		if (data && lfs_disk_get(l, m->d.key, 0, data, size, &cum) == 0 &&
+		    libdeflate_crc32(0, data, size) == m->d.crc) {
+			add(&r->disk_hits, 1);
+			__atomic_fetch_or(&m->flags, LFS_MEMBER_VERIFIED, __ATOMIC_RELEASE);
+			lfs_cache_publish(r->cache, e, data, size);
 		} else {
-			lfs_cache_publish(r->cache, e, data, (size_t)m->d.size);
+			free(data);
+			data = NULL;
+			rc = fill_whole(r, m, &data);
+			if (rc) {
+				lfs_cache_abandon(r->cache, e, rc);
+				e = NULL;
+			} else {
+				lfs_cache_publish(r->cache, e, data, size);
+				disk_write_block(r, m, 0, e, m->d.crc);
+			}
 		}
 	}
 	*out = e;
@@ -427,8 +564,10 @@ static void io_point(void *ctx, unsigned char *rec, size_t len, uint64_t index)
 	struct lfs_centry *e = lfs_cache_insert_get(c->r->cache, &k, rec, len);
 
 	/* the record it keeps is this one unless another stream was first */
-	if (e && lfs_centry_data(e) == rec)
+	if (e && lfs_centry_data(e) == rec) {
 		add(&c->r->resume_points_made, 1);
+		disk_write_copy(c->r, c->m, 1, index, rec, len);
+	}
 	lfs_cache_release(c->r->cache, e);
 }
 
@@ -490,6 +629,118 @@ static void note_reach(struct lfs_member *m, uint64_t pos)
 	while (seen < pos && !__atomic_compare_exchange_n(&m->reach, &seen, pos, 1,
 							  __ATOMIC_RELEASE, __ATOMIC_RELAXED))
 		;
+}
+
+/* Once a member's CRC passed, its table of block CRCs goes to the disk
+ * tier, for a later daemon to check every block it makes again. */
+static void store_crcs(struct lfs_reader *r, struct lfs_member *m)
+{
+	uint32_t *crcs;
+	int expect = 1;
+
+	if (!disk_of(m) || !m->crc_pages ||
+	    !(lfs_member_flags(m) & LFS_MEMBER_VERIFIED) ||
+	    !__atomic_compare_exchange_n(&m->disk_crcs, &expect, 2, 0, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE))
+		return;
+	crcs = malloc(m->nblocks * sizeof(*crcs));
+	for (uint64_t b = 0; crcs && b < m->nblocks; b++) {
+		if (!known_crc(m, b, &crcs[b])) {
+			free(crcs);
+			return; /* a block not seen by this daemon */
+		}
+	}
+	if (crcs)
+		disk_write_copy(r, m, 2, 0, crcs, m->nblocks * sizeof(*crcs));
+	free(crcs);
+}
+
+/* Before the first stream of m: the block CRCs a daemon stored when the
+ * member passed its CRC, so every block made again here is checked. */
+static void load_crcs(struct lfs_member *m)
+{
+	struct lfs_disk_layer *l = disk_of(m);
+	uint32_t *crcs;
+	int expect = 0;
+
+	if (!l || !m->crc_pages ||
+	    !__atomic_compare_exchange_n(&m->disk_crcs, &expect, 1, 0, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE))
+		return;
+	crcs = malloc(m->nblocks * sizeof(*crcs));
+	if (crcs && lfs_disk_get_crcs(l, m->d.key, m->nblocks, crcs) == 0) {
+		for (uint64_t b = 0; b < m->nblocks; b++)
+			record_crc(m, b, crcs[b]);
+		__atomic_fetch_or(&m->flags, LFS_MEMBER_VERIFIED, __ATOMIC_RELEASE);
+		__atomic_store_n(&m->disk_crcs, 2, __ATOMIC_RELEASE);
+	}
+	free(crcs);
+}
+
+/* Block b from the disk tier into the cache: a referenced entry, or NULL.
+ * A block whose running CRC disagrees with what this member gave before is
+ * not taken. */
+static struct lfs_centry *disk_block(struct lfs_reader *r, struct lfs_member *m, uint64_t b)
+{
+	struct lfs_disk_layer *l = disk_of(m);
+	struct lfs_cache_key k = key_of(m, LFS_KEY_BLOCK, b);
+	uint32_t len, cum, seen;
+	unsigned char *buf;
+	struct lfs_centry *e;
+	int claimed, rc;
+
+	if (!l)
+		return NULL;
+	load_crcs(m);
+	/* claimed while it is read, so a block is read from disk once however
+	 * many threads want it (the waiters of a miss go on to a stream) */
+	e = lfs_cache_acquire(r->cache, &k, &claimed, &rc);
+	if (!e || !claimed)
+		return e;
+	len = block_len(r, m, b);
+	buf = lfs_bufpool_get(r->bufs, len);
+	if (!buf || lfs_disk_get(l, m->d.key, b, buf, len, &cum) ||
+	    (known_crc(m, b, &seen) && seen != cum)) {
+		lfs_bufpool_put(r->bufs, buf, len);
+		lfs_cache_abandon(r->cache, e, -ENOENT);
+		return NULL;
+	}
+	record_crc(m, b, cum);
+	add(&r->disk_hits, 1);
+	lfs_cache_publish(r->cache, e, buf, len);
+	return e;
+}
+
+/* Before starting a stream for block b: the resume points on disk at or
+ * before it, into the cache, where plan_stream looks.  No lock held. */
+static void disk_points(struct lfs_reader *r, struct lfs_member *m, uint64_t b)
+{
+	struct lfs_disk_layer *l = disk_of(m);
+	uint64_t j = b * r->block_size / r->spacing;
+
+	for (int probes = 0; l && j > 0 && probes < DISK_POINT_PROBES; probes++, j--) {
+		struct lfs_cache_key k = key_of(m, LFS_KEY_RESUME, j);
+		struct lfs_centry *e = lfs_cache_get(r->cache, &k);
+		struct lfs_resume rp;
+		void *rec;
+		size_t len;
+
+		if (e) {
+			lfs_cache_release(r->cache, e);
+			return; /* in memory already */
+		}
+		if (lfs_disk_get_point(l, m->d.key, j, &rec, &len))
+			continue;
+		if (lfs_resume_parse(rec, len, m->d.comp_size, m->d.size, &rp)) {
+			free(rec);
+			continue;
+		}
+		add(&r->disk_points, 1);
+		note_reach(m, rp.out_pos);
+		lfs_cache_insert(r->cache, &k, rec, len);
+		if (rp.out_pos <= b * r->block_size)
+			return;
+	}
 }
 
 /* Where a stream to make block b comes from, chosen under m->lock and
@@ -662,13 +913,22 @@ static int run_stream(struct lfs_reader *r, struct lfs_member *m, struct stream_
 			break;
 		}
 		note_reach(m, lfs_stream_pos(s));
-		if (out && k == want) {
-			*out = lfs_cache_insert_get(r->cache, &bk, buf, len);
-			if (!*out)
+		if ((out && k == want) || disk_of(m)) {
+			struct lfs_centry *e = lfs_cache_insert_get(r->cache, &bk, buf, len);
+
+			if (e)
+				disk_write_block(r, m, k, e, now);
+			if (out && k == want)
+				*out = e;
+			else
+				lfs_cache_release(r->cache, e);
+			if (!e)
 				rc = -ENOMEM;
 		} else {
 			lfs_cache_insert(r->cache, &bk, buf, len);
 		}
+		if (lfs_stream_pos(s) == m->d.size)
+			store_crcs(r, m);
 		k++;
 		pthread_mutex_lock(&m->lock);
 		if (rs) {
@@ -719,6 +979,21 @@ static int get_streamed(struct lfs_reader *r, struct lfs_member *m, uint64_t b,
 		uint64_t target = b;
 		int rc;
 
+		if (!e && !failed(m) && disk_of(m)) {
+			e = disk_block(r, m, b);
+			if (e) {
+				struct lfs_cache_key pk = key_of(m, LFS_KEY_BLOCK, b ? b - 1 : 0);
+				struct lfs_centry *before = b ? lfs_cache_get(r->cache, &pk) : NULL;
+
+				/* a reader going on from the block before: read-ahead
+				 * then fetches the next ones from disk */
+				*how = before ? BLOCK_CONTINUED : BLOCK_READY;
+				lfs_cache_release(r->cache, before);
+				*out = e;
+				return 0;
+			}
+			disk_points(r, m, b);
+		}
 		if (!e && !failed(m)) {
 			pthread_mutex_lock(&m->lock);
 			/* again under the lock: a stream that made it since has
@@ -968,6 +1243,7 @@ static void fill_range(struct lfs_reader *r, struct lfs_member *m, uint64_t from
 		       int continue_only)
 {
 	struct stream_ctx c = { r, m };
+	int hinted = 0;
 
 	if (last >= m->nblocks)
 		last = m->nblocks - 1;
@@ -989,6 +1265,29 @@ static void fill_range(struct lfs_reader *r, struct lfs_member *m, uint64_t from
 		if (failed(m) || lfs_source_changed(m->src) || join_running(m, k, last)) {
 			pthread_mutex_unlock(&m->lock);
 			return;
+		}
+		if (disk_of(m)) {
+			struct lfs_centry *e;
+
+			pthread_mutex_unlock(&m->lock);
+			if (!hinted) {
+				/* the kernel reads the window's records while this
+				 * thread decompresses them one by one */
+				lfs_disk_will_need(disk_of(m), m->d.key, k, last);
+				hinted = 1;
+			}
+			e = disk_block(r, m, k);
+			if (e) {
+				lfs_cache_release(r->cache, e);
+				from = k + 1;
+				continue;
+			}
+			pthread_mutex_lock(&m->lock);
+			if (first_missing(r, m, k, k) != k || join_running(m, k, last)) {
+				pthread_mutex_unlock(&m->lock);
+				from = k;
+				continue;
+			}
 		}
 		if (continue_only) {
 			struct lfs_cache_key pk = key_of(m, LFS_KEY_PARKED, k);
@@ -1162,4 +1461,10 @@ void lfs_reader_get_stats(struct lfs_reader *r, struct lfs_reader_stats *out)
 	out->stream_waits = __atomic_load_n(&r->stream_waits, __ATOMIC_RELAXED);
 	out->readahead_jobs = __atomic_load_n(&r->readahead_jobs, __ATOMIC_RELAXED);
 	out->spare_bytes = lfs_bufpool_bytes(r->bufs);
+	out->disk_hits = __atomic_load_n(&r->disk_hits, __ATOMIC_RELAXED);
+	out->disk_points = __atomic_load_n(&r->disk_points, __ATOMIC_RELAXED);
+	out->disk_writes_queued = __atomic_load_n(&r->disk_queued, __ATOMIC_RELAXED);
+	out->disk_writes_skipped = __atomic_load_n(&r->disk_skipped, __ATOMIC_RELAXED);
+	if (r->disk)
+		lfs_disk_get_stats(r->disk, &out->disk);
 }

@@ -23,6 +23,11 @@
  * an inflation.  Read-ahead and prefetch run in the inflate pool (pool.h),
  * never in the thread answering a request.
  *
+ * Behind the memory cache may be a disk tier (disk.h): a block missing from
+ * memory is looked up there before anything is inflated, and what is
+ * inflated (blocks, resume points, a verified member's block CRCs) is
+ * written there by the pool, off the path of the read that needed it.
+ *
  * Faults: data faults (corrupt data, CRC or size mismatch, a block that
  * differs from what the member gave before) fail the member: EIO from then
  * on, reported once through the fault callback.  Source faults (a read of
@@ -41,6 +46,7 @@
 #include <sys/uio.h>
 
 #include "cache.h"
+#include "disk.h"
 #include "pool.h"
 #include "source.h"
 
@@ -65,6 +71,9 @@ struct lfs_member_desc {
 	uint64_t size;
 	uint32_t crc;
 	uint16_t method;	/* zip method: 0 stored, 8 deflated */
+	/* Where the layer's disk tier is, once its digest is known: a slot
+	 * the caller sets atomically (NULL: none yet).  NULL: never. */
+	struct lfs_disk_layer *const *disk;
 };
 
 enum lfs_fault {
@@ -85,6 +94,10 @@ struct lfs_reader_config {
 	 * any thread, with no lock of the reader held.  NULL: none. */
 	void (*fault)(void *ctx, void *owner, enum lfs_fault kind, const char *why);
 	void *fault_ctx;
+	/* The disk tier behind the memory cache (NULL: none); the reader
+	 * writes what it inflates there, in the pool.  The caller keeps it
+	 * open until the reader is freed. */
+	struct lfs_disk *disk;
 };
 
 /* How a read of a streamed member went, for read-ahead. */
@@ -115,6 +128,10 @@ struct lfs_reader_stats {
 	uint64_t stream_waits;	/* reads that waited for another thread's stream */
 	uint64_t readahead_jobs; /* read-ahead jobs started */
 	uint64_t spare_bytes;	/* block buffers kept spare, outside the budget */
+	uint64_t disk_hits;	/* blocks served from the disk tier */
+	uint64_t disk_points;	/* resume points read back from it */
+	uint64_t disk_writes_queued, disk_writes_skipped;
+	struct lfs_disk_stats disk;
 };
 
 struct lfs_reader;

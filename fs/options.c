@@ -16,6 +16,7 @@
 #define DEFAULT_MAX_READ (1u << 20)
 #define DEFAULT_READAHEAD (8u << 20) /* docs/performance.md */
 #define MAX_TIMEOUT (10.0 * 365 * 86400)
+#define DEFAULT_CACHE_LEVEL 1	/* docs/performance.md */
 
 enum type {
 	T_SIZE,		/* bytes, with K/M/G */
@@ -30,7 +31,8 @@ enum type {
 enum target {
 	O_CACHE_SIZE, O_BLOCK_SIZE, O_SPACING, O_READAHEAD, O_MAX_READ, O_THREADS,
 	O_ENTRY_TIMEOUT, O_ATTR_TIMEOUT, O_TIMEOUT, O_UID, O_GID, O_MAX_LAYERS,
-	O_MAX_ENTRIES, O_MAX_TOTAL, O_MAX_NAME, O_CACHE_DIR, O_SCHED, O_DEBUG, O_JOURNAL,
+	O_MAX_ENTRIES, O_MAX_TOTAL, O_MAX_NAME, O_CACHE_DIR, O_CACHE_DIR_SIZE, O_CACHE_LEVEL,
+	O_SCHED, O_DEBUG, O_JOURNAL,
 };
 
 struct optdef {
@@ -74,8 +76,13 @@ static const struct optdef defs[] = {
 	  "refuse layers with an entry name longer than N bytes\n"
 	  "                           (default 4096)" },
 	{ "cache_dir", T_STRING, O_CACHE_DIR, 0, 0, "DIR",
-	  "the host's cache directory (layer digests), shared by\n"
-	  "                           every mount on the host (default: none)" },
+	  "the host's cache directory: layer digests and decompressed\n"
+	  "                           blocks on disk, shared by every mount on the host\n"
+	  "                           (default: none, the cache is the daemon's memory)" },
+	{ "cache_dir_size", T_SIZE, O_CACHE_DIR_SIZE, 1u << 20, 1ull << 50, "SIZE",
+	  "quota of cache_dir (default 4G, or a quarter of its file system)" },
+	{ "cache_level", T_COUNT, O_CACHE_LEVEL, 0, 19, "N",
+	  "zstd level of the blocks written to cache_dir (default 1; 0: raw)" },
 	{ "sched", T_SCHED, O_SCHED, 0, 0, "batch|normal",
 	  "scheduling policy of the serving threads (default batch:\n"
 	  "                           their wake-ups do not preempt the inflater)" },
@@ -238,6 +245,8 @@ static int apply(struct lfs_options *o, const struct optdef *d, const char *val)
 			return -1;
 		o->stack.cache_dir = o->cache_dir;
 		break;
+	case O_CACHE_DIR_SIZE: o->stack.cache_dir_size = v; break;
+	case O_CACHE_LEVEL: o->stack.cache_level = (int)v; break;
 	case O_SCHED: o->sched_batch = !strcmp(val, "batch"); break;
 	case O_DEBUG: o->debug = 1; break;
 	case O_JOURNAL: o->journal = 1; break;
@@ -300,6 +309,7 @@ int lfs_options_parse(int argc, char **argv, struct lfs_options *o)
 	o->attr_timeout = DEFAULT_TIMEOUT;
 	o->max_read = DEFAULT_MAX_READ;
 	o->sched_batch = 1;
+	o->stack.cache_level = DEFAULT_CACHE_LEVEL;
 	if (fuse_opt_parse(&args, o, opts, proc)) {
 		fuse_opt_free_args(&args);
 		return -1;

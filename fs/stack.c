@@ -1,6 +1,7 @@
 #include "stack.h"
 
 #include "../cache/digest.h"
+#include "../cache/disk.h"
 #include "../cache/hostdir.h"
 #include "layerlist.h"
 #include "log.h"
@@ -34,6 +35,7 @@ struct lfs_layer {
 	int digest_known;		/* atomic; digest is written before it is set */
 	struct lfs_pool_job digest_job;
 	struct lfs_stack *stack;
+	struct lfs_disk_layer *disk;	/* atomic; set once the digest is known */
 };
 
 struct lfs_stack {
@@ -46,6 +48,8 @@ struct lfs_stack {
 	uint64_t zip_bytes;		/* total size of the layer files */
 	double open_seconds;		/* time to open the stack */
 	int digests_fd;			/* cache_dir/digests, or -1 */
+	struct lfs_disk *disk;		/* the disk tier, or NULL */
+	uint32_t block_size;
 };
 
 /* Memory-cache keys name layers by a number no other layer of this process
@@ -78,7 +82,10 @@ void lfs_stack_free(struct lfs_stack *s)
 {
 	if (!s)
 		return;
+	if (s->reader && s->disk)
+		lfs_reader_wait_idle(s->reader); /* what is queued for the disk is written */
 	lfs_reader_free(s->reader); /* first: its pool may still use members */
+	lfs_disk_close(s->disk);
 	free_layers(s);
 	lfs_tree_free(s->tree);
 	if (s->digests_fd >= 0)
@@ -130,6 +137,33 @@ static void on_fault(void *ctx, void *owner, enum lfs_fault kind, const char *wh
 				l->zi->path, name, why, (unsigned long long)n);
 		break;
 	}
+}
+
+/* The disk tier's events, as log lines. */
+static void on_disk_note(void *ctx, enum lfs_disk_note what, const char *detail)
+{
+	(void)ctx;
+	switch (what) {
+	case LFS_DISK_BAD_RECORD:
+		lfs_warn("cache_dir: dropped a record that failed its checks (%s); it is made again",
+			 detail);
+		break;
+	case LFS_DISK_WRITES_OFF:
+		lfs_err("cache_dir: cannot write (%s); the disk tier writes no more, reads go on from memory",
+			detail);
+		break;
+	case LFS_DISK_PRUNED:
+		lfs_info("cache_dir: dropped the least recently used %s", detail);
+		break;
+	}
+}
+
+/* Gives layer l its disk tier once its digest is known. */
+static void attach_disk(struct lfs_stack *s, struct lfs_layer *l)
+{
+	if (s->disk && __atomic_load_n(&l->digest_known, __ATOMIC_ACQUIRE))
+		__atomic_store_n(&l->disk, lfs_disk_layer(s->disk, l->digest, s->block_size),
+				 __ATOMIC_RELEASE);
 }
 
 /* Refuses a layer listed twice under different spellings (a symlink, a
@@ -257,10 +291,17 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 		if (rc)
 			goto fail;
 		rc = lfs_hostdir_sub(dirfd, "digests", &s->digests_fd, err, errlen);
+		if (!rc) {
+			struct lfs_disk_config dc = { cfg->cache_dir_size, cfg->cache_level,
+						      on_disk_note, s };
+
+			rc = lfs_disk_open(dirfd, &dc, &s->disk, err, errlen);
+		}
 		close(dirfd);
 		if (rc)
 			goto fail;
 	}
+	s->block_size = rcfg.block_size;
 	b = lfs_tree_builder_new((int64_t)time(NULL));
 	if (!b) {
 		rc = -ENOMEM;
@@ -308,6 +349,9 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 	b = NULL;
 	rcfg.fault = on_fault;
 	rcfg.fault_ctx = s;
+	rcfg.disk = s->disk;
+	for (size_t i = 0; i < s->nlayers; i++)
+		attach_disk(s, &s->layers[i]);
 	s->reader = lfs_reader_new(&rcfg);
 	if (!s->tree || !s->reader) {
 		rc = -ENOMEM;
@@ -346,6 +390,7 @@ static void digest_run(struct lfs_pool_job *job, int cancelled)
 	}
 	memcpy(l->digest, d, LFS_DIGEST_LEN);
 	__atomic_store_n(&l->digest_known, 1, __ATOMIC_RELEASE);
+	attach_disk(l->stack, l);
 	if (l->stack->digests_fd >= 0)
 		(void)lfs_digest_memo_put(l->stack->digests_fd, l->zi->src->version, d);
 }
@@ -445,6 +490,7 @@ static int member_of(struct lfs_stack *s, uint64_t ino, struct lfs_member **out)
 	d.size = e->size;
 	d.crc = e->crc;
 	d.method = e->method;
+	d.disk = &l->disk;
 	m = lfs_member_new(s->reader, l->zi->src, &d, &l->counters, slot);
 	if (!m)
 		return -ENOMEM;
@@ -579,7 +625,11 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    "bytes_read %llu\nbytes_inflated %llu\n"
 		    "resume_points %llu\nresume_points_made %llu\nmembers_failed %llu\n"
 		    "source_errors %llu\nstream_waits %llu\nreadahead_jobs %llu\n"
-		    "pool_threads %u\npool_queued %llu\nspare_bytes %llu\n",
+		    "pool_threads %u\npool_queued %llu\nspare_bytes %llu\n"
+		    "disk_hits %llu\ndisk_misses %llu\ndisk_points %llu\ndisk_bytes_read %llu\n"
+		    "disk_bytes_written %llu\ndisk_plain_written %llu\ndisk_records_written %llu\n"
+		    "disk_writes_skipped %llu\ndisk_write_errors %llu\ndisk_bad_records %llu\n"
+		    "disk_evictions %llu\ndisk_usage %llu\ndisk_quota %llu\ndisk_writing %d\n",
 		    (long)getpid(), s->nlayers, (unsigned long long)entries,
 		    lfs_tree_count(s->tree), (unsigned long long)s->zip_bytes,
 		    (unsigned long long)uncompressed, s->open_seconds,
@@ -592,7 +642,15 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    (unsigned long long)st.members_failed, (unsigned long long)st.source_errors,
 		    (unsigned long long)st.stream_waits, (unsigned long long)st.readahead_jobs,
 		    st.pool.threads, (unsigned long long)st.pool.queued,
-		    (unsigned long long)st.spare_bytes);
+		    (unsigned long long)st.spare_bytes, (unsigned long long)st.disk_hits,
+		    (unsigned long long)st.disk.misses, (unsigned long long)st.disk_points,
+		    (unsigned long long)st.disk.bytes_read, (unsigned long long)st.disk.bytes_written,
+		    (unsigned long long)st.disk.plain_written,
+		    (unsigned long long)st.disk.records_written,
+		    (unsigned long long)st.disk_writes_skipped,
+		    (unsigned long long)st.disk.write_errors, (unsigned long long)st.disk.bad_records,
+		    (unsigned long long)st.disk.evictions, (unsigned long long)st.disk.usage,
+		    (unsigned long long)st.disk.quota, s->disk ? st.disk.writing : 0);
 	for (size_t i = 0; i < s->nlayers && !rc; i++) {
 		const struct lfs_layer *l = &s->layers[i];
 		char hex[LFS_DIGEST_HEX];

@@ -25,7 +25,9 @@ struct lfs_stack_config {
 	uint64_t max_total_entries;	/* merged tree; 0: no limit */
 	size_t max_name;		/* bytes of one zip entry name; 0: no limit */
 	struct lfs_reader_config reader; /* its fault callback is the stack's */
-	const char *cache_dir;		/* the host's state (digests); NULL: none */
+	const char *cache_dir;		/* the host's cache (digests, disk tier); NULL: none */
+	uint64_t cache_dir_size;	/* the disk tier's quota; 0: the default */
+	int cache_level;		/* zstd level of blocks on disk; 0: raw */
 	uid_t uid;
 	gid_t gid;
 };
