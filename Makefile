@@ -1,6 +1,7 @@
 # layerfs: plain make, pkg-config for every library.
 #   make            build build/layerfs
-#   make check      unit tests, fuzz corpus replay, integration tests (root, FUSE)
+#   make check      unit tests, fuzz corpus replay, integration tests (root, FUSE),
+#                   remote sources against real servers on loopback
 #   make asan       the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make tsan       the unit tests under ThreadSanitizer
 #   make bench      benchmarks, with baselines measured in the same run
@@ -21,7 +22,7 @@ BUILD ?= build
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config
-LIBS_PC := fuse3 zlib libisal libdeflate
+LIBS_PC := fuse3 zlib libisal libdeflate libcurl
 TEST_PC := cmocka libzip
 
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -29,19 +30,26 @@ WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 	-Wimplicit-fallthrough -Wnull-dereference -Wdouble-promotion
 OPT ?= -O2 -g
 CFLAGS ?= $(OPT)
+# Name the Debian package of a missing library instead of a compiler error.
+PC_DEBS := fuse3=libfuse3-dev zlib=zlib1g-dev libisal=libisal-dev libdeflate=libdeflate-dev \
+	libcurl=libcurl4-openssl-dev cmocka=libcmocka-dev libzip=libzip-dev
+PC_MISSING := $(if $(filter-out clean uninstall,$(or $(MAKECMDGOALS),all)),$(strip $(foreach p,$(LIBS_PC),$(if $(shell $(PKG_CONFIG) --exists $(p) && echo y),,$(p)))))
+ifneq ($(PC_MISSING),)
+$(error missing $(PC_MISSING): install $(foreach d,$(filter $(addsuffix =%,$(PC_MISSING)),$(PC_DEBS)),$(word 2,$(subst =, ,$(d)))) (or run tools/bootstrap deps))
+endif
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DLAYERFS_VERSION='"$(VERSION)"' $(WARN) $(CFLAGS) \
 	$(shell $(PKG_CONFIG) --cflags $(LIBS_PC))
 ALL_LDLIBS := $(shell $(PKG_CONFIG) --libs $(LIBS_PC)) -lpthread $(LDLIBS)
 
 CORE := fs/log.c fs/layerlist.c fs/zipindex.c fs/tree.c fs/stack.c fs/notify.c \
-	cache/source.c cache/source_file.c cache/source_mem.c \
+	cache/source.c cache/source_file.c cache/source_mem.c cache/source_http.c \
 	cache/cache.c cache/crcpieces.c cache/reader.c
 FRONT := fs/fuse_ops.c fs/inval.c fs/main.c
 CORE_OBJ := $(CORE:%.c=$(BUILD)/%.o)
 FRONT_OBJ := $(FRONT:%.c=$(BUILD)/%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all check unit it hostile-test systemd-test asan tsan bench fuzz install uninstall clean demo
+.PHONY: all check unit it hostile-test systemd-test remote-test asan tsan bench fuzz install uninstall clean demo
 all: $(BUILD)/layerfs
 
 $(BUILD)/%.o: %.c $(wildcard fs/*.h cache/*.h)
@@ -86,6 +94,16 @@ systemd-test: $(BUILD)/layerfs
 
 hostile-test: $(BUILD)/layerfs
 	LAYERFS=$(abspath $(BUILD)/layerfs) bash tests/hostile/run.sh
+
+# Remote sources (cache/source_http.c) against nginx, a SigV4-checking S3
+# endpoint and a fault-injecting proxy, all started on loopback by the test.
+$(BUILD)/tests/test_source_http: tests/remote/test_source_http.c tests/unit/helpers.h $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-null-dereference $(shell $(PKG_CONFIG) --cflags cmocka) -o $@ $< $(CORE_OBJ) \
+		$(LDFLAGS) $(ALL_LDLIBS) $(shell $(PKG_CONFIG) --libs cmocka)
+
+remote-test: $(BUILD)/tests/test_source_http
+	TEST_SOURCE_HTTP=$(abspath $(BUILD)/tests/test_source_http) bash tests/remote/run.sh
 
 check: all unit it hostile-test systemd-test
 
