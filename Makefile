@@ -105,7 +105,7 @@ $(BUILD)/tests/test_source_http: tests/remote/test_source_http.c tests/unit/help
 remote-test: $(BUILD)/tests/test_source_http
 	TEST_SOURCE_HTTP=$(abspath $(BUILD)/tests/test_source_http) bash tests/remote/run.sh
 
-check: all unit it hostile-test systemd-test
+check: all unit it hostile-test systemd-test remote-test
 
 # Sanitizer reports go to files, because a background daemon has no stderr;
 # any report fails the target.  The test that boots a real systemd is left

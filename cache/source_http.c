@@ -719,7 +719,7 @@ static enum kind check_response(struct xfer *x)
 			return refuse(x, K_RANGE, "unexpected 2xx status for a ranged GET");
 		}
 		if (total == 0)
-			return refuse(x, K_RANGE, "empty object");
+			return refuse(x, K_RANGE, "empty object, not a zip");
 		x->start = from;
 		x->len = total - from;
 		x->cr_total = total;
@@ -923,7 +923,7 @@ static void xfer_finish(struct xfer *x, CURLcode res)
 	if (x->verdict) {
 		x->kind = x->verdict;
 		x->rc = x->kind == K_STALE ? -ESTALE : x->kind == K_RANGE ? -EPROTO : -EIO;
-		if (x->opening && !strcmp(x->why, "empty object"))
+		if (x->opening && !strcmp(x->why, "empty object, not a zip"))
 			x->rc = -EINVAL;
 		snprintf(x->msg, sizeof(x->msg), "%s: HTTP %ld: %s", hs->name, x->status, x->why);
 	} else if (x->done || (res == CURLE_OK && x->status / 100 == 2 && x->got == x->len &&
@@ -968,6 +968,8 @@ static void xfer_finish(struct xfer *x, CURLcode res)
 		}
 		if (res == CURLE_PEER_FAILED_VERIFICATION || res == CURLE_SSL_CACERT_BADFILE)
 			x->rc = -EACCES;
+		if (res == CURLE_UNSUPPORTED_PROTOCOL && hs->https)
+			what = "refused a redirect away from https";
 		{
 			char clean[CURL_ERROR_SIZE];
 
@@ -1746,6 +1748,7 @@ int lfs_source_http_open_many(struct lfs_http_open *objs, size_t n,
 		int rc = source_new(objs[i].url, cfg, &op[i].hs, objs[i].err, sizeof(objs[i].err));
 
 		if (!rc) {
+			xfer_init(&op[i].x, op[i].hs);
 			op[i].h = make_handle(op[i].hs);
 			if (!op[i].h)
 				rc = -ENOMEM;
@@ -1872,6 +1875,8 @@ int lfs_source_http_open_many(struct lfs_http_open *objs, size_t n,
 
 		if (o->active)
 			curl_multi_remove_handle(multi, o->h);
+		if (objs[i].rc && !first_rc)
+			first_rc = objs[i].rc;
 		if (!o->hs)
 			continue;
 		if (!objs[i].rc) {
@@ -1885,8 +1890,6 @@ int lfs_source_http_open_many(struct lfs_http_open *objs, size_t n,
 			if (o->h)
 				curl_easy_cleanup(o->h);
 			source_free(o->hs);
-			if (!first_rc)
-				first_rc = objs[i].rc;
 		}
 	}
 	if (multi)
