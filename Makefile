@@ -102,6 +102,10 @@ $(BUILD)/tests/test_source_http: tests/remote/test_source_http.c tests/unit/help
 	$(CC) $(ALL_CFLAGS) -Wno-null-dereference $(shell $(PKG_CONFIG) --cflags cmocka) -o $@ $< $(CORE_OBJ) \
 		$(LDFLAGS) $(ALL_LDLIBS) $(shell $(PKG_CONFIG) --libs cmocka)
 
+$(BUILD)/tests/chunk_bench: tests/remote/chunk_bench.c $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(CORE_OBJ) $(LDFLAGS) $(ALL_LDLIBS)
+
 remote-test: $(BUILD)/tests/test_source_http
 	TEST_SOURCE_HTTP=$(abspath $(BUILD)/tests/test_source_http) bash tests/remote/run.sh
 

@@ -41,6 +41,9 @@
 #define ERR_BODY_MAX 2048		/* of an error response, enough for S3's XML */
 #define NBUCKETS 256
 #define RA_QUEUE 8
+#ifndef SEQ_RUN
+#define SEQ_RUN 3	/* chunks read in order before fetching ahead (measured) */
+#endif
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 enum kind {
@@ -1297,6 +1300,34 @@ static int fetch_claimed(struct http_source *hs, struct chunk **c, size_t n, dou
 	return first_rc;
 }
 
+static void ra_enqueue(struct http_source *hs, uint64_t off, uint64_t len);
+
+/* Under lock, after a read of chunks up to `last`: a reader going through
+ * the object in order (the chunks behind it are here) gets the chunks
+ * ahead of it fetched in the background, a window as long as the run it
+ * has read (at most max_request), refilled once half of it is used.  So a
+ * scattered reader fetches single chunks, and one reading a run of small
+ * members or a large one in order pays a round trip per window instead of
+ * per chunk, without waiting for more than it asked. */
+static void sequential_ahead(struct http_source *hs, uint64_t last)
+{
+	uint64_t cs = hs->cfg.chunk_size, end = (hs->tail_off + cs - 1) / cs;
+	uint64_t max = hs->cfg.max_request / cs, run = 0, j;
+
+	if (max < 2 || hs->cfg.no_sequential)
+		return;
+	while (run < max && run <= last && table_find(hs, last - run))
+		run++;
+	if (run < SEQ_RUN)
+		return;
+	for (j = last + 1; j <= last + run / 2 + 1 && j < end; j++)
+		if (!table_find(hs, j))
+			break;
+	if (j > last + run / 2 + 1 || j >= end)
+		return;
+	ra_enqueue(hs, j * cs, run * cs);
+}
+
 /* Reads [off, off + len), all before the tail, through the chunks. */
 static int read_chunks(struct http_source *hs, unsigned char *buf, size_t len, uint64_t off,
 		       double deadline)
@@ -1335,6 +1366,8 @@ static int read_chunks(struct http_source *hs, unsigned char *buf, size_t len, u
 			}
 			got = i + 1;
 		}
+		if (!rc)
+			sequential_ahead(hs, last);
 		pthread_mutex_unlock(&hs->lock);
 		/* Fetch what this thread claimed, each run of adjacent chunks in
 		 * one request, before waiting for anyone else's (so that no two
@@ -1488,13 +1521,9 @@ static void *ra_main(void *arg)
 	return NULL;
 }
 
-static void http_will_need(struct lfs_source *src, uint64_t off, uint64_t len)
+/* Under lock: queues [off, off + len) for the read-ahead thread. */
+static void ra_enqueue(struct http_source *hs, uint64_t off, uint64_t len)
 {
-	struct http_source *hs = (struct http_source *)src;
-
-	if (off >= hs->tail_off || !len || is_stale(hs))
-		return;
-	pthread_mutex_lock(&hs->lock);
 	if (!hs->ra_started && !hs->stopping)
 		hs->ra_started = pthread_create(&hs->ra_thread, NULL, ra_main, hs) == 0 ? 1 : -1;
 	if (hs->ra_started == 1) {
@@ -1506,6 +1535,16 @@ static void http_will_need(struct lfs_source *src, uint64_t off, uint64_t len)
 		hs->ra_count++;
 		pthread_cond_signal(&hs->ra_cv);
 	}
+}
+
+static void http_will_need(struct lfs_source *src, uint64_t off, uint64_t len)
+{
+	struct http_source *hs = (struct http_source *)src;
+
+	if (off >= hs->tail_off || !len || is_stale(hs))
+		return;
+	pthread_mutex_lock(&hs->lock);
+	ra_enqueue(hs, off, len);
 	pthread_mutex_unlock(&hs->lock);
 }
 

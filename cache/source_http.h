@@ -12,7 +12,9 @@
  * chunk wanted by several threads at once is fetched once: the others wait
  * for it (never holding a lock while they wait or while a transfer runs).
  * Fetched chunks stay in a small LRU cache of `cache_bytes`.  will_need()
- * hands the range to a read-ahead thread of the source's own.
+ * hands the range to a read-ahead thread of the source's own; so does a
+ * read that finds the chunks behind it cached (a reader going in order): a
+ * window as long as its run, at most `max_request`, is fetched ahead.
  *
  * Integrity: the ETag (or, without one, Last-Modified and size) is pinned at
  * open; every later GET carries If-Match (If-Unmodified-Since).  A 412, or a
@@ -64,6 +66,8 @@ struct lfs_http_config {
 	size_t tail_size;	/* bytes fetched at open; default LFS_HTTP_TAIL_DEFAULT */
 	size_t max_request;	/* largest ranged GET of coalesced chunks; default 4 MiB */
 	unsigned connections;	/* transfers at once, each a kept-alive connection; default 4 */
+	int no_sequential;	/* 1: do not fetch ahead of a reader going in order
+				 * (will_need still does) */
 	unsigned max_retries;	/* retries of one request; default 6 */
 	unsigned max_redirects;	/* default 3; redirects never go from https to http */
 	double connect_timeout;	/* seconds; default 5 */

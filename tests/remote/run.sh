@@ -12,7 +12,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-test_bin=${TEST_SOURCE_HTTP:?set TEST_SOURCE_HTTP to the test program}
+test_bin=${TEST_SOURCE_HTTP:-}
+[ -n "$test_bin" ] || [ -n "${LFS_REMOTE_CMD:-}" ] || { echo "run.sh: set TEST_SOURCE_HTTP" >&2; exit 2; }
 
 . "$root/tools/ensure-debs.sh"
 ensure_debs nginx-light python3-botocore openssl
@@ -172,7 +173,13 @@ export LFS_DATA="$data" LFS_HTTP="http://127.0.0.1:$http_port" \
 unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE AWS_REGION \
 	AWS_DEFAULT_REGION AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3 AWS_SHARED_CREDENTIALS_FILE
 export HOME="$work"
+# LFS_REMOTE_CMD: run that instead of the tests, with the servers up
+# (tests/remote/bench.sh).
+if [ -n "${LFS_REMOTE_CMD:-}" ]; then
+	bash -c "$LFS_REMOTE_CMD"
+	exit
+fi
 if [ $# -gt 0 ]; then
-	export CMOCKA_TEST_FILTER=$1	# cmocka 1.1.5 has no filter; the test reads it
+	export CMOCKA_TEST_FILTER=$1	# the test hands it to cmocka_set_test_filter
 fi
 "$test_bin"

@@ -534,7 +534,8 @@ static void test_single_flight(void **state)
 /* Adjacent missing chunks in one request; cached ones not again. */
 static void test_coalescing(void **state)
 {
-	struct lfs_http_config cfg = { .chunk_size = 128 << 10, .max_request = 1 << 20 };
+	struct lfs_http_config cfg = { .chunk_size = 128 << 10, .max_request = 1 << 20,
+				       .no_sequential = 1 };
 	char *u = url_of(need("LFS_HTTP"), "big.bin");
 	struct lfs_source *src = open_ok(u, &cfg);
 	unsigned char *buf = malloc(4 << 20);
@@ -625,9 +626,40 @@ static void test_parallel_small_cache(void **state)
 	free(u);
 }
 
+/* A reader going in order pays a round trip per window, not per chunk. */
+static void test_sequential_ahead(void **state)
+{
+	struct lfs_http_config cfg = { .chunk_size = 64 << 10 };
+	char *u = fault_url("lat=20,tag=seq", "other.zip");
+	struct lfs_source *src = open_ok(u, &cfg);
+	unsigned char *buf = malloc(64 << 10);
+	size_t len;
+	unsigned char *want = load("other.zip", &len);
+	uint64_t chunks = (len - LFS_HTTP_TAIL_DEFAULT) / (64 << 10);
+	struct lfs_http_counters c;
+
+	(void)state;
+	for (size_t off = 0; off < len; off += 64 << 10) {
+		size_t n = len - off < (64 << 10) ? len - off : 64 << 10;
+
+		assert_int_equal(lfs_source_read(src, buf, n, off), 0);
+		assert_memory_equal(buf, want + off, n);
+	}
+	c = counters(src);
+	print_message("    %llu chunks read in order: %llu requests, %llu ahead\n",
+		      (unsigned long long)chunks, (unsigned long long)c.requests,
+		      (unsigned long long)c.readahead_chunks);
+	assert_true(c.requests <= chunks / 2);
+	assert_true(c.readahead_chunks > chunks / 2);
+	lfs_source_close(src);
+	free(want);
+	free(buf);
+	free(u);
+}
+
 static void test_will_need(void **state)
 {
-	struct lfs_http_config cfg = { .chunk_size = 128 << 10 };
+	struct lfs_http_config cfg = { .chunk_size = 128 << 10, .no_sequential = 1 };
 	char *u = fault_url("lat=50,tag=ra", "other.zip");
 	struct lfs_source *src = open_ok(u, &cfg);
 	unsigned char *buf = malloc(1 << 20);
@@ -784,6 +816,7 @@ int main(void)
 		cmocka_unit_test(test_single_flight),
 		cmocka_unit_test(test_coalescing),
 		cmocka_unit_test(test_parallel_small_cache),
+		cmocka_unit_test(test_sequential_ahead),
 		cmocka_unit_test(test_will_need),
 		cmocka_unit_test(test_s3_signed_reads),
 		cmocka_unit_test(test_s3_environment_and_files),
