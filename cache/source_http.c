@@ -225,6 +225,27 @@ static void copy_printable(char *dst, size_t size, const char *s, size_t len)
 		dst[n] = 0;
 }
 
+/* A URL that does not parse, for a message: up to the query or fragment,
+ * without anything between "://" and an '@' (user information). */
+static void name_unparsed(char *dst, size_t size, const char *url)
+{
+	const char *p = strstr(url, "://"), *at;
+	size_t n = strcspn(url, "?#");
+
+	if (!p || (size_t)(p - url) > n) {
+		copy_printable(dst, size, url, n);
+		return;
+	}
+	p += 3;
+	at = memchr(p, '@', n - (size_t)(p - url));
+	if (!at) {
+		copy_printable(dst, size, url, n);
+		return;
+	}
+	copy_printable(dst, size, url, (size_t)(p - url));
+	copy_printable(dst + strlen(dst), size - strlen(dst), at + 1, n - (size_t)(at + 1 - url));
+}
+
 /* scheme://host[:port]/path of url: no user information, no query, no
  * fragment.  NULL when url does not parse. */
 static char *redact_url(const char *url)
@@ -988,7 +1009,9 @@ static void xfer_finish(struct xfer *x, CURLcode res)
 		char code[64], message[160];
 
 		s3_error(x->body, code, sizeof(code), message, sizeof(message));
-		if (x->status == 412) {
+		if (x->status == 412 || (x->status == 416 && !x->opening)) {
+			/* 416 for a range inside the size pinned: the object
+			 * is shorter now. */
 			x->kind = K_STALE;
 			x->rc = -ESTALE;
 		} else if (x->status == 429 || x->status == 503) {
@@ -1677,8 +1700,7 @@ static int source_new(const char *url, const struct lfs_http_config *cfg,
 	hs->src.ops = &http_ops;
 
 	if (!strncasecmp(url, "s3://", 5)) {
-		/* The user's name for messages; s3 URLs carry no secrets. */
-		copy_printable(hs->name, sizeof(hs->name), url, strcspn(url, "?#"));
+		name_unparsed(hs->name, sizeof(hs->name), url);
 		rc = setup_s3(hs, url, in, err, errlen);
 		if (rc)
 			goto fail;
@@ -1686,7 +1708,7 @@ static int source_new(const char *url, const struct lfs_http_config *cfg,
 		name = redact_url(url);
 		if (!name || strncasecmp(url, "http", 4)) {
 			rc = -EINVAL;
-			copy_printable(hs->name, sizeof(hs->name), url, strcspn(url, "?#@"));
+			name_unparsed(hs->name, sizeof(hs->name), url);
 			snprintf(err, errlen, "%s: not a valid http(s) URL", hs->name);
 			free(name);
 			goto fail;

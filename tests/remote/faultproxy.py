@@ -25,6 +25,7 @@ SPEC is a comma-separated list; N counts the requests with this same SPEC
     norange=N     forward without the Range header (200 with the whole body)
     shift=N       forward the Range moved 4096 bytes on (a 206 for other bytes)
     stall=N       wait 60 s before answering
+    noetag=N      drop the ETag header from the response
     tag=WORD      nothing; makes a SPEC (and its counters) unique
 
 GET /_count/SPEC answers how many requests with SPEC were seen.
@@ -180,8 +181,11 @@ async def handle(reader, writer):
                         headers = [(k, v) for k, v in headers if k.lower() != "range"]
                         headers.append(("Range", f"bytes={a}-{b}"))
                 status, h, body = await forward(method, path, headers, spec)
+                drop = {"connection"}
+                if fires(spec, "noetag", n):
+                    drop.add("etag")
                 head = status + "\r\n" + "".join(
-                    f"{k}: {v}\r\n" for k, v in h if k.lower() != "connection")
+                    f"{k}: {v}\r\n" for k, v in h if k.lower() not in drop)
                 head += "Connection: keep-alive\r\n\r\n"
                 writer.write(head.encode("latin-1"))
                 if fires(spec, "reset", n) and len(body) > 1:

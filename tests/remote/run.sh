@@ -112,7 +112,8 @@ pid $ng/nginx.pid;
 error_log $ng/error.log;
 events { worker_connections 512; }
 http {
-	access_log $ng/access.log;
+	log_format conn '\$connection \$status "\$request" \$http_range';
+	access_log $ng/access.log conn;
 	client_body_temp_path $ng/body;
 	proxy_temp_path $ng/proxy;
 	fastcgi_temp_path $ng/fastcgi;
@@ -168,7 +169,7 @@ export LFS_DATA="$data" LFS_HTTP="http://127.0.0.1:$http_port" \
 	LFS_HTTPS="https://127.0.0.1:$https_port" LFS_HTTPS_NAME="https://localhost:$https_port" \
 	LFS_CA="$work/cert.pem" LFS_PROXY="http://127.0.0.1:$proxy_port" \
 	LFS_S3="http://127.0.0.1:$s3_port" LFS_S3_VHOST="http://s3.localhost:$s3_port" \
-	LFS_S3_REGION=eu-west-3 LFS_AWS_DIR="$work/aws"
+	LFS_S3_REGION=eu-west-3 LFS_AWS_DIR="$work/aws" LFS_NGINX_LOG="$ng/access.log"
 # Nothing of the caller's AWS setup may leak into the tests.
 unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE AWS_REGION \
 	AWS_DEFAULT_REGION AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3 AWS_SHARED_CREDENTIALS_FILE

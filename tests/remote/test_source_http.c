@@ -267,6 +267,7 @@ static void test_refusals(void **state)
 	snprintf(u, sizeof(u), "%s/loop.zip", http);
 	expect_refused(u, NULL, -EIO, "redirects");
 	expect_refused("http://", NULL, -EINVAL, "not a valid");
+	expect_refused("http://user:secretpw@[bad/x.zip", NULL, -EINVAL, "http://[bad/x.zip");
 	/* A redirect within http is followed. */
 	snprintf(u, sizeof(u), "%s/moved.zip", http);
 	lfs_source_close(open_ok(u, NULL));
@@ -478,7 +479,71 @@ static void test_replaced_object_is_stale(void **state)
 	free(u);
 }
 
+/* Without an ETag the source pins Last-Modified (If-Unmodified-Since). */
+static void test_no_etag(void **state)
+{
+	char *u = fault_url("noetag=0", "replace.zip");
+	struct lfs_source *src;
+	unsigned char buf[4096];
+	char line[512];
+	int rc;
+
+	(void)state;
+	replace_file("replace.zip", "small.zip");
+	src = open_ok(u, NULL);
+	assert_null(strstr(src->version, "etag \""));
+	assert_non_null(strstr(src->version, "modified "));
+	assert_int_equal(lfs_source_read(src, buf, sizeof(buf), 0), 0);
+	replace_file("replace.zip", "many.zip");
+	rc = lfs_source_read(src, buf, sizeof(buf), 2 << 20);
+	lfs_source_http_last_error(src, line, sizeof(line));
+	print_message("    %s\n", line);
+	assert_int_equal(rc, -ESTALE);
+	lfs_source_close(src);
+	free(u);
+}
+
 /* --- concurrency ------------------------------------------------------- */
+
+/* All of one source's requests, its open's included, on one kept-alive
+ * connection when one reader reads in turn. */
+static void test_keep_alive(void **state)
+{
+	struct lfs_http_config cfg = { .chunk_size = 64 << 10, .no_sequential = 1 };
+	char *u = url_of(need("LFS_HTTP"), "other.zip");
+	struct lfs_source *src = open_ok(u, &cfg);
+	unsigned char *buf = malloc(1 << 20);
+	char line[512], conn[64] = "";
+	int requests = 0, conns = 0;
+	FILE *f;
+
+	(void)state;
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(lfs_source_read(src, buf, 100, (uint64_t)i << 16), 0);
+	assert_int_equal(counters(src).requests, 21);
+	lfs_source_close(src);
+	/* nginx logs a request once it is answered: all are by now. */
+	f = fopen(need("LFS_NGINX_LOG"), "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		char c[64];
+
+		if (!strstr(line, "GET /other.zip ") || sscanf(line, "%63s", c) != 1)
+			continue;
+		requests++;
+		if (strcmp(c, conn)) {
+			conns++;
+			snprintf(conn, sizeof(conn), "%s", c);
+		}
+	}
+	fclose(f);
+	print_message("    %d requests on %d connection(s)\n", requests, conns);
+	assert_int_equal(requests, 21);
+	assert_int_equal(conns, 1);
+	free(buf);
+	free(u);
+}
+
 
 struct same_arg {
 	struct lfs_source *src;
@@ -813,6 +878,8 @@ int main(void)
 		cmocka_unit_test(test_bad_servers_never_give_wrong_bytes),
 		cmocka_unit_test(test_timeouts),
 		cmocka_unit_test(test_replaced_object_is_stale),
+		cmocka_unit_test(test_no_etag),
+		cmocka_unit_test(test_keep_alive),
 		cmocka_unit_test(test_single_flight),
 		cmocka_unit_test(test_coalescing),
 		cmocka_unit_test(test_parallel_small_cache),
