@@ -3,7 +3,7 @@
 #   make check      unit tests, fuzz corpus replay, integration tests (root, FUSE),
 #                   remote sources against real servers on loopback
 #   make asan       the same under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make tsan       the unit tests under ThreadSanitizer
+#   make tsan       the unit tests and remote-test under ThreadSanitizer
 #   make bench      benchmarks, with baselines measured in the same run
 #   make fuzz       libFuzzer targets (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -125,10 +125,11 @@ asan:
 	@echo "asan: no sanitizer reports"
 
 # The cache and the read path are where threads meet (claims, parked
-# streams, read-ahead jobs); their unit tests run many threads at once.
+# streams, read-ahead jobs); their unit tests run many threads at once, as
+# does the remote source's test (single-flight chunks, the connection pool).
 tsan:
 	TSAN_OPTIONS=halt_on_error=1 $(MAKE) BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" \
-		LDFLAGS="-fsanitize=thread" unit
+		LDFLAGS="-fsanitize=thread" unit remote-test
 	@echo "tsan: no data races reported"
 
 $(BUILD)/tests/inflate_speed: tests/bench/inflate_speed.c $(CORE_OBJ)

@@ -174,6 +174,8 @@ export LFS_DATA="$data" LFS_HTTP="http://127.0.0.1:$http_port" \
 unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE AWS_REGION \
 	AWS_DEFAULT_REGION AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3 AWS_SHARED_CREDENTIALS_FILE
 export HOME="$work"
+# Loopback only: no proxy of the caller's in between.
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
 # LFS_REMOTE_CMD: run that instead of the tests, with the servers up
 # (tests/remote/bench.sh).
 if [ -n "${LFS_REMOTE_CMD:-}" ]; then
