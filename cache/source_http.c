@@ -598,6 +598,8 @@ static CURL *make_handle(struct http_source *hs)
 	curl_easy_setopt(h, CURLOPT_XFERINFODATA, hs);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	/* Fewer, larger writes into the chunks: a sixth less CPU in reads
+	 * from loopback nginx (A/B, cpu medians 0.77-0.87 of 16 KiB's). */
 	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L * 1024);
 	if (hs->sigv4) {
 		curl_easy_setopt(h, CURLOPT_AWS_SIGV4, hs->sigv4);
