@@ -1,8 +1,9 @@
 # layerfs: plain make, pkg-config for every library.
 #   make            build build/layerfs
-#   make check      unit tests, fuzz corpus replay, integration tests (root, FUSE)
+#   make check      unit tests, fuzz corpus replay, integration tests (root, FUSE),
+#                   remote sources against real servers on loopback
 #   make asan       the same under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make tsan       the unit tests under ThreadSanitizer
+#   make tsan       the unit tests and remote-test under ThreadSanitizer
 #   make bench      benchmarks, with baselines measured in the same run
 #   make fuzz       libFuzzer targets (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -23,7 +24,7 @@ CC ?= cc
 PKG_CONFIG ?= pkg-config
 # pkg-config module:Debian package, for every library the build needs
 LIBS := fuse3:libfuse3-dev zlib:zlib1g-dev libisal:libisal-dev libdeflate:libdeflate-dev \
-	libcrypto:libssl-dev libzstd:libzstd-dev
+	libcrypto:libssl-dev libzstd:libzstd-dev libcurl:libcurl4-openssl-dev
 TEST_LIBS := cmocka:libcmocka-dev libzip:libzip-dev
 module = $(firstword $(subst :, ,$(1)))
 package = $(lastword $(subst :, ,$(1)))
@@ -55,7 +56,7 @@ TEST_LDLIBS = $(shell $(PKG_CONFIG) --libs $(foreach l,$(TEST_LIBS),$(call modul
 # cache/ is a library of its own: it includes nothing from fs/.
 CACHE := cache/source.c cache/source_file.c cache/source_mem.c cache/cache.c cache/crcpieces.c \
 	cache/bufpool.c cache/codec.c cache/resume.c cache/stream.c cache/pool.c cache/reader.c \
-	cache/digest.c cache/hostdir.c cache/disk.c
+	cache/digest.c cache/hostdir.c cache/disk.c cache/source_http.c
 CORE := fs/log.c fs/layerlist.c fs/zipindex.c fs/tree.c fs/stack.c fs/notify.c $(CACHE)
 FRONT := fs/fuse_ops.c fs/inval.c fs/options.c fs/daemon.c fs/check.c fs/ctl.c fs/main.c
 CORE_OBJ := $(CORE:%.c=$(BUILD)/%.o)
@@ -63,7 +64,7 @@ FRONT_OBJ := $(FRONT:%.c=$(BUILD)/%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
 .PHONY: all check unit it hostile-test systemd-test root-tests asan tsan bench fuzz install \
-	uninstall clean demo test-libs layering
+	uninstall clean demo test-libs layering remote-test
 all: $(BUILD)/layerfs
 
 $(BUILD)/%.o: %.c
@@ -129,6 +130,21 @@ systemd-test: $(BUILD)/layerfs
 hostile-test: $(BUILD)/layerfs
 	LAYERFS=$(abspath $(BUILD)/layerfs) bash tests/hostile/run.sh
 
+# Remote sources (cache/source_http.c) against nginx, a SigV4-checking S3
+# endpoint and a fault-injecting proxy, all started on loopback by the test.
+$(BUILD)/tests/test_source_http: tests/remote/test_source_http.c $(CORE_OBJ) | test-libs
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Wno-null-dereference $(TEST_FLAGS) -MMD -MP -o $@ $< \
+		$(CORE_OBJ) $(LDFLAGS) $(ALL_LDLIBS) $(TEST_LDLIBS)
+
+$(BUILD)/tests/chunk_bench: tests/remote/chunk_bench.c $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -o $@ $< $(CORE_OBJ) $(LDFLAGS) $(ALL_LDLIBS)
+
+remote-test: $(BUILD)/tests/test_source_http
+	TEST_SOURCE_HTTP=$(abspath $(BUILD)/tests/test_source_http) bash tests/remote/run.sh
+
+
 # What needs no root runs first; the rest mounts (FUSE) and needs root.
 check: all unit
 	@if [ "$$(id -u)" != 0 ]; then \
@@ -136,7 +152,7 @@ check: all unit
 		exit 1; fi
 	$(MAKE) root-tests
 
-root-tests: all it hostile-test systemd-test
+root-tests: all it hostile-test systemd-test remote-test
 
 # Sanitizer reports go to files, because a background daemon has no stderr;
 # any report fails the target.  The test that boots a real systemd is left
@@ -152,10 +168,11 @@ asan:
 	@echo "asan: no sanitizer reports"
 
 # The cache and the read path are where threads meet (claims, parked
-# streams, read-ahead jobs); their unit tests run many threads at once.
+# streams, read-ahead jobs); their unit tests run many threads at once, as
+# does the remote source's test (single-flight chunks, the connection pool).
 tsan:
 	TSAN_OPTIONS=halt_on_error=1 $(MAKE) BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" \
-		LDFLAGS="-fsanitize=thread" unit
+		LDFLAGS="-fsanitize=thread" unit remote-test
 	@echo "tsan: no data races reported"
 
 $(BUILD)/tests/inflate_speed: tests/bench/inflate_speed.c $(CORE_OBJ)

@@ -1,0 +1,153 @@
+/* A remote source: a layer zip behind HTTP range requests (http://, https://)
+ * or in an S3 bucket (s3://BUCKET/KEY), over libcurl.
+ *
+ * Opening fetches the object's tail in one ranged GET (a suffix range of
+ * `tail_size` bytes): it gives the size (Content-Range), the ETag and
+ * Last-Modified, and the bytes the zip index reads first (end records,
+ * ZIP64 records and, when it fits, the central directory), which are kept
+ * for the source's life and served without another request.
+ *
+ * Other bytes are fetched in aligned chunks of `chunk_size` by ranged GETs;
+ * a read missing several adjacent chunks fetches them in one request.  A
+ * chunk wanted by several threads at once is fetched once: the others wait
+ * for it (never holding a lock while they wait or while a transfer runs).
+ * Fetched chunks stay in a small LRU cache of `cache_bytes`.  will_need()
+ * hands the range to a read-ahead thread of the source's own; so does a
+ * read that finds the chunks behind it cached (a reader going in order): a
+ * window as long as its run, at most `max_request`, is fetched ahead.
+ *
+ * Integrity: the ETag (or, without one, Last-Modified and size) is pinned at
+ * open; every later GET carries If-Match (If-Unmodified-Since).  A 412, or a
+ * response whose ETag or total size differs, makes the source stale: read()
+ * and check() return -ESTALE from then on.  Every 206's Content-Range is
+ * checked against the range asked for; a 200 (Range ignored) is used only
+ * when the bytes wanted lie within its first RANGE_IGNORED_MAX bytes
+ * (4 MiB), else the read fails.  No byte is served that the response did
+ * not prove to be at the offset asked for.
+ *
+ * Faults: connect and transfer timeouts; 5xx, 429, resets, short bodies and
+ * bad ranges are retried with capped exponential backoff and jitter.  A read
+ * waits at most `remote_timeout` seconds in all, then fails with -ETIMEDOUT;
+ * other failures are -EIO.  Both are transient: the next read tries again.
+ *
+ * S3: `s3://BUCKET/KEY`; region from the config, else AWS_REGION, else
+ * AWS_DEFAULT_REGION, else us-east-1; endpoint from the config, else
+ * AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL, else
+ * https://s3.REGION.amazonaws.com.  Virtual-hosted addressing
+ * (BUCKET.endpoint-host) unless `s3_path_style`, or the endpoint's host is
+ * an IP address, or the bucket name cannot be a host name label.
+ * Credentials from the config, else AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+ * / AWS_SESSION_TOKEN, else the shared credentials file
+ * (AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials, profile from the
+ * config, else AWS_PROFILE, else "default"); without any, requests are
+ * unsigned (public buckets).  Requests are signed by libcurl
+ * (CURLOPT_AWS_SIGV4, "aws:amz:REGION:s3").
+ *
+ * Messages: every error is one line naming the object by its URL without
+ * query string or user information (so presigned signatures and
+ * credentials never appear), with the HTTP status (and S3's error Code)
+ * or libcurl's error.  Nothing here logs; callers log the line.
+ *
+ * Thread safety: as for every source (cache/source.h).  The config and the
+ * strings it points to are copied at open. */
+#ifndef LFS_SOURCE_HTTP_H
+#define LFS_SOURCE_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "source.h"
+
+/* Every field's zero (or NULL) means its default, so `{0}` or a NULL
+ * config is the default configuration. */
+struct lfs_http_config {
+	size_t chunk_size;	/* read granularity, bytes; default LFS_HTTP_CHUNK_DEFAULT */
+	size_t cache_bytes;	/* fetched chunks kept in memory; default 8 MiB */
+	size_t tail_size;	/* bytes fetched at open; default LFS_HTTP_TAIL_DEFAULT */
+	size_t max_request;	/* largest ranged GET of coalesced chunks; default 4 MiB */
+	unsigned connections;	/* transfers at once, each a kept-alive connection; default 4 */
+	int no_sequential;	/* 1: do not fetch ahead of a reader going in order
+				 * (will_need still does) */
+	unsigned max_retries;	/* retries of one request; default 6 */
+	unsigned max_redirects;	/* default 3; redirects never go from https to http */
+	double connect_timeout;	/* seconds; default 5 */
+	double remote_timeout;	/* seconds a read (or an open) may take in all; default 30 */
+	double stall_timeout;	/* seconds without a byte before a transfer is dropped; default 10 */
+	double backoff_base;	/* seconds of the first retry's backoff; default 0.05 */
+	double backoff_max;	/* cap of the backoff; default 2 */
+	int insecure;		/* 1: do not verify https certificates (never the default) */
+	const char *ca_file;	/* PEM bundle to verify https against instead of the system's */
+	/* S3 */
+	const char *s3_region;
+	const char *s3_endpoint;	/* "https://host[:port]" */
+	int s3_path_style;		/* 1: BUCKET in the path, not the host */
+	const char *s3_profile;		/* profile in the shared credentials file */
+	const char *s3_access_key;	/* explicit credentials (tests, options) */
+	const char *s3_secret_key;
+	const char *s3_session_token;
+};
+
+#define LFS_HTTP_CHUNK_DEFAULT (256u * 1024)
+/* The end record with the longest comment, the ZIP64 locator and record. */
+#define LFS_HTTP_TAIL_DEFAULT (65536u + 22 + 20 + 56)
+
+/* 1 when `name` is a URL this source opens (http://, https://, s3://). */
+int lfs_source_http_is_url(const char *name);
+
+/* Opens one object: one ranged GET of its tail.  0, or a negative errno
+ * with a one-line reason in err: -ENOENT (404, NoSuchKey), -EACCES (401,
+ * 403, S3 authorization errors), -ECONNREFUSED / -EHOSTUNREACH (no
+ * connection), -ETIMEDOUT, -EPROTO (the server does not serve ranges
+ * properly), -EINVAL (a bad URL, an empty object), -EIO (anything else,
+ * after retries).  cfg may be NULL. */
+int lfs_source_http_open(const char *url, const struct lfs_http_config *cfg,
+			 struct lfs_source **out, char *err, size_t errlen);
+
+/* One object of lfs_source_http_open_many(). */
+struct lfs_http_open {
+	const char *url;	/* in */
+	struct lfs_source *src;	/* out: the source, or NULL */
+	int rc;			/* out: 0 or a negative errno, as lfs_source_http_open */
+	char err[512];		/* out: the one-line reason when rc != 0 */
+};
+
+/* Opens n objects at once (their tail GETs run concurrently, in one curl
+ * multi), each with its own result.  Returns 0 when all opened, else the
+ * first failure's rc; the caller closes the sources that opened. */
+int lfs_source_http_open_many(struct lfs_http_open *objs, size_t n,
+			      const struct lfs_http_config *cfg);
+
+/* What one remote source did, on top of src->counters.  Snapshot. */
+struct lfs_http_counters {
+	uint64_t requests;	/* HTTP requests sent, retries included */
+	uint64_t bytes_fetched;	/* body bytes received (of any status) */
+	uint64_t retries;	/* requests repeated after a transient failure */
+	uint64_t chunk_hits;	/* chunks a read found cached or being fetched */
+	uint64_t chunk_misses;	/* chunks a read had to fetch */
+	uint64_t tail_hits;	/* reads served wholly from the tail kept at open */
+	uint64_t readahead_chunks; /* chunks fetched by will_need */
+	uint64_t cached_bytes;	/* chunk bytes in memory now */
+	/* failed requests, by kind */
+	uint64_t err_timeout;	/* connect or transfer timeout */
+	uint64_t err_connect;	/* no connection, name not resolved */
+	uint64_t err_transfer;	/* reset, short body, TLS, other libcurl errors */
+	uint64_t err_throttled;	/* 429, 503 (S3 SlowDown) */
+	uint64_t err_5xx;	/* other 5xx */
+	uint64_t err_4xx;	/* 4xx but 412 and 429 */
+	uint64_t err_range;	/* Range ignored or a wrong Content-Range */
+	uint64_t err_stale;	/* 412, or the ETag or size changed */
+};
+
+/* Fails (-EINVAL) when src is not a remote source. */
+int lfs_source_http_counters(const struct lfs_source *src, struct lfs_http_counters *out);
+
+/* The last failure of any request of src, one line (empty when none). */
+void lfs_source_http_last_error(struct lfs_source *src, char *buf, size_t len);
+
+/* One conditional request (a 1-byte ranged GET with If-Match): 0 while the
+ * object is the one opened, -ESTALE once it is not, another negative errno
+ * when that cannot be told now.  For validating cached bytes of the object
+ * without reading it; check() itself never makes a request. */
+int lfs_source_http_validate(struct lfs_source *src);
+
+#endif
