@@ -58,7 +58,8 @@ CACHE := cache/source.c cache/source_file.c cache/source_mem.c cache/cache.c cac
 	cache/bufpool.c cache/codec.c cache/resume.c cache/stream.c cache/pool.c cache/reader.c \
 	cache/digest.c cache/hostdir.c cache/disk.c cache/source_http.c
 CORE := fs/log.c fs/layerlist.c fs/zipindex.c fs/tree.c fs/stack.c fs/notify.c $(CACHE)
-FRONT := fs/fuse_ops.c fs/inval.c fs/options.c fs/daemon.c fs/check.c fs/ctl.c fs/main.c
+FRONT := fs/fuse_ops.c fs/inval.c fs/options.c fs/daemon.c fs/check.c fs/ctl.c fs/cachecmd.c \
+	fs/main.c
 CORE_OBJ := $(CORE:%.c=$(BUILD)/%.o)
 FRONT_OBJ := $(FRONT:%.c=$(BUILD)/%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))

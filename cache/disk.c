@@ -624,11 +624,9 @@ void lfs_disk_get_stats(struct lfs_disk *d, struct lfs_disk_stats *out)
 
 /* ---- walking the directory ---- */
 
-/* Calls fn for every regular file two levels below v1/<digest>/<size>/,
- * with the directory fd it is in; never follows a link. */
+/* Calls fn for every regular file in v1/<digest>/<size>/, with the
+ * directory fd it is in; never follows a link. */
 struct walk {
-	int (*fn)(struct walk *w, int dirfd, const char *digest, const char *bs, const char *name,
-		  const struct stat *st);
 	void *ctx;
 	uint64_t layers;
 };
@@ -646,6 +644,7 @@ static int each_dir(int fd, int (*fn)(struct walk *, int, const char *, const ch
 			close(dup_fd);
 		return -errno;
 	}
+	rewinddir(dir); /* a dup shares the offset an earlier walk left at the end */
 	while ((de = readdir(dir))) {
 		struct stat st;
 
@@ -735,7 +734,7 @@ static int by_mtime(const void *a, const void *b)
 static uint64_t prune_tree(int v1fd, uint64_t quota, uint64_t *total, uint64_t *evicted)
 {
 	struct prune_ctx p = { 0 };
-	struct walk w = { collect, &p, 0 };
+	struct walk w = { &p, 0 };
 	uint64_t target = quota / 10 * 9, dropped = 0;
 
 	each_dir(v1fd, collect, &w, 0, NULL, NULL);
@@ -806,7 +805,7 @@ static int count(struct walk *w, int dirfd, const char *digest, const char *bs, 
 
 int lfs_disk_census(int dirfd, struct lfs_disk_census *out)
 {
-	struct walk w = { count, out, 0 };
+	struct walk w = { out, 0 };
 	int v1 = open_v1(dirfd), fd;
 
 	memset(out, 0, sizeof(*out));
@@ -898,7 +897,7 @@ static int check_one(struct walk *w, int dirfd, const char *digest, const char *
 int lfs_disk_verify(int dirfd, uint64_t *checked, uint64_t *bad)
 {
 	struct verify_ctx v = { 0, 0 };
-	struct walk w = { check_one, &v, 0 };
+	struct walk w = { &v, 0 };
 	int v1 = open_v1(dirfd);
 
 	*checked = *bad = 0;

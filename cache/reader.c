@@ -95,7 +95,7 @@ struct lfs_reader {
 	unsigned ra_active;		/* read-ahead streams running, atomic */
 	struct lfs_disk *disk;
 	uint64_t disk_pinned;		/* bytes held for the disk writer, atomic */
-	uint64_t disk_hits, disk_points, disk_queued, disk_skipped;
+	uint64_t disk_hits, disk_points, disk_queued, disk_done, disk_skipped;
 	uint64_t bytes_read, bytes_inflated, resume_points_made, members_failed;
 	uint64_t source_errors, stream_waits, readahead_jobs;
 	uint64_t block_hits;		/* blocks found ready (lfs_cache_get) */
@@ -378,6 +378,7 @@ static void disk_run(struct lfs_pool_job *job, int cancelled)
 	}
 	free(j->data);
 	free(j);
+	add(&r->disk_done, 1);
 }
 
 static void disk_submit(struct lfs_reader *r, struct disk_job *j)
@@ -1464,6 +1465,7 @@ void lfs_reader_get_stats(struct lfs_reader *r, struct lfs_reader_stats *out)
 	out->disk_hits = __atomic_load_n(&r->disk_hits, __ATOMIC_RELAXED);
 	out->disk_points = __atomic_load_n(&r->disk_points, __ATOMIC_RELAXED);
 	out->disk_writes_queued = __atomic_load_n(&r->disk_queued, __ATOMIC_RELAXED);
+	out->disk_writes_pending = out->disk_writes_queued - __atomic_load_n(&r->disk_done, __ATOMIC_RELAXED);
 	out->disk_writes_skipped = __atomic_load_n(&r->disk_skipped, __ATOMIC_RELAXED);
 	if (r->disk)
 		lfs_disk_get_stats(r->disk, &out->disk);

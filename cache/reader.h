@@ -131,6 +131,7 @@ struct lfs_reader_stats {
 	uint64_t disk_hits;	/* blocks served from the disk tier */
 	uint64_t disk_points;	/* resume points read back from it */
 	uint64_t disk_writes_queued, disk_writes_skipped;
+	uint64_t disk_writes_pending;	/* queued, not written yet */
 	struct lfs_disk_stats disk;
 };
 

@@ -1,6 +1,7 @@
 /* layerfs: the command line.  Each command lives in its own file: mount
  * (daemon.c), check (check.c), umount, stats and dropcache (ctl.c); the
  * options are options.c's. */
+#include "cachecmd.h"
 #include "check.h"
 #include "ctl.h"
 #include "daemon.h"
@@ -63,6 +64,8 @@ int main(int argc, char **argv)
 		return with_options(argc - 1, argv + 1, lfs_daemon_mount);
 	if (!strcmp(argv[1], "check"))
 		return with_options(argc - 1, argv + 1, lfs_check_run);
+	if (!strcmp(argv[1], "cache"))
+		return lfs_cache_command(argc - 1, argv + 1);
 	if (argc == 3 && !strcmp(argv[1], "umount"))
 		return lfs_ctl_umount(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "stats"))

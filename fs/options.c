@@ -102,6 +102,7 @@ void lfs_options_usage(FILE *out)
 	      "       layerfs umount MOUNTPOINT\n"
 	      "       layerfs stats MOUNTPOINT\n"
 	      "       layerfs dropcache MOUNTPOINT\n"
+	      "       layerfs cache stats|verify|prune|clear [-o cache_dir=DIR,...]\n"
 	      "       layerfs LIST MOUNTPOINT [-o OPTIONS]   (as run by mount.fuse3)\n"
 	      "       layerfs --help | --version\n"
 	      "\n"
@@ -133,6 +134,9 @@ void lfs_options_usage(FILE *out)
 	      "stats      prints the running daemon's counters (hits, misses, bytes\n"
 	      "           inflated, bytes read from the zips, ...), one 'key value' a line.\n"
 	      "dropcache  drops the daemon's cached blocks (keeps resume points).\n"
+	      "cache      the host's cache directory (default /var/cache/layerfs): stats\n"
+	      "           (size, quota, layers, hit rates), verify (checks every record,\n"
+	      "           drops bad ones), prune (down to cache_dir_size), clear.\n"
 	      "\n"
 	      "Every path carries the extended attribute user.layerfs.layer naming the\n"
 	      "layer(s) that provide it.  See layerfs(1).\n",

@@ -628,7 +628,8 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    "pool_threads %u\npool_queued %llu\nspare_bytes %llu\n"
 		    "disk_hits %llu\ndisk_misses %llu\ndisk_points %llu\ndisk_bytes_read %llu\n"
 		    "disk_bytes_written %llu\ndisk_plain_written %llu\ndisk_records_written %llu\n"
-		    "disk_writes_skipped %llu\ndisk_write_errors %llu\ndisk_bad_records %llu\n"
+		    "disk_writes_skipped %llu\ndisk_writes_pending %llu\ndisk_write_errors %llu\n"
+		    "disk_bad_records %llu\n"
 		    "disk_evictions %llu\ndisk_usage %llu\ndisk_quota %llu\ndisk_writing %d\n",
 		    (long)getpid(), s->nlayers, (unsigned long long)entries,
 		    lfs_tree_count(s->tree), (unsigned long long)s->zip_bytes,
@@ -648,6 +649,7 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    (unsigned long long)st.disk.plain_written,
 		    (unsigned long long)st.disk.records_written,
 		    (unsigned long long)st.disk_writes_skipped,
+		    (unsigned long long)st.disk_writes_pending,
 		    (unsigned long long)st.disk.write_errors, (unsigned long long)st.disk.bad_records,
 		    (unsigned long long)st.disk.evictions, (unsigned long long)st.disk.usage,
 		    (unsigned long long)st.disk.quota, s->disk ? st.disk.writing : 0);

@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# The host cache (-o cache_dir): a second daemon, after a restart or for
+# another stack that shares a layer, serves it with nothing inflated; two
+# daemons on one directory; damage of every kind is detected, logged and
+# made again; the quota holds; a full disk turns the tier's writes off and
+# reads stay right; kill -9 while writing, then `layerfs cache verify`.
+set -uo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lfs_init
+lfs_gen
+lfs_tmpdir T
+
+stat_of() { "$LAYERFS" stats "$1" | awk -v k="$2" '$1 == k { print $2 }'; }
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+# every layer with its sha256=, so digests are known at mount
+sha_list() {
+	local f=$1 z
+	shift
+	: >"$f"
+	for z in "$@"; do printf '%s sha256=%s\n' "$z" "$(sha "$z")" >>"$f"; done
+}
+# waits until the daemon has written what it queued for the disk
+settle() {
+	local _
+	for _ in $(seq 300); do
+		[[ $(stat_of "$1" disk_writes_pending) == 0 ]] && return 0
+		sleep 0.1
+	done
+	echo "disk writes still pending: $(stat_of "$1" disk_writes_pending)"
+	return 1
+}
+drop_all() { # MNT: the daemon's blocks and the kernel's pages of the mount
+	"$LAYERFS" dropcache "$1"
+	find "$1" -type f -exec python3 "$LFS_IT_DIR/../bench/readbench.py" evict {} + 2>/dev/null
+}
+read_all() { find "$1" -type f -exec cat {} + >/dev/null; }
+CD=$T/cache
+mkdir -m 700 "$CD"
+A=$L/big.zip B=$L/infozip.zip C=$L/py_mixed.zip
+sha_list "$T/ab.list" "$A" "$B"
+sha_list "$T/bc.list" "$B" "$C"
+lfs_ref "$T/ref_ab" "$A" "$B"
+lfs_ref "$T/ref_bc" "$B" "$C"
+O=cache_dir=$CD
+
+# --- first daemon fills the directory; a restarted one inflates nothing ----
+if check "first daemon: mounted" lfs_mount -o "$O" "$T/ab.list" "$T/m1"; then
+	check "first daemon: tree and bytes match unzip -o" same_manifest "$T/ref_ab" "$T/m1"
+	check "first daemon: it inflated" test "$(stat_of "$T/m1" bytes_inflated)" -gt 0
+	check "first daemon: writes settle" settle "$T/m1"
+	check "first daemon: nothing skipped" eq "$(stat_of "$T/m1" disk_writes_skipped)" 0
+	lfs_umount "$T/m1"
+fi
+if check "restarted daemon: mounted" lfs_mount -o "$O" "$T/ab.list" "$T/m2"; then
+	check "restarted daemon: tree and bytes match" same_manifest "$T/ref_ab" "$T/m2"
+	check "restarted daemon: 0 bytes inflated" eq "$(stat_of "$T/m2" bytes_inflated)" 0
+	check "restarted daemon: served from disk" test "$(stat_of "$T/m2" disk_hits)" -gt 0
+	lfs_umount "$T/m2"
+fi
+# another stack, sharing layer B (now the lowest): B inflates nothing
+if check "other stack sharing a layer: mounted" lfs_mount -o "$O" "$T/bc.list" "$T/m3"; then
+	check "other stack: tree and bytes match" same_manifest "$T/ref_bc" "$T/m3"
+	check "other stack: the shared layer inflated nothing" eq "$(stat_of "$T/m3" layer.0.bytes_inflated)" 0
+	check "other stack: the new layer inflated" test "$(stat_of "$T/m3" layer.1.bytes_inflated)" -gt 0
+	settle "$T/m3" >/dev/null
+	lfs_umount "$T/m3"
+fi
+
+# --- two daemons on one directory, 8 readers each ---------------------------
+RR=("$PY" "$LFS_IT_DIR/randread.py")
+mkdir -m 700 "$T/cache2"
+if lfs_mount -o cache_dir="$T/cache2" "$T/ab.list" "$T/d1" &&
+	lfs_mount -o cache_dir="$T/cache2" "$T/ab.list" "$T/d2"; then
+	pids=()
+	for m in d1 d2; do
+		for i in 1 2 3 4; do
+			timeout 300 "${RR[@]}" --seed "$i" --reads 60 "$T/$m/big/big40.bin" "$T/ref_ab/big/big40.bin" \
+				>"$T/$m.$i.log" 2>&1 &
+			pids+=($!)
+			(timeout 300 bash -c 'cmp "$1" "$2" && cmp "$3" "$4"' _ "$T/$m/big/mid6.bin" \
+				"$T/ref_ab/big/mid6.bin" "$T/$m/big/mid6_stored.bin" "$T/ref_ab/big/mid6_stored.bin" \
+				>"$T/$m.c$i.log" 2>&1) &
+			pids+=($!)
+		done
+	done
+	bad=0
+	for p in "${pids[@]}"; do wait "$p" || bad=$((bad + 1)); done
+	check "two daemons, 8 readers each: every byte right" eq "$bad" 0 "readers that failed ($(cat "$T"/d*.log | grep -v '^ok' | head -3))"
+	settle "$T/d1" >/dev/null
+	settle "$T/d2" >/dev/null
+	drop_all "$T/d1"
+	check "two daemons: what they wrote together reads back right" same_manifest "$T/ref_ab" "$T/d1"
+	lfs_umount "$T/d1"
+	lfs_umount "$T/d2"
+fi
+check "two daemons: cache verify clean" \
+	bash -c 'out=$("$1" cache verify -o cache_dir="$2") && [[ $out == *", 0 bad"* ]] || { echo "$out"; exit 1; }' \
+	_ "$LAYERFS" "$T/cache2"
+
+# --- damage: detected, logged, made again, right bytes ----------------------
+hex=$(sha "$A")
+BLK=$CD/v1/$hex/262144
+records=("$BLK"/*.[0-9a-f]*)
+check "damage: the layer has records on disk" test "${#records[@]}" -gt 10
+blocks=($(cd "$BLK" && ls | grep -E '^[0-9a-f]{16}\.[0-9a-f]+$' | head -n 4))
+points=($(cd "$BLK" && ls | grep -E '\.p[0-9a-f]+$' | head -n 1))
+crcs=($(cd "$BLK" && ls | grep -E '\.crc$' | head -n 1))
+truncate -s -7 "$BLK/${blocks[0]}"
+python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(200); b = f.read(1); f.seek(200); f.write(bytes([b[0] ^ 1]))' "$BLK/${blocks[1]}"
+mv "$BLK/${blocks[2]}" "$BLK/${blocks[3]}" # a block of the wrong index (and size, at the end)
+rm -f "$BLK/${points[0]:-none}" "$BLK/${crcs[0]:-none}" # an index gone
+mkdir -p "$T/dmg"
+lfs_register_mount "$T/dmg"
+timeout -k 5 200 "$LAYERFS" mount -f -o "$O" "$T/ab.list" "$T/dmg" </dev/null >"$T/dmg.log" 2>&1 &
+for _ in $(seq 100); do mountpoint -q "$T/dmg" && break; sleep 0.1; done
+check "damage: tree and bytes match" same_manifest "$T/ref_ab" "$T/dmg"
+check "damage: three bad records dropped (stats)" eq "$(stat_of "$T/dmg" disk_bad_records)" 3
+check "damage: one log line each" \
+	bash -c '[[ $(grep -c "failed its checks" "$1") -eq 3 ]] || { cat "$1"; exit 1; }' _ "$T/dmg.log"
+check "damage: what was dropped is made again" test "$(stat_of "$T/dmg" bytes_inflated)" -gt 0
+settle "$T/dmg" >/dev/null
+lfs_umount "$T/dmg"
+check "damage: cache verify clean afterwards" \
+	bash -c 'out=$("$1" cache verify -o cache_dir="$2") && [[ $out == *", 0 bad"* ]] || { echo "$out"; exit 1; }' \
+	_ "$LAYERFS" "$CD"
+
+# a layer changed in place has another digest: never its old entries
+cp "$A" "$T/changing.zip"
+sha_list "$T/ch.list" "$T/changing.zip"
+if lfs_mount -o "$O" "$T/ch.list" "$T/ch1"; then
+	read_all "$T/ch1"
+	settle "$T/ch1" >/dev/null
+	lfs_umount "$T/ch1"
+fi
+python3 - "$T/changing.zip" <<'EOF'
+import sys, zipfile, os
+# rewrite one member's bytes with others of the same size: a valid zip
+# with other content
+src = sys.argv[1]
+tmp = src + ".new"
+with zipfile.ZipFile(src) as zin, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zout:
+    for info in zin.infolist():
+        data = zin.read(info)
+        if info.filename.endswith("mid6.bin"):
+            data = bytes(b ^ 0x5a for b in data)
+        zout.writestr(info, data)
+os.replace(tmp, src)
+EOF
+sha_list "$T/ch.list" "$T/changing.zip"
+lfs_ref "$T/ref_ch" "$T/changing.zip"
+if check "changed zip: mounted" lfs_mount -o "$O" "$T/ch.list" "$T/ch2"; then
+	check "changed zip: the new bytes are served, not the old entries" same_manifest "$T/ref_ch" "$T/ch2"
+	lfs_umount "$T/ch2"
+fi
+
+# --- the quota holds under load ---------------------------------------------
+mkdir -m 700 "$T/small"
+if check "quota: mounted with cache_dir_size=4M" \
+	lfs_mount -o cache_dir="$T/small",cache_dir_size=4M "$T/ab.list" "$T/q"; then
+	read_all "$T/q"
+	settle "$T/q" >/dev/null
+	drop_all "$T/q"
+	read_all "$T/q"
+	settle "$T/q" >/dev/null
+	used=$(du -sk "$T/small" | cut -f1)
+	check "quota: the directory holds at most the quota ($used KiB)" test "$used" -le 4200
+	check "quota: records were evicted" test "$(stat_of "$T/q" disk_evictions)" -gt 0
+	lfs_umount "$T/q"
+fi
+
+# --- a tiny tmpfs fills up (a quota larger than the disk): writes turn off,
+# one line, reads stay right
+mkdir -p "$T/tiny"
+if mount -t tmpfs -o size=2m,mode=0700 tmpfs "$T/tiny" 2>/dev/null; then
+	lfs_register_mount "$T/tiny"
+	mkdir -p "$T/full"
+	lfs_register_mount "$T/full"
+	timeout -k 5 200 "$LAYERFS" mount -f -o cache_dir="$T/tiny",cache_dir_size=64M "$T/ab.list" "$T/full" </dev/null \
+		>"$T/full.log" 2>&1 &
+	for _ in $(seq 100); do mountpoint -q "$T/full" && break; sleep 0.1; done
+	check "full disk: tree and bytes match" same_manifest "$T/ref_ab" "$T/full"
+	settle "$T/full" >/dev/null
+	check "full disk: writes turned off" eq "$(stat_of "$T/full" disk_writing)" 0
+	check "full disk: one log line says so" \
+		bash -c '[[ $(grep -c "writes no more" "$1") -eq 1 ]] || { cat "$1"; exit 1; }' _ "$T/full.log"
+	drop_all "$T/full"
+	check "full disk: bytes still right afterwards" same_manifest "$T/ref_ab" "$T/full"
+	lfs_umount "$T/full"
+	umount "$T/tiny"
+fi
+
+# --- kill -9 while writing heavily, then a restart ---------------------------
+mkdir -m 700 "$T/crash"
+mkdir -p "$T/k"
+lfs_register_mount "$T/k"
+timeout -k 5 200 "$LAYERFS" mount -f -o cache_dir="$T/crash",cache_level=3 "$T/ab.list" "$T/k" </dev/null \
+	>"$T/k.log" 2>&1 &
+kpid=$!
+for _ in $(seq 100); do mountpoint -q "$T/k" && break; sleep 0.1; done
+(cat "$T/k/big/big40.bin" >/dev/null 2>&1) &
+sleep 0.3
+kill -9 "$kpid"
+wait "$kpid" 2>/dev/null
+umount -l "$T/k" 2>/dev/null
+check "kill -9 while writing: cache verify runs" \
+	bash -c 'out=$("$1" cache verify -o cache_dir="$2") || { echo "$out"; exit 1; }; echo "$out"' \
+	_ "$LAYERFS" "$T/crash"
+check "kill -9 while writing: after verify, verify is clean" \
+	bash -c 'out=$("$1" cache verify -o cache_dir="$2") && [[ $out == *", 0 bad"* ]] || { echo "$out"; exit 1; }' \
+	_ "$LAYERFS" "$T/crash"
+if check "kill -9 while writing: restarted" lfs_mount -o cache_dir="$T/crash" "$T/ab.list" "$T/k2"; then
+	check "kill -9 while writing: every byte right" same_manifest "$T/ref_ab" "$T/k2"
+	lfs_umount "$T/k2"
+fi
+
+# --- layerfs cache --------------------------------------------------------
+check "cache stats: size, layers, hit rate" \
+	bash -c 'out=$("$1" cache stats -o cache_dir="$2") && [[ $out == *"layer versions     4"* && $out == *"% hits"* ]] || { echo "$out"; exit 1; }' \
+	_ "$LAYERFS" "$CD"
+check "cache prune: down to cache_dir_size" \
+	bash -c '"$1" cache prune -o cache_dir="$2",cache_dir_size=1M >/dev/null && [[ $(du -sk "$2" | cut -f1) -le 1100 ]]' \
+	_ "$LAYERFS" "$CD"
+check "cache clear: nothing left but the digests" \
+	bash -c '"$1" cache clear -o cache_dir="$2" >/dev/null && [[ ! -e "$2/v1" && -d "$2/digests" ]]' \
+	_ "$LAYERFS" "$CD"
+check "cache stats of a missing default directory: one line, exit 1" \
+	bash -c 'out=$("$1" cache stats -o cache_dir="$2/nope/deeper" 2>&1) && exit 1; [[ $(wc -l <<<"$out") -eq 1 ]] || { echo "$out"; exit 1; }' \
+	_ "$LAYERFS" "$T"
+
+lfs_finish
