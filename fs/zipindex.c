@@ -26,6 +26,9 @@
 #define LOCAL_LEN 30
 #define MAX_COMMENT 0xffff
 #define MAX_CD_BYTES (1ull << 31) /* name offsets are 32-bit */
+/* The longest central record: name, extra field and comment at 65535. */
+#define MAX_CENTRAL_RECORD (CENTRAL_LEN + 3 * 0xffffull)
+#define WALK_CHUNK (1u << 20)
 
 #define HOST_UNIX 3
 #define DATA_OFF_FAILED UINT64_MAX
@@ -292,22 +295,22 @@ static void set_type_mode(struct lfs_zip_entry *e, uint32_t ext_attr, unsigned h
 static int parse_cd(struct lfs_zip_index *zi, const struct zip_end *end,
 		    const struct lfs_zip_limits *lim, char *err, size_t errlen)
 {
-	const unsigned char *p = zi->cd, *stop = zi->cd + zi->cd_size;
 	const uint64_t declared_cd = end->cd_off - end->junk;
-	uint64_t n = 0, cap = zi->count;
+	uint64_t n = 0, cap = zi->count, pos = 0;
 
-	while (p + 4 <= stop && get32(p) == SIG_CENTRAL) {
+	/* Bounds are compared as lengths left: a pointer past the end of the
+	 * buffer is undefined behaviour even when only compared. */
+	while (zi->cd_size - pos >= CENTRAL_LEN && get32(zi->cd + pos) == SIG_CENTRAL) {
+		const unsigned char *p = zi->cd + pos;
 		struct lfs_zip_entry *e;
 		uint16_t nlen, xlen, clen, flags;
 		uint32_t name_off;
 		int zip64_bad = 0;
 
-		if (p + CENTRAL_LEN > stop)
-			break;
 		nlen = get16(p + 28);
 		xlen = get16(p + 30);
 		clen = get16(p + 32);
-		if (p + CENTRAL_LEN + nlen + xlen + clen > stop)
+		if ((uint64_t)CENTRAL_LEN + nlen + xlen + clen > zi->cd_size - pos)
 			return lfs_errf(err, errlen, -EINVAL,
 				    "%s: corrupt central directory: entry %llu runs past its end",
 				    zi->path, (unsigned long long)n);
@@ -363,11 +366,16 @@ static int parse_cd(struct lfs_zip_index *zi, const struct zip_end *end,
 			  * claims more is a lie (and would send reads far) */
 			 (e->method == LFS_ZIP_DEFLATED &&
 			  e->size / MAX_DEFLATE_RATIO > e->comp_size + 1) ||
-			 /* member data must lie before the central directory */
-			 e->lho + LOCAL_LEN > declared_cd ||
+			 /* member data must lie before the central directory;
+			  * compared without wrapping, so that a ZIP64 offset
+			  * near 2^64 cannot pass as a small one */
+			 e->lho > declared_cd || declared_cd - e->lho < LOCAL_LEN ||
 			 e->comp_size > declared_cd - e->lho - LOCAL_LEN)
 			e->bad = LFS_ZIP_BAD_SIZES;
-		e->lho += end->junk;
+		/* an offset past the directory stays as declared (the entry is
+		 * bad, never read): shifted, it could wrap into the file */
+		if (e->lho <= declared_cd)
+			e->lho += end->junk;
 		if (e->bad && e->kind != LFS_ZIP_DIR) {
 			char name[256];
 
@@ -375,16 +383,83 @@ static int parse_cd(struct lfs_zip_index *zi, const struct zip_end *end,
 				 lfs_log_name(name, sizeof(name), lfs_zip_name(zi, e), e->name_len),
 				 lfs_zip_bad_reason(e->bad));
 		}
-		p += CENTRAL_LEN + nlen + xlen + clen;
+		pos += CENTRAL_LEN + (uint64_t)nlen + xlen + clen;
 		n++;
 	}
 	/* Writers without ZIP64 support store the count modulo 65536. */
-	if (n != end->count && !(!end->zip64 && (n & 0xffff) == end->count && p == stop))
+	if (n != end->count &&
+	    !(!end->zip64 && (n & 0xffff) == end->count && pos == zi->cd_size))
 		return lfs_errf(err, errlen, -EINVAL,
 			    "%s: corrupt: end record declares %llu entries, central directory holds %llu",
 			    zi->path, (unsigned long long)end->count, (unsigned long long)n);
 	zi->count = n;
 	return 0;
+}
+
+/* A central directory larger than its declared count can need: a writer
+ * without ZIP64 that stores the count modulo 65536 makes one, and so does a
+ * liar declaring 2 GiB for one entry.  Only the records can tell which, so
+ * they are walked in chunks (their sizes only, nothing kept) before the
+ * whole directory is allocated and read: a lie costs one chunk, not what it
+ * declares.  On success *count is the number of records and *cd_size the
+ * bytes they take. */
+static int walk_cd(struct lfs_zip_index *zi, const struct zip_end *end,
+		   const struct lfs_zip_limits *lim, uint64_t *count, uint64_t *cd_size,
+		   char *err, size_t errlen)
+{
+	unsigned char *buf = malloc(WALK_CHUNK);
+	uint64_t at = 0, buf_at = 0, have = 0, n = 0;
+	int rc = 0, overrun = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	while (end->cd_size - at >= CENTRAL_LEN) {
+		const unsigned char *p;
+		uint64_t rec;
+
+		/* at >= buf_at: records only move on */
+		if (have < CENTRAL_LEN || at - buf_at > have - CENTRAL_LEN) {
+			have = end->cd_size - at < WALK_CHUNK ? end->cd_size - at : WALK_CHUNK;
+			buf_at = at;
+			rc = lfs_source_read(zi->src, buf, have, end->cd_off + at);
+			if (rc) {
+				rc = lfs_errf(err, errlen, rc,
+					      "%s: cannot read the central directory: %s",
+					      zi->path, strerror(-rc));
+				goto out;
+			}
+		}
+		p = buf + (at - buf_at);
+		if (get32(p) != SIG_CENTRAL)
+			break;
+		rec = CENTRAL_LEN + (uint64_t)get16(p + 28) + get16(p + 30) + get16(p + 32);
+		if (rec > end->cd_size - at) {
+			overrun = 1;
+			break;
+		}
+		if (lim && lim->max_entries && n >= lim->max_entries) {
+			rc = lfs_errf(err, errlen, -E2BIG, "%s: more than max_entries=%llu entries",
+				      zi->path, (unsigned long long)lim->max_entries);
+			goto out;
+		}
+		at += rec;
+		n++;
+	}
+	if (overrun)
+		rc = lfs_errf(err, errlen, -EINVAL,
+			      "%s: corrupt central directory: entry %llu runs past its end",
+			      zi->path, (unsigned long long)n);
+	else if (n == end->count)
+		*cd_size = at; /* bytes after the records are ignored, as parse_cd does */
+	else if (at != end->cd_size || (n & 0xffff) != end->count)
+		rc = lfs_errf(err, errlen, -EINVAL,
+			      "%s: corrupt: end record declares %llu entries, central directory holds %llu",
+			      zi->path, (unsigned long long)end->count, (unsigned long long)n);
+	else
+		*count = n;
+out:
+	free(buf);
+	return rc;
 }
 
 /* 64 bits that identify the layer's content: checksums of its central
@@ -447,6 +522,23 @@ int lfs_zip_open_source(struct lfs_source *src, const char *name,
 			  "%s: corrupt: %llu entries cannot fit a %llu-byte central directory",
 			  path, (unsigned long long)end.count, (unsigned long long)end.cd_size);
 		goto fail;
+	}
+	/* The directory is allocated whole: bound it by what the declared
+	 * count can need (a ZIP64 count is never wrapped), or by the records
+	 * that are really there (see walk_cd).  The end record already bounds
+	 * it by the file. */
+	if (end.cd_size > end.count * MAX_CENTRAL_RECORD) {
+		if (end.zip64) {
+			rc = lfs_errf(err, errlen, -EINVAL,
+				  "%s: corrupt: a %llu-byte central directory for %llu entries (they need at most %llu bytes)",
+				  path, (unsigned long long)end.cd_size,
+				  (unsigned long long)end.count,
+				  (unsigned long long)(end.count * MAX_CENTRAL_RECORD));
+			goto fail;
+		}
+		rc = walk_cd(zi, &end, limits, &end.count, &end.cd_size, err, errlen);
+		if (rc)
+			goto fail;
 	}
 	zi->junk_prefix = end.junk;
 	zi->cd_size = end.cd_size;
@@ -526,7 +618,6 @@ int lfs_zip_data_offset(struct lfs_zip_index *zi, uint64_t i, uint64_t *off)
 	if (e->bad)
 		return -EIO; /* already logged at mount */
 	rc = lfs_source_read(zi->src, hdr, LOCAL_LEN, e->lho);
-	nlen = get16(hdr + 26);
 	if (rc)
 		why = "local header is past the end of the file";
 	else if (get32(hdr) != SIG_LOCAL)
@@ -536,6 +627,8 @@ int lfs_zip_data_offset(struct lfs_zip_index *zi, uint64_t i, uint64_t *off)
 	else if (get16(hdr + 6) & 1)
 		why = "local header says encrypted";
 	if (!why) {
+		/* only now: hdr holds nothing when the read failed */
+		nlen = get16(hdr + 26);
 		data = e->lho + LOCAL_LEN + nlen + get16(hdr + 28);
 		if (data > zi->file_size || e->comp_size > zi->file_size - data)
 			why = "compressed data runs past the end of the file";

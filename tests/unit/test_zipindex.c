@@ -236,6 +236,319 @@ static void put32(unsigned char *p, uint32_t v)
 	p[3] = (unsigned char)(v >> 24);
 }
 
+/* A zip written byte by byte, every field at hand: for the archives that
+ * no writer makes on purpose. */
+struct zb {
+	unsigned char *p;
+	size_t len, cap;
+};
+
+static void zb_put(struct zb *b, const void *d, size_t n)
+{
+	if (b->len + n > b->cap) {
+		b->cap = (b->len + n) * 2 + 256;
+		b->p = realloc(b->p, b->cap);
+		assert_non_null(b->p);
+	}
+	memcpy(b->p + b->len, d, n);
+	b->len += n;
+}
+
+static void zb_fill(struct zb *b, int c, size_t n)
+{
+	unsigned char *tmp = malloc(n ? n : 1);
+
+	memset(tmp, c, n);
+	zb_put(b, tmp, n);
+	free(tmp);
+}
+
+static void zb_u16(struct zb *b, uint16_t v)
+{
+	unsigned char x[2] = { (unsigned char)v, (unsigned char)(v >> 8) };
+
+	zb_put(b, x, 2);
+}
+
+static void zb_u32(struct zb *b, uint32_t v)
+{
+	zb_u16(b, (uint16_t)v);
+	zb_u16(b, (uint16_t)(v >> 16));
+}
+
+static void zb_u64(struct zb *b, uint64_t v)
+{
+	zb_u32(b, (uint32_t)v);
+	zb_u32(b, (uint32_t)(v >> 32));
+}
+
+/* A stored member's local record; the header says `xlen` bytes of extra
+ * field, none are written.  Returns its offset. */
+static size_t zb_local(struct zb *b, const char *name, const void *data, uint32_t len,
+		       uint16_t xlen)
+{
+	size_t at = b->len;
+
+	zb_u32(b, 0x04034b50);
+	zb_u16(b, 20);
+	zb_u16(b, 0);
+	zb_u16(b, 0); /* stored */
+	zb_u16(b, 0);
+	zb_u16(b, 0x21);
+	zb_u32(b, (uint32_t)crc32(0, data, len));
+	zb_u32(b, len);
+	zb_u32(b, len);
+	zb_u16(b, (uint16_t)strlen(name));
+	zb_u16(b, xlen);
+	zb_put(b, name, strlen(name));
+	zb_put(b, data, len);
+	return at;
+}
+
+/* A central record of a stored member (sizes `len`) at `lho`; `lho64`
+ * saturates the offset and puts it in a ZIP64 extra field. */
+static void zb_central(struct zb *b, const char *name, uint32_t crc, uint32_t len,
+		       uint32_t lho, int lho64, uint64_t lho_value)
+{
+	zb_u32(b, 0x02014b50);
+	zb_u16(b, 3 << 8 | 45);
+	zb_u16(b, 45);
+	zb_u16(b, 0);
+	zb_u16(b, 0);
+	zb_u16(b, 0);
+	zb_u16(b, 0x21);
+	zb_u32(b, crc);
+	zb_u32(b, len);
+	zb_u32(b, len);
+	zb_u16(b, (uint16_t)strlen(name));
+	zb_u16(b, lho64 ? 12 : 0);
+	zb_u16(b, 0);
+	zb_u16(b, 0);
+	zb_u16(b, 0);
+	zb_u32(b, 0100644u << 16);
+	zb_u32(b, lho64 ? 0xffffffffu : lho);
+	zb_put(b, name, strlen(name));
+	if (lho64) {
+		zb_u16(b, 1);
+		zb_u16(b, 8);
+		zb_u64(b, lho_value);
+	}
+}
+
+static void zb_eocd(struct zb *b, uint16_t count, uint32_t cd_size, uint32_t cd_off,
+		    uint16_t comment_len)
+{
+	zb_u32(b, 0x06054b50);
+	zb_u16(b, 0);
+	zb_u16(b, 0);
+	zb_u16(b, count);
+	zb_u16(b, count);
+	zb_u32(b, cd_size);
+	zb_u32(b, cd_off);
+	zb_u16(b, comment_len);
+}
+
+static int open_zb(const struct zb *b, const struct lfs_zip_limits *lim,
+		   struct lfs_zip_index **zi, char *err, size_t errlen)
+{
+	struct lfs_source *src = lfs_source_mem_new(b->p, b->len, 1);
+	int rc;
+
+	assert_non_null(src);
+	rc = lfs_zip_open_source(src, "mem.zip", lim, zi, err, errlen);
+	if (rc)
+		lfs_source_close(src);
+	return rc;
+}
+
+/* A ZIP64 local header offset of 2^64 - 10 behind 64 bytes of junk: shifted
+ * by the junk in wrapping arithmetic it lands on offset 54, where a forged
+ * local header waits in the junk.  The offset is past the central
+ * directory: the entry must fail. */
+static void test_lho_wraps(void **state)
+{
+	struct zb b = { 0 };
+	struct lfs_zip_index *zi;
+	char err[256];
+	uint64_t off, cd_off;
+	size_t fine;
+
+	(void)state;
+	zb_fill(&b, 'J', 54);
+	zb_local(&b, "evil.txt", "served from the junk", 20, 0);
+	zb_fill(&b, 'J', 100 - b.len % 100); /* more junk: the archive starts at 64 */
+	fine = zb_local(&b, "fine.txt", "fine", 4, 0);
+	cd_off = b.len;
+	zb_central(&b, "fine.txt", (uint32_t)crc32(0, (const Bytef *)"fine", 4), 4,
+		   (uint32_t)(fine - 64), 0, 0);
+	zb_central(&b, "evil.txt", (uint32_t)crc32(0, (const Bytef *)"served from the junk", 20),
+		   20, 0, 1, UINT64_MAX - 9);
+	zb_eocd(&b, 2, (uint32_t)(b.len - cd_off), (uint32_t)(cd_off - 64), 0);
+	assert_int_equal(open_zb(&b, NULL, &zi, err, sizeof(err)), 0);
+	assert_int_equal(zi->junk_prefix, 64);
+	assert_int_equal(zi->count, 2);
+	assert_int_equal(lfs_zip_data_offset(zi, 0, &off), 0);
+	assert_int_equal(off, fine + 30 + 8);
+	assert_int_not_equal(zi->entries[1].bad, LFS_ZIP_OK);
+	assert_int_equal(lfs_zip_data_offset(zi, 1, &off), -EIO);
+	lfs_zip_close(zi);
+	free(b.p);
+}
+
+/* A source of `size` bytes, zeros but for `tail` at its end, that keeps
+ * the longest read asked of it. */
+struct big_source {
+	struct lfs_source src;
+	const unsigned char *tail;
+	size_t tail_len;
+	size_t longest;
+};
+
+static int big_read(struct lfs_source *src, void *buf, size_t len, uint64_t off)
+{
+	struct big_source *s = (struct big_source *)src;
+	uint64_t tail_off = s->src.size - s->tail_len;
+
+	if (len > s->longest)
+		s->longest = len;
+	memset(buf, 0, len);
+	for (size_t i = 0; i < len; i++)
+		if (off + i >= tail_off)
+			((unsigned char *)buf)[i] = s->tail[off + i - tail_off];
+	return 0;
+}
+
+static void big_close(struct lfs_source *src) { (void)src; }
+
+static const struct lfs_source_ops big_ops = { .read = big_read, .close = big_close };
+
+/* An end record declaring one entry in a central directory of 2 GiB - 1
+ * (the file is that large: sparse zeros).  One entry needs at most
+ * 46 + 3 * 65535 bytes; the index must not allocate and read 2 GiB to find
+ * that out. */
+static void test_cd_size_bounded_by_count(void **state)
+{
+	struct zb tail = { 0 };
+	struct big_source s = { 0 };
+	struct lfs_zip_index *zi = NULL;
+	char err[512] = "";
+	const uint64_t cd_size = (1ull << 31) - 1;
+
+	(void)state;
+	s.src.ops = &big_ops;
+	s.src.size = cd_size + 1000;
+	zb_eocd(&tail, 1, (uint32_t)cd_size, 0, 0);
+	s.tail = tail.p;
+	s.tail_len = tail.len;
+	assert_int_equal(lfs_zip_open_source(&s.src, "big.zip", NULL, &zi, err, sizeof(err)),
+			 -EINVAL);
+	assert_null(zi);
+	if (!strstr(err, "big.zip") || !strstr(err, "corrupt"))
+		fail_msg("error '%s' should name big.zip and say corrupt", err);
+	if (s.longest > (2u << 20))
+		fail_msg("read %zu bytes at once for a directory of 1 entry", s.longest);
+
+	/* The same in a ZIP64 end record, whose count is never wrapped: refused
+	 * before the directory is read at all. */
+	free(tail.p);
+	memset(&tail, 0, sizeof(tail));
+	s.longest = 0;
+	zb_u32(&tail, 0x06064b50);
+	zb_u64(&tail, 44);
+	zb_u16(&tail, 45);
+	zb_u16(&tail, 45);
+	zb_u32(&tail, 0);
+	zb_u32(&tail, 0);
+	zb_u64(&tail, 1);
+	zb_u64(&tail, 1);
+	zb_u64(&tail, cd_size);
+	zb_u64(&tail, 0);
+	zb_u32(&tail, 0x07064b50);
+	zb_u32(&tail, 0);
+	zb_u64(&tail, s.src.size - 22 - 20 - 56);
+	zb_u32(&tail, 1);
+	zb_eocd(&tail, 0xffff, 0xffffffffu, 0xffffffffu, 0);
+	s.tail = tail.p;
+	s.tail_len = tail.len;
+	assert_int_equal(lfs_zip_open_source(&s.src, "big64.zip", NULL, &zi, err, sizeof(err)),
+			 -EINVAL);
+	if (!strstr(err, "big64.zip") || !strstr(err, "corrupt"))
+		fail_msg("error '%s' should name big64.zip and say corrupt", err);
+	if (s.longest > 0xffff + 22)
+		fail_msg("read %zu bytes at once for a directory of 1 entry", s.longest);
+	free(tail.p);
+}
+
+/* One record, then 300 KB that are no record, in a directory declared to
+ * hold one entry: the record is used and the rest ignored (as when the
+ * directory is small enough to read at once), without holding the rest. */
+static void test_cd_trailing_bytes(void **state)
+{
+	struct zb b = { 0 };
+	struct lfs_zip_index *zi;
+	char err[256];
+	size_t lho, cd_off;
+
+	(void)state;
+	lho = zb_local(&b, "a.txt", "aaaa", 4, 0);
+	cd_off = b.len;
+	zb_central(&b, "a.txt", (uint32_t)crc32(0, (const Bytef *)"aaaa", 4), 4, (uint32_t)lho,
+		   0, 0);
+	zb_fill(&b, 'x', 300000);
+	zb_eocd(&b, 1, (uint32_t)(b.len - cd_off), (uint32_t)cd_off, 0);
+	assert_int_equal(open_zb(&b, NULL, &zi, err, sizeof(err)), 0);
+	assert_int_equal(zi->count, 1);
+	assert_int_equal(zi->cd_size, 46 + 5);
+	lfs_zip_close(zi);
+	free(b.p);
+}
+
+/* Writers without ZIP64 store the entry count modulo 65536: 65,536 and
+ * 65,540 entries declared as 0 and 4.  The directory is larger than 0 or 4
+ * entries can need, so its records are walked first; they fill it. */
+static void test_wrapped_count(void **state)
+{
+	static const uint64_t counts[] = { 65536, 65540 };
+
+	(void)state;
+	for (size_t k = 0; k < 2; k++) {
+		struct zb b = { 0 };
+		struct lfs_zip_index *zi;
+		size_t *lho = malloc(counts[k] * sizeof(*lho)), cd_off;
+		char name[16], err[256];
+		uint64_t off;
+
+		for (uint64_t i = 0; i < counts[k]; i++) {
+			snprintf(name, sizeof(name), "d/%05u", (unsigned)i);
+			lho[i] = zb_local(&b, name, name, 7, 0);
+		}
+		cd_off = b.len;
+		for (uint64_t i = 0; i < counts[k]; i++) {
+			snprintf(name, sizeof(name), "d/%05u", (unsigned)i);
+			zb_central(&b, name, (uint32_t)crc32(0, (const Bytef *)name, 7), 7,
+				   (uint32_t)lho[i], 0, 0);
+		}
+		zb_eocd(&b, (uint16_t)counts[k], (uint32_t)(b.len - cd_off), (uint32_t)cd_off, 0);
+		assert_int_equal(open_zb(&b, NULL, &zi, err, sizeof(err)), 0);
+		assert_int_equal(zi->count, counts[k]);
+		assert_int_equal(lfs_zip_data_offset(zi, counts[k] - 1, &off), 0);
+		assert_int_equal(off, lho[counts[k] - 1] + 30 + 7);
+		lfs_zip_close(zi);
+		/* the directory declared to start a byte early: no record there
+		 * (where the count is 0 that reads as an empty zip, as it did
+		 * before the walk) */
+		b.len -= 22;
+		zb_eocd(&b, (uint16_t)counts[k], (uint32_t)(b.len - cd_off + 1),
+			(uint32_t)cd_off - 1, 0);
+		if (counts[k] & 0xffff) {
+			assert_int_equal(open_zb(&b, NULL, &zi, err, sizeof(err)), -EINVAL);
+			assert_non_null(strstr(err, "declares 4 entries"));
+		}
+		free(lho);
+		free(b.p);
+	}
+}
+
 static void test_refusals(void **state)
 {
 	struct fixture *f = *state;
@@ -279,6 +592,10 @@ int main(void)
 		cmocka_unit_test(test_junk_prefix),
 		cmocka_unit_test(test_content_id),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_lho_wraps),
+		cmocka_unit_test(test_cd_size_bounded_by_count),
+		cmocka_unit_test(test_wrapped_count),
+		cmocka_unit_test(test_cd_trailing_bytes),
 	};
 
 	return cmocka_run_group_tests_name("zipindex", tests, setup, teardown);
