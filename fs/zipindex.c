@@ -542,6 +542,7 @@ int lfs_zip_open_source(struct lfs_source *src, const char *name,
 	}
 	zi->junk_prefix = end.junk;
 	zi->cd_size = end.cd_size;
+	zi->cd_off = end.cd_off;
 	/* +1 so that an empty directory still gets a valid pointer */
 	zi->cd = malloc(end.cd_size + 1);
 	zi->count = end.count ? end.count : 1;
@@ -630,8 +631,11 @@ int lfs_zip_data_offset(struct lfs_zip_index *zi, uint64_t i, uint64_t *off)
 		/* only now: hdr holds nothing when the read failed */
 		nlen = get16(hdr + 26);
 		data = e->lho + LOCAL_LEN + nlen + get16(hdr + 28);
-		if (data > zi->file_size || e->comp_size > zi->file_size - data)
-			why = "compressed data runs past the end of the file";
+		/* Not just inside the file: a local header's name and extra
+		 * lengths can move the data onto the central directory or the
+		 * end records, whose bytes a partial read would then serve. */
+		if (data > zi->cd_off || e->comp_size > zi->cd_off - data)
+			why = "compressed data runs into the central directory";
 	}
 	if (why) {
 		uint64_t expect = 0;

@@ -63,6 +63,7 @@ struct lfs_zip_index {
 	uint64_t *data_off;	/* 0 = not resolved yet; accessed atomically */
 	unsigned char *cd;	/* the central directory bytes (names live here) */
 	uint64_t cd_size;
+	uint64_t cd_off;	/* where the directory starts: member data ends before it */
 	int64_t file_mtime;
 };
 
@@ -87,8 +88,8 @@ static inline const char *lfs_zip_name(const struct lfs_zip_index *zi,
 }
 
 /* Resolves where entry i's data starts by reading its local header, and
- * checks that header against the central directory and the data against the
- * file size.  Thread-safe; the result is cached.  Returns 0 or -EIO (with a
+ * checks that header against the central directory and that the data ends
+ * before the central directory starts.  Thread-safe; the result is cached.  Returns 0 or -EIO (with a
  * log line naming layer, entry and reason). */
 int lfs_zip_data_offset(struct lfs_zip_index *zi, uint64_t i, uint64_t *off);
 

@@ -641,6 +641,32 @@ def data_failures(c):
                 "central one (both ways), local extra/name length running past the "
                 "end of the file, a local header offset into another member's data")
 
+    # A local header whose name and extra lengths (10000 and 65535, neither
+    # written) move the data of a 70 KiB stored member 3.8 KiB into the
+    # central directory; the directory's comments make the file long
+    # enough for the whole member.  With 64 KiB blocks the member is more
+    # than one block, so nothing but a range check stops a partial read
+    # from serving directory bytes.
+    d = rnd(54, 70 * KIB)
+    name = b"bad/data-in-cd.bin"
+    ents = [E("fine/small.txt", FINE_SMALL, comment=b"C" * 65000),
+            E("fine/stored.txt", FINE_STORED, method=0, comment=b"D" * 12000),
+            E("fine/large.txt", FINE_LARGE),
+            E(name, d, method=0, local={"nlen": 10000, "xlen": 0xffff})]
+    raw = build(ents)
+    cd_off = struct.unpack_from("<I", raw, eocd_pos(raw) + 16)[0]
+    lho = cd_off - len(d) - len(name) - 30
+    assert lho + 30 + 10000 + 0xffff > cd_off          # data starts in the directory
+    assert lho + 30 + 10000 + 0xffff + len(d) <= len(raw)  # and fits in the file
+    far = eiof(name, len(d), head=d[:4 * KIB], head_may_fail=True)
+    far["far_read"] = True
+    c.mount("data_in_cd", raw, opts="block_size=64K", ok=fine_ok(), eio=[far],
+            why="a local header whose name and extra lengths put a 70 KiB stored "
+                "member's data inside the central directory (still inside the "
+                "file): every read fails with EIO, the first 4 KiB and the last "
+                "as well as a whole read (64 KiB blocks: more than one block, so "
+                "no CRC check stops a partial read)")
+
     # the same local record shared by entries declaring different sizes
     real = text(52, 300 * KIB)
     ents = [E("ov/real.txt", real),

@@ -479,6 +479,37 @@ static void test_cd_size_bounded_by_count(void **state)
 	free(tail.p);
 }
 
+/* A local header whose extra length (20 bytes, none written) moves the
+ * member's data past its 10 bytes, into the central directory: the data
+ * still fits in the file, but it is the directory's bytes.  Data must end
+ * before the directory starts. */
+static void test_data_inside_cd(void **state)
+{
+	struct zb b = { 0 };
+	struct lfs_zip_index *zi;
+	char err[256];
+	uint64_t off;
+	size_t fine, bad, cd_off;
+
+	(void)state;
+	fine = zb_local(&b, "fine.txt", "fine", 4, 0);
+	bad = zb_local(&b, "a.txt", "0123456789", 10, 20);
+	cd_off = b.len;
+	zb_central(&b, "fine.txt", (uint32_t)crc32(0, (const Bytef *)"fine", 4), 4,
+		   (uint32_t)fine, 0, 0);
+	zb_central(&b, "a.txt", (uint32_t)crc32(0, (const Bytef *)"0123456789", 10), 10,
+		   (uint32_t)bad, 0, 0);
+	zb_eocd(&b, 2, (uint32_t)(b.len - cd_off), (uint32_t)cd_off, 0);
+	assert_true(bad + 30 + 5 + 20 + 10 <= b.len); /* inside the file */
+	assert_int_equal(open_zb(&b, NULL, &zi, err, sizeof(err)), 0);
+	assert_int_equal(zi->entries[1].bad, LFS_ZIP_OK); /* the central record is fine */
+	assert_int_equal(lfs_zip_data_offset(zi, 0, &off), 0);
+	assert_int_equal(lfs_zip_data_offset(zi, 1, &off), -EIO);
+	assert_int_equal(lfs_zip_data_offset(zi, 1, &off), -EIO);
+	lfs_zip_close(zi);
+	free(b.p);
+}
+
 /* One record, then 300 KB that are no record, in a directory declared to
  * hold one entry: the record is used and the rest ignored (as when the
  * directory is small enough to read at once), without holding the rest. */
@@ -596,6 +627,7 @@ int main(void)
 		cmocka_unit_test(test_cd_size_bounded_by_count),
 		cmocka_unit_test(test_wrapped_count),
 		cmocka_unit_test(test_cd_trailing_bytes),
+		cmocka_unit_test(test_data_inside_cd),
 	};
 
 	return cmocka_run_group_tests_name("zipindex", tests, setup, teardown);
