@@ -136,10 +136,13 @@ static int find_end(struct lfs_zip_index *zi, struct zip_end *end, char *err,
 		free(tail);
 		return lfs_errf(err, errlen, rc, "%s: cannot read: %s", zi->path, strerror(-rc));
 	}
-	/* Search backwards; the record must fit with its comment in the file. */
+	/* The last signature with room for a record after it, whatever its
+	 * comment length says: unzip, Python's zipfile and bsdtar all take
+	 * that one, so a record forged inside the comment (whose own comment
+	 * length cannot fit) is the record they see, and a comment running
+	 * past the end of the file does not stop them. */
 	for (size_t i = tail_len - EOCD_LEN + 1; i-- > 0;) {
-		if (get32(tail + i) == SIG_EOCD &&
-		    i + EOCD_LEN + get16(tail + i + 20) <= tail_len) {
+		if (get32(tail + i) == SIG_EOCD) {
 			eocd = tail + i;
 			eocd_pos = tail_off + i;
 			break;

@@ -51,6 +51,8 @@ expect.json:
          "walk": "ls" (ls -laR must exit 0) or "find" (paths too long for
                  ls; find -ls must exit 0),
          "strict": every file/symlink in the mount must be listed above,
+         "tools": the hostile layer's files in the mount (path, sha256) equal
+                  what unzip -o, Python's zipfile and bsdtar -x each extract,
          "bomb": {"cache": bytes, "read": [{"path","size","sha256"|"zeros"}],
                   "hwm_slack": bytes}
   FILE: {"path", "size", "sha256"}
@@ -331,8 +333,7 @@ def structural(c):
     c.refuse("truncated_end_record", v[:-10], "not a zip",
              why="cut inside the end record")
     c.refuse("truncated_half", v[:len(v) // 2], "not a zip", why="cut in half")
-    c.refuse("eocd_comment_past_eof", patch_eocd(v, clen=500), "not a zip",
-             why="the end record's comment length runs past the end of the file")
+    end_records(c)
     # The central directory cut, the end record kept as it was.
     c.refuse("cd_cut", v[:cd_off + cd_size // 2] + v[i:], "corrupt",
              why="the second half of the central directory is missing")
@@ -437,6 +438,63 @@ def structural(c):
              why="a 300-entry layer on top of good.zip with -o max_total_entries=100")
 
 
+def end_records(c):
+    """Where the end record is: the last signature in the file's last
+    64 KiB + 22 bytes, whatever its comment length says, as unzip, Python's
+    zipfile and bsdtar all take it (tools=True: check.py compares the
+    mount with what each of them extracts)."""
+    v = valid_zip()
+    c.mount("eocd_comment_past_eof", patch_eocd(v, clen=500), ok=fine_ok(), tools=True,
+            why="the end record's comment length runs past the end of the file: "
+                "the comment is not used, and unzip, zipfile and bsdtar all "
+                "list the zip")
+
+    # Local records of the fine entries and of two more; directory A holds
+    # the fine entries and in-a.txt, directory B (inside A's end record's
+    # comment, with an end record of its own) the fine entries and in-b.txt.
+    ina, inb = text(56, 3000), text(57, 4000)
+    ents = fine_entries() + [E("forged/in-a.txt", ina), E("forged/in-b.txt", inb)]
+    full = build(ents)
+    i = eocd_pos(full)
+    cd_size, cd_off = struct.unpack_from("<II", full, i + 12)
+    recs, p = [], cd_off
+    while p < cd_off + cd_size:
+        nlen, xlen, clen = struct.unpack_from("<HHH", full, p + 28)
+        recs.append(full[p:p + 46 + nlen + xlen + clen])
+        p += 46 + nlen + xlen + clen
+    locs = full[:cd_off]
+    cd_a = b"".join(recs[:3] + [recs[3]])
+    cd_b = b"".join(recs[:3] + [recs[4]])
+
+    def eocd(n, size, off, clen):
+        return struct.pack(EOCD_FMT, 0x06054b50, 0, 0, n, n, size, off, clen)
+
+    def forged(comment_tail, forged_clen):
+        b_off = len(locs) + len(cd_a) + 22        # B starts the comment
+        comment = cd_b + eocd(4, len(cd_b), b_off, forged_clen) + comment_tail
+        return locs + cd_a + eocd(4, len(cd_a), len(locs), len(comment)) + comment
+    tree_b = dict(ok=fine_ok() + [okf("forged/in-b.txt", inb)],
+                  absent=[absentf("forged/in-a.txt", log=None)])
+    c.mount("eocd_forged_in_comment", forged(b"", 0x1000), tools=True, **tree_b,
+            why="a second central directory and end record inside the real end "
+                "record's comment, the forged record's comment length running past "
+                "the end of the file: unzip, zipfile and bsdtar all take the last "
+                "end record and list the second directory, so layerfs must too")
+    c.mount("eocd_forged_fits", forged(b"", 0), tools=True, **tree_b,
+            why="the same with the forged record's comment length 0, so that it "
+                "ends the file exactly (zipfile's fast path): the second directory")
+    c.mount("eocd_forged_short", forged(b"trailing bytes", 0), tools=True, **tree_b,
+            why="the same with bytes after the forged record that its comment "
+                "length does not cover: still the second directory")
+    junk = struct.pack(EOCD_FMT, 0x06054b50, 0, 0, 4, 4, 99999, 0x7ffffff0, 0x1000)
+    c.refuse("eocd_forged_garbage",
+             locs + cd_a + eocd(4, len(cd_a), len(locs), len(junk) + 2) + b"xx" + junk,
+             "past",
+             why="an end record inside the comment that points at nothing: it is the "
+                 "last one, so the zip is refused (unzip and zipfile fail on it "
+                 "too; bsdtar gives up on the directory and reads the local headers)")
+
+
 def special_layers(c):
     sp = os.path.join(c.out, "special")
     os.makedirs(os.path.join(sp, "dir.zip"), exist_ok=True)
@@ -511,12 +569,12 @@ def special_layers(c):
 def sfx(c):
     v = build(fine_entries())
     junk = rnd(30, 4 * KIB)
-    c.mount("sfx_junk", junk + v, ok=fine_ok(),
+    c.mount("sfx_junk", junk + v, ok=fine_ok(), tools=True,
             why="4 KiB of random bytes in front of a zip (offsets not adjusted)")
     c.mount("sfx_adjusted", build(fine_entries(), prefix=junk, adjust_prefix=True),
-            ok=fine_ok(), why="4 KiB stub in front, offsets adjusted (zip -A)")
+            ok=fine_ok(), tools=True, why="4 KiB stub in front, offsets adjusted (zip -A)")
     c.mount("sfx_junk_with_pk", (b"PK\x03\x04" + b"PK\x01\x02" * 200 + junk) + v,
-            ok=fine_ok(), why="junk in front that holds local and central signatures")
+            ok=fine_ok(), tools=True, why="junk in front that holds local and central signatures")
 
 
 def data_failures(c):

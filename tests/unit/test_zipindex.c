@@ -534,6 +534,39 @@ static void test_cd_trailing_bytes(void **state)
 	free(b.p);
 }
 
+/* A second directory and end record inside the real end record's comment,
+ * the forged record's comment length running past the end of the file:
+ * unzip, zipfile and bsdtar take the last end record in the file (the
+ * hostile corpus checks the three tools themselves), so the index must. */
+static void test_eocd_forged_in_comment(void **state)
+{
+	struct zb b = { 0 }, cd_b = { 0 };
+	struct lfs_zip_index *zi;
+	char err[256];
+	size_t la, lb, cd_a_off, cd_a_size, b_off;
+	uint32_t ca = (uint32_t)crc32(0, (const Bytef *)"aa", 2);
+	uint32_t cb = (uint32_t)crc32(0, (const Bytef *)"bb", 2);
+
+	(void)state;
+	la = zb_local(&b, "a.txt", "aa", 2, 0);
+	lb = zb_local(&b, "b.txt", "bb", 2, 0);
+	cd_a_off = b.len;
+	zb_central(&b, "a.txt", ca, 2, (uint32_t)la, 0, 0);
+	cd_a_size = b.len - cd_a_off;
+	b_off = b.len + 22;
+	zb_central(&cd_b, "b.txt", cb, 2, (uint32_t)lb, 0, 0);
+	zb_eocd(&cd_b, 1, (uint32_t)cd_b.len, (uint32_t)b_off, 0x1000);
+	zb_eocd(&b, 1, (uint32_t)cd_a_size, (uint32_t)cd_a_off, (uint16_t)cd_b.len);
+	zb_put(&b, cd_b.p, cd_b.len);
+	assert_int_equal(open_zb(&b, NULL, &zi, err, sizeof(err)), 0);
+	assert_int_equal(zi->count, 1);
+	assert_int_equal(zi->entries[0].name_len, 5);
+	assert_memory_equal(lfs_zip_name(zi, &zi->entries[0]), "b.txt", 5);
+	lfs_zip_close(zi);
+	free(b.p);
+	free(cd_b.p);
+}
+
 /* Writers without ZIP64 store the entry count modulo 65536: 65,536 and
  * 65,540 entries declared as 0 and 4.  The directory is larger than 0 or 4
  * entries can need, so its records are walked first; they fill it. */
@@ -628,6 +661,7 @@ int main(void)
 		cmocka_unit_test(test_wrapped_count),
 		cmocka_unit_test(test_cd_trailing_bytes),
 		cmocka_unit_test(test_data_inside_cd),
+		cmocka_unit_test(test_eocd_forged_in_comment),
 	};
 
 	return cmocka_run_group_tests_name("zipindex", tests, setup, teardown);
