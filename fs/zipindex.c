@@ -126,6 +126,8 @@ static int find_end(struct lfs_zip_index *zi, struct zip_end *end, char *err,
 	uint64_t tail_off = zi->file_size - tail_len, eocd_pos = 0, cd_end;
 	unsigned char *tail = malloc(tail_len);
 	const unsigned char *eocd = NULL;
+	unsigned char loc[LOC64_LEN], rec[EOCD64_LEN];
+	uint16_t disk, cd_disk, n_disk, n_total;
 	uint64_t declared_off;
 	int rc;
 
@@ -154,51 +156,63 @@ static int find_end(struct lfs_zip_index *zi, struct zip_end *end, char *err,
 			    "%s: not a zip file (no end of central directory record)",
 			    zi->path);
 	}
-	if (get16(eocd + 4) != 0 || get16(eocd + 6) != 0 ||
-	    get16(eocd + 8) != get16(eocd + 10)) {
-		free(tail);
-		return lfs_errf(err, errlen, -EINVAL, "%s: multi-disk (split) zips are not supported",
-			    zi->path);
-	}
-	end->count = get16(eocd + 10);
+	disk = get16(eocd + 4);
+	cd_disk = get16(eocd + 6);
+	n_disk = get16(eocd + 8);
+	n_total = get16(eocd + 10);
+	end->count = n_total;
 	end->cd_size = get32(eocd + 12);
 	declared_off = get32(eocd + 16);
 	cd_end = eocd_pos;
 	end->zip64 = 0;
+	free(tail); /* the fields are copied; eocd points nowhere from here on */
 
-	if (eocd_pos >= LOC64_LEN) {
-		unsigned char loc[LOC64_LEN], rec[EOCD64_LEN];
+	/* A ZIP64 locator sits right before the end record. */
+	if (eocd_pos >= LOC64_LEN &&
+	    !lfs_source_read(zi->src, loc, sizeof(loc), eocd_pos - LOC64_LEN) &&
+	    get32(loc) == SIG_LOC64) {
+		/* The locator holds the record's offset as written, before any
+		 * junk prefix; the record sits right before it, unless it has
+		 * an extensible data sector: trust the locator then.  Neither
+		 * may reach past the locator. */
+		uint64_t room = eocd_pos - LOC64_LEN, rec_pos = 0;
+		int found = room >= EOCD64_LEN &&
+			    !lfs_source_read(zi->src, rec, sizeof(rec), room - EOCD64_LEN) &&
+			    get32(rec) == SIG_EOCD64;
 
-		rc = lfs_source_read(zi->src, loc, sizeof(loc), eocd_pos - LOC64_LEN);
-		if (!rc && get32(loc) == SIG_LOC64) {
-			/* The locator holds the record's offset as written, before
-			 * any junk prefix; the record sits right before it. */
-			uint64_t rec_pos = eocd_pos - LOC64_LEN - EOCD64_LEN;
-
-			if (eocd_pos < LOC64_LEN + EOCD64_LEN ||
-			    lfs_source_read(zi->src, rec, sizeof(rec), rec_pos) ||
-			    get32(rec) != SIG_EOCD64) {
-				/* a ZIP64 record with an extensible data sector is
-				 * longer; trust the locator then */
-				rec_pos = get64(loc + 8);
-				if (rec_pos + EOCD64_LEN > eocd_pos ||
-				    lfs_source_read(zi->src, rec, sizeof(rec), rec_pos) ||
-				    get32(rec) != SIG_EOCD64) {
-					free(tail);
-					return lfs_errf(err, errlen, -EINVAL,
-						    "%s: ZIP64 end record is missing or corrupt",
-						    zi->path);
-				}
-			}
-			end->count = get64(rec + 32);
-			end->cd_size = get64(rec + 40);
-			declared_off = get64(rec + 48);
-			cd_end = rec_pos;
-			end->zip64 = 1;
+		if (found) {
+			rec_pos = room - EOCD64_LEN;
+		} else if (room >= EOCD64_LEN && get64(loc + 8) <= room - EOCD64_LEN &&
+			   !lfs_source_read(zi->src, rec, sizeof(rec), get64(loc + 8)) &&
+			   get32(rec) == SIG_EOCD64) {
+			rec_pos = get64(loc + 8);
+			found = 1;
 		}
+		if (!found)
+			return lfs_errf(err, errlen, -EINVAL, "%s: ZIP64 end record is missing or corrupt",
+				    zi->path);
+		/* Multi-disk markers the classic record may not repeat: the
+		 * disk holding the ZIP64 record, the number of disks (counted
+		 * from 1; some writers store 0), this disk, the directory's
+		 * first disk, entries on this disk against all. */
+		if (get32(loc + 4) != 0 || get32(loc + 16) > 1 || get32(rec + 16) != 0 ||
+		    get32(rec + 20) != 0 || get64(rec + 24) != get64(rec + 32))
+			return lfs_errf(err, errlen, -EINVAL,
+				    "%s: multi-disk (split) zips are not supported (ZIP64 end records)",
+				    zi->path);
+		end->count = get64(rec + 32);
+		end->cd_size = get64(rec + 40);
+		declared_off = get64(rec + 48);
+		cd_end = rec_pos;
+		end->zip64 = 1;
 	}
-	free(tail);
-
+	/* The classic record's disk fields; with ZIP64 records, all-ones is
+	 * the placeholder that defers to them. */
+	if ((disk != 0 && !(end->zip64 && disk == 0xffff)) ||
+	    (cd_disk != 0 && !(end->zip64 && cd_disk == 0xffff)) ||
+	    (n_disk != n_total && !(end->zip64 && (n_disk == 0xffff || n_total == 0xffff))))
+		return lfs_errf(err, errlen, -EINVAL, "%s: multi-disk (split) zips are not supported",
+			    zi->path);
 	if (end->cd_size > cd_end)
 		return lfs_errf(err, errlen, -EINVAL,
 			    "%s: truncated or corrupt: central directory size %llu is past the start of the file",

@@ -404,6 +404,31 @@ def structural(c):
     c.refuse("multidisk_counts", patch_eocd(v, n_disk=1), "multi-disk",
              why="end record: entries on this disk differ from the total")
 
+    # Multi-disk markers that only the ZIP64 end record or its locator carry
+    # (the classic end record says one disk).
+    def z64(disk=0, cd_disk=0, n_disk=3, n_total=3, loc_disk=0, loc_total=1, eocd=None):
+        rec = struct.pack("<IQHHIIQQQQ", 0x06064b50, 44, 45, 45, disk, cd_disk, n_disk,
+                          n_total, bsize, boff)
+        lc = struct.pack("<IIQI", 0x07064b50, loc_disk, bi, loc_total)
+        tail = base[bi:] if eocd is None else struct.pack(EOCD_FMT, 0x06054b50, *eocd)
+        return base[:bi] + rec + lc + tail
+    for name, kw, why in [
+            ("multidisk_zip64_disk", dict(disk=1), "ZIP64 end record: this is disk 1"),
+            ("multidisk_zip64_cd_disk", dict(cd_disk=2),
+             "ZIP64 end record: the central directory starts on disk 2"),
+            ("multidisk_zip64_counts", dict(n_disk=2),
+             "ZIP64 end record: 2 entries on this disk, 3 in all"),
+            ("multidisk_locator_disk", dict(loc_disk=1),
+             "ZIP64 locator: the ZIP64 end record is on disk 1"),
+            ("multidisk_locator_total", dict(loc_total=2), "ZIP64 locator: 2 disks in all")]:
+        c.refuse(name, z64(**kw), "multi-disk", why=why + " (the classic end record says one)")
+    c.mount("zip64_saturated_end", z64(eocd=(0xffff, 0xffff, 0xffff, 0xffff, 0xffffffff,
+                                             0xffffffff, 0)),
+            ok=fine_ok(), tools=True,
+            why="a ZIP64 archive whose classic end record has every field at its "
+                "all-ones placeholder, disk numbers included: the ZIP64 end record "
+                "says one disk, so it mounts (as unzip, zipfile and bsdtar list it)")
+
     many = [E("many/%03d.txt" % k, b"x%d\n" % k) for k in range(40)]
     c.refuse("max_entries", build(many), "max_entries", opts="max_entries=10",
              why="40 entries with -o max_entries=10")

@@ -567,6 +567,89 @@ static void test_eocd_forged_in_comment(void **state)
 	free(cd_b.p);
 }
 
+/* A ZIP64 archive of one entry; the fields that may mark more than one
+ * disk are the arguments.  `saturated`: the classic end record holds the
+ * all-ones placeholders everywhere. */
+static void zb_zip64(struct zb *b, uint32_t disk, uint32_t cd_disk, uint64_t n_disk,
+		     uint32_t loc_disk, uint32_t loc_total, int saturated)
+{
+	size_t lho, cd_off, rec_off;
+
+	lho = zb_local(b, "a.txt", "aa", 2, 0);
+	cd_off = b->len;
+	zb_central(b, "a.txt", (uint32_t)crc32(0, (const Bytef *)"aa", 2), 2, (uint32_t)lho, 0,
+		   0);
+	rec_off = b->len;
+	zb_u32(b, 0x06064b50);
+	zb_u64(b, 44);
+	zb_u16(b, 45);
+	zb_u16(b, 45);
+	zb_u32(b, disk);
+	zb_u32(b, cd_disk);
+	zb_u64(b, n_disk);
+	zb_u64(b, 1);
+	zb_u64(b, rec_off - cd_off);
+	zb_u64(b, cd_off);
+	zb_u32(b, 0x07064b50);
+	zb_u32(b, loc_disk);
+	zb_u64(b, rec_off);
+	zb_u32(b, loc_total);
+	if (saturated) {
+		zb_u32(b, 0x06054b50);
+		zb_u16(b, 0xffff);
+		zb_u16(b, 0xffff);
+		zb_u16(b, 0xffff);
+		zb_u16(b, 0xffff);
+		zb_u32(b, 0xffffffffu);
+		zb_u32(b, 0xffffffffu);
+		zb_u16(b, 0);
+	} else {
+		zb_eocd(b, 1, (uint32_t)(rec_off - cd_off), (uint32_t)cd_off, 0);
+	}
+}
+
+/* Multi-disk markers carried only by the ZIP64 end record or its locator
+ * refuse the zip, as the classic record's do; the placeholders of a
+ * classic record that defers to ZIP64 records do not. */
+static void test_zip64_multidisk(void **state)
+{
+	static const struct {
+		uint32_t disk, cd_disk, n_disk, loc_disk, loc_total;
+		int saturated, ok;
+	} cases[] = {
+		{ 0, 0, 1, 0, 1, 0, 1 },
+		{ 0, 0, 1, 0, 0, 0, 1 },	/* "total disks" 0: some writers */
+		{ 0, 0, 1, 0, 1, 1, 1 },	/* classic fields all-ones */
+		{ 1, 0, 1, 0, 1, 0, 0 },	/* this is disk 1 */
+		{ 0, 2, 1, 0, 1, 0, 0 },	/* the directory starts on disk 2 */
+		{ 0, 0, 0, 0, 1, 0, 0 },	/* 0 entries on this disk, 1 in all */
+		{ 0, 0, 1, 1, 1, 0, 0 },	/* the ZIP64 record is on disk 1 */
+		{ 0, 0, 1, 0, 2, 0, 0 },	/* 2 disks */
+		{ 1, 0, 1, 0, 1, 1, 0 },	/* disk 1 behind the placeholders */
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct zb b = { 0 };
+		struct lfs_zip_index *zi = NULL;
+		char err[256] = "";
+		int rc;
+
+		zb_zip64(&b, cases[i].disk, cases[i].cd_disk, cases[i].n_disk, cases[i].loc_disk,
+			 cases[i].loc_total, cases[i].saturated);
+		rc = open_zb(&b, NULL, &zi, err, sizeof(err));
+		if (cases[i].ok) {
+			if (rc)
+				fail_msg("case %zu refused: %s", i, err);
+			assert_int_equal(zi->count, 1);
+			lfs_zip_close(zi);
+		} else if (rc != -EINVAL || !strstr(err, "mem.zip") || !strstr(err, "multi-disk")) {
+			fail_msg("case %zu: rc %d, '%s' (expected a multi-disk refusal)", i, rc, err);
+		}
+		free(b.p);
+	}
+}
+
 /* Writers without ZIP64 store the entry count modulo 65536: 65,536 and
  * 65,540 entries declared as 0 and 4.  The directory is larger than 0 or 4
  * entries can need, so its records are walked first; they fill it. */
@@ -662,6 +745,7 @@ int main(void)
 		cmocka_unit_test(test_cd_trailing_bytes),
 		cmocka_unit_test(test_data_inside_cd),
 		cmocka_unit_test(test_eocd_forged_in_comment),
+		cmocka_unit_test(test_zip64_multidisk),
 	};
 
 	return cmocka_run_group_tests_name("zipindex", tests, setup, teardown);
