@@ -31,7 +31,7 @@
 #define DEFAULT_MAX_LAYERS 5
 #define DEFAULT_MAX_ENTRIES 1000000ull
 #define DEFAULT_MAX_TOTAL 4000000ull
-#define DEFAULT_MAX_NAME 4096
+#define DEFAULT_MAX_NAME 65535
 #define DEFAULT_TIMEOUT 86400.0
 #define DEFAULT_MAX_READ (1u << 20)
 #define DEFAULT_READAHEAD (8u << 20) /* see README, Performance */
@@ -63,7 +63,8 @@ static const char usage_text[] =
 	"  -o max_layers=N        refuse lists with more layers (default 5, at most 64)\n"
 	"  -o max_entries=N       refuse layers with more entries (default 1000000)\n"
 	"  -o max_total_entries=N refuse stacks whose tree is larger (default 4000000)\n"
-	"  -o max_name=N          refuse entry names longer than N bytes (default 4096)\n"
+	"  -o max_name=N          refuse entry names longer than N bytes (default 65535;\n"
+	"                         names no lookup can reach are skipped with a warning)\n"
 	"  -o debug               log at debug level\n"
 	"  -o journal             prefix log lines with syslog priorities (for journald)\n"
 	"  -o sched=batch|normal  scheduling policy of the worker threads (default\n"

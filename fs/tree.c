@@ -145,7 +145,7 @@ int lfs_tree_normalize(const char *name, size_t len, char *out, size_t outlen,
 
 	*is_dir = len && (name[len - 1] == '/' || name[len - 1] == '\\');
 	if (memchr(name, '\0', len))
-		return -1;
+		return LFS_TREE_SKIP_NUL;
 	while (i < len) {
 		size_t start, clen;
 
@@ -159,9 +159,9 @@ int lfs_tree_normalize(const char *name, size_t len, char *out, size_t outlen,
 		    (clen == 2 && name[start] == '.' && name[start + 1] == '.'))
 			continue;
 		if (clen > NAME_MAX_BYTES)
-			return -1;
+			return LFS_TREE_SKIP_COMPONENT;
 		if (o + (o ? 1 : 0) + clen > LFS_TREE_MAX_PATH || o + 1 + clen >= outlen)
-			return -1;
+			return LFS_TREE_SKIP_PATH;
 		if (o)
 			out[o++] = '/';
 		memcpy(out + o, name + start, clen);
@@ -268,9 +268,13 @@ int lfs_tree_add_layer(struct lfs_tree_builder *b, unsigned layer,
 
 		len = lfs_tree_normalize(name, e->name_len, path, sizeof(path), &is_dir);
 		if (len < 0) {
-			lfs_warn("%s: entry '%s': name has a NUL byte, a component over 255 bytes or is over %d bytes; skipped",
-				 zi->path, lfs_log_name(path, 200, name, e->name_len),
-				 LFS_TREE_MAX_PATH);
+			/* no lookup could reach it; unzip skips it too (or, for
+			 * a long path, truncates it) and extracts the rest */
+			lfs_warn("%s: entry '%s': %s; skipped", zi->path,
+				 lfs_log_name(path, 200, name, e->name_len),
+				 len == LFS_TREE_SKIP_NUL	  ? "name has a NUL byte"
+				 : len == LFS_TREE_SKIP_COMPONENT ? "name has a component over 255 bytes"
+								  : "name is over 4095 bytes");
 			continue;
 		}
 		if (e->bad == LFS_ZIP_TOO_LARGE)

@@ -104,9 +104,31 @@ static void test_normalize(void **state)
 		assert_int_equal(dir, cases[i].dir);
 	}
 	memset(longc, 'x', sizeof(longc));
-	assert_int_equal(lfs_tree_normalize(longc, 256, out, sizeof(out), &dir), -1);
+	assert_int_equal(lfs_tree_normalize(longc, 256, out, sizeof(out), &dir),
+			 LFS_TREE_SKIP_COMPONENT);
 	assert_int_equal(lfs_tree_normalize(longc, 255, out, sizeof(out), &dir), 255);
-	assert_int_equal(lfs_tree_normalize("a\0b", 3, out, sizeof(out), &dir), -1);
+	assert_int_equal(lfs_tree_normalize("a\0b", 3, out, sizeof(out), &dir), LFS_TREE_SKIP_NUL);
+	/* paths: 4095 bytes once normalised, and not one more */
+	{
+		char *p = malloc(8192);
+		size_t n = 0;
+
+		memcpy(p, "./", 2); /* dropped: does not count */
+		n = 2;
+		while (n < 2 + 4095) {
+			size_t k = 2 + 4095 - n < 200 ? 2 + 4095 - n : 200;
+
+			memset(p + n, 'p', k);
+			n += k;
+			if (n < 2 + 4095 - 1)
+				p[n++] = '/';
+		}
+		assert_int_equal(lfs_tree_normalize(p, n, out, sizeof(out), &dir), 4095);
+		p[n++] = 'q';
+		assert_int_equal(lfs_tree_normalize(p, n, out, sizeof(out), &dir),
+				 LFS_TREE_SKIP_PATH);
+		free(p);
+	}
 }
 
 static void test_override_across_layers(void **state)
