@@ -58,6 +58,8 @@ const char *lfs_zip_bad_reason(enum lfs_zip_bad bad)
 	case LFS_ZIP_UNSUPPORTED_METHOD: return "compression method not supported; reads will fail with EIO";
 	case LFS_ZIP_BAD_SIZES: return "sizes are inconsistent; reads will fail with EIO";
 	case LFS_ZIP_TOO_LARGE: return "declares 2^63 bytes or more, which no stat can show; skipped";
+	case LFS_ZIP_TOO_MANY_VARIANTS:
+		return "its local header is declared 256 other ways already; reads will fail with EIO";
 	}
 	return "unknown";
 }
@@ -351,6 +353,7 @@ static int parse_cd(struct lfs_zip_index *zi, const struct zip_end *end,
 			cap = ncap;
 		}
 		e = &zi->entries[n];
+		e->variant = 0; /* see assign_variants */
 		flags = get16(p + 8);
 		e->method = get16(p + 10);
 		e->mtime = dos_time(get16(p + 12), get16(p + 14));
@@ -479,6 +482,125 @@ out:
 	return rc;
 }
 
+#define HASH_K 0x9e3779b97f4a7c15ull
+
+static int same_declaration(const struct lfs_zip_entry *a, const struct lfs_zip_entry *b)
+{
+	return a->lho == b->lho && a->method == b->method && a->comp_size == b->comp_size &&
+	       a->size == b->size && a->crc == b->crc;
+}
+
+static uint64_t declaration_hash(const struct lfs_zip_entry *e)
+{
+	uint64_t h = e->lho * HASH_K;
+
+	h = (h ^ e->comp_size) * HASH_K;
+	h = (h ^ e->size) * HASH_K;
+	return (h ^ ((uint64_t)e->crc << 16 | e->method)) * HASH_K;
+}
+
+/* Numbers the different declarations of each local header offset (see
+ * struct lfs_zip_entry.variant; parse_cd set them all to 0).  Writers put
+ * the central records in the order of the local ones, so offsets that only
+ * grow (one sequential pass) share nothing.  Otherwise a hash table from
+ * lho to its first entry (one probe for an lho seen once, the usual case,
+ * and for one repeated as it was first declared, a bomb's), and only for an
+ * lho declared another way a second table from whole declarations to their
+ * first entry: at most two probes an entry, however many ways an lho is
+ * declared. */
+static int assign_variants(struct lfs_zip_index *zi)
+{
+	struct lfs_zip_entry *es = zi->entries;
+	struct lho_slot {
+		uint32_t entry;		/* first entry at that lho + 1; 0: free */
+		uint32_t tag;		/* 32 bits of the lho, to skip most misses */
+	} *by_lho;
+	uint32_t *by_decl = NULL;	/* first entry of a declaration + 1; 0: free */
+	uint16_t *ways = NULL;		/* by lho slot: declarations so far, 0: the first
+					 * entry is not in by_decl yet */
+	uint64_t cap = 64, mask, prev = 0;
+	unsigned shift = 58;
+	int any = 0, grows = 1, rc = 0;
+
+	for (uint64_t i = 0; i < zi->count && grows; i++) {
+		if (es[i].bad || es[i].kind == LFS_ZIP_DIR)
+			continue;
+		grows = !any || es[i].lho > prev;
+		prev = es[i].lho;
+		any = 1;
+	}
+	if (grows)
+		return 0;
+	/* count <= MAX_CD_BYTES / CENTRAL_LEN: entry numbers fit 32 bits */
+	while (cap < 2 * zi->count) {
+		cap <<= 1;
+		shift--;
+	}
+	mask = cap - 1;
+	by_lho = calloc(cap, sizeof(*by_lho));
+	if (!by_lho)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < zi->count; i++) {
+		struct lfs_zip_entry *e = &es[i];
+		uint32_t tag = (uint32_t)(e->lho ^ e->lho >> 32), first;
+		uint64_t h, d = 0;
+
+		if (e->bad || e->kind == LFS_ZIP_DIR)
+			continue;
+		h = (e->lho * HASH_K) >> shift;
+		while (by_lho[h].entry &&
+		       (by_lho[h].tag != tag || es[by_lho[h].entry - 1].lho != e->lho))
+			h = (h + 1) & mask;
+		if (!by_lho[h].entry) {
+			by_lho[h].entry = (uint32_t)i + 1;
+			by_lho[h].tag = tag;
+			continue;
+		}
+		first = by_lho[h].entry - 1;
+		if (same_declaration(&es[first], e))
+			continue; /* variant 0, as the first */
+		if (!by_decl) {
+			by_decl = calloc(cap, sizeof(*by_decl));
+			ways = calloc(cap, sizeof(*ways));
+			if (!by_decl || !ways) {
+				rc = -ENOMEM;
+				break;
+			}
+		}
+		for (int pass = ways[h] ? 1 : 0; pass < 2; pass++) {
+			/* pass 0 enters the lho's first entry, pass 1 looks up e */
+			const struct lfs_zip_entry *x = pass ? e : &es[first];
+
+			d = declaration_hash(x) >> shift;
+			while (by_decl[d] && !same_declaration(&es[by_decl[d] - 1], x))
+				d = (d + 1) & mask;
+			if (!pass) {
+				by_decl[d] = first + 1;
+				ways[h] = 1;
+			}
+		}
+		if (by_decl[d]) {
+			e->variant = es[by_decl[d] - 1].variant; /* and so its blocks */
+			continue;
+		}
+		if (ways[h] >= LFS_ZIP_MAX_VARIANTS) {
+			char name[256];
+
+			e->bad = LFS_ZIP_TOO_MANY_VARIANTS;
+			lfs_warn("%s: entry '%s': %s", zi->path,
+				 lfs_log_name(name, sizeof(name), lfs_zip_name(zi, e), e->name_len),
+				 lfs_zip_bad_reason(e->bad));
+			continue;
+		}
+		e->variant = (uint8_t)ways[h]++;
+		by_decl[d] = (uint32_t)i + 1;
+	}
+	free(by_lho);
+	free(by_decl);
+	free(ways);
+	return rc;
+}
+
 /* 64 bits that identify the layer's content: checksums of its central
  * directory, which holds every member's CRC, sizes and name.  The block
  * cache keys on it so that cached blocks never depend on a path or mount. */
@@ -575,6 +697,8 @@ int lfs_zip_open_source(struct lfs_source *src, const char *name,
 		goto fail;
 	}
 	rc = parse_cd(zi, &end, limits, err, errlen);
+	if (!rc)
+		rc = assign_variants(zi);
 	if (rc)
 		goto fail;
 	zi->data_off = calloc(zi->count ? zi->count : 1, sizeof(*zi->data_off));

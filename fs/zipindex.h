@@ -28,7 +28,13 @@ enum lfs_zip_bad {
 	LFS_ZIP_UNSUPPORTED_METHOD,
 	LFS_ZIP_BAD_SIZES,
 	LFS_ZIP_TOO_LARGE,	/* >= 2^63 bytes: no stat can carry it; not in the tree */
+	LFS_ZIP_TOO_MANY_VARIANTS, /* its local header is declared more than
+				    * LFS_ZIP_MAX_VARIANTS different ways */
 };
+
+/* Different declarations of one local header offset told apart by
+ * struct lfs_zip_entry.variant (uint8_t). */
+#define LFS_ZIP_MAX_VARIANTS 256
 
 #define LFS_ZIP_STORED 0
 #define LFS_ZIP_DEFLATED 8
@@ -45,6 +51,14 @@ struct lfs_zip_entry {
 	uint16_t mode;		/* permission bits only (0777) */
 	uint8_t kind;		/* enum lfs_zip_kind */
 	uint8_t bad;		/* enum lfs_zip_bad */
+	/* Entries may share a local header (lho) and so one stream, each
+	 * declaring its own method, sizes and CRC.  Cached data is keyed by
+	 * (layer, lho, variant): 0 for the first declaration of an lho in
+	 * central directory order, k for its k-th different (method,
+	 * comp_size, size, crc); identical declarations share a variant, and
+	 * so their blocks.  Only readable entries (bad == LFS_ZIP_OK, not
+	 * directories) count; the others keep 0. */
+	uint8_t variant;
 };
 
 struct lfs_zip_limits {

@@ -650,6 +650,100 @@ static void test_zip64_multidisk(void **state)
 	}
 }
 
+/* Central records sharing local headers, declaring them in several ways:
+ * each different (method, comp_size, size, crc) of one offset gets the
+ * next variant, identical ones share theirs (and so cached blocks). */
+static void test_variants(void **state)
+{
+	static const struct {
+		const char *name;
+		uint32_t len, crc;
+		int own, bad;	/* own: at the second local header */
+		uint8_t variant;
+	} decl[] = {
+		{ "a", 100, 1, 0, 0, 0 },
+		{ "b", 100, 1, 0, 0, 0 },	/* identical: shares 0 */
+		{ "c", 50, 1, 0, 0, 1 },	/* sizes differ */
+		{ "d", 100, 2, 0, 0, 2 },	/* CRC differs */
+		{ "e", 50, 1, 0, 0, 1 },	/* identical to c */
+		{ "f", 100, 9, 0, 1, 0 },	/* encrypted: bad, not counted */
+		{ "g", 100, 3, 0, 0, 3 },
+		{ "h", 100, 1, 1, 0, 0 },	/* another offset: its own numbering */
+		{ "i", 60, 1, 1, 0, 1 },
+		{ "j", 100, 2, 0, 0, 2 },	/* identical to d */
+	};
+	const size_t n = sizeof(decl) / sizeof(decl[0]);
+	struct zb b = { 0 };
+	struct lfs_zip_index *zi;
+	unsigned char data[100];
+	char err[256];
+	size_t l0, l1, cd_off;
+
+	(void)state;
+	memset(data, 'v', sizeof(data));
+	l0 = zb_local(&b, "a", data, 100, 0);
+	l1 = zb_local(&b, "h", data, 100, 0);
+	cd_off = b.len;
+	for (size_t i = 0; i < n; i++) {
+		size_t at = b.len;
+
+		zb_central(&b, decl[i].name, decl[i].crc, decl[i].len,
+			   (uint32_t)(decl[i].own ? l1 : l0), 0, 0);
+		if (decl[i].bad)
+			b.p[at + 8] |= 1; /* encrypted */
+	}
+	zb_eocd(&b, (uint16_t)n, (uint32_t)(b.len - cd_off), (uint32_t)cd_off, 0);
+	assert_int_equal(open_zb(&b, NULL, &zi, err, sizeof(err)), 0);
+	assert_int_equal(zi->count, n);
+	for (size_t i = 0; i < n; i++) {
+		if (zi->entries[i].variant != decl[i].variant)
+			fail_msg("entry %s: variant %u, expected %u", decl[i].name,
+				 zi->entries[i].variant, decl[i].variant);
+		assert_int_equal(zi->entries[i].bad != LFS_ZIP_OK, decl[i].bad);
+	}
+	lfs_zip_close(zi);
+	free(b.p);
+}
+
+/* 258 different declarations of one local header: the first 256 get
+ * variants 0..255, the two more are bad (reads fail); a later record
+ * identical to one of the 256 still shares its variant. */
+static void test_variants_overflow(void **state)
+{
+	struct zb b = { 0 };
+	struct lfs_zip_index *zi;
+	unsigned char data[16];
+	char err[256], name[16];
+	size_t l0, cd_off;
+
+	(void)state;
+	memset(data, 'w', sizeof(data));
+	l0 = zb_local(&b, "x0", data, 16, 0);
+	cd_off = b.len;
+	for (uint32_t i = 0; i < 258; i++) {
+		snprintf(name, sizeof(name), "x%u", i);
+		zb_central(&b, name, 1000 + i, 16, (uint32_t)l0, 0, 0);
+	}
+	zb_central(&b, "again", 1000 + 7, 16, (uint32_t)l0, 0, 0);
+	zb_eocd(&b, 259, (uint32_t)(b.len - cd_off), (uint32_t)cd_off, 0);
+	assert_int_equal(open_zb(&b, NULL, &zi, err, sizeof(err)), 0);
+	assert_int_equal(zi->count, 259);
+	for (uint32_t i = 0; i < 256; i++) {
+		assert_int_equal(zi->entries[i].bad, LFS_ZIP_OK);
+		assert_int_equal(zi->entries[i].variant, i);
+	}
+	for (uint32_t i = 256; i < 258; i++) {
+		uint64_t off;
+
+		assert_int_equal(zi->entries[i].bad, LFS_ZIP_TOO_MANY_VARIANTS);
+		assert_int_equal(lfs_zip_data_offset(zi, i, &off), -EIO);
+	}
+	assert_int_equal(zi->entries[258].bad, LFS_ZIP_OK);
+	assert_int_equal(zi->entries[258].variant, 7);
+	lfs_zip_close(zi);
+	free(b.p);
+}
+
 /* Writers without ZIP64 store the entry count modulo 65536: 65,536 and
  * 65,540 entries declared as 0 and 4.  The directory is larger than 0 or 4
  * entries can need, so its records are walked first; they fill it. */
@@ -746,6 +840,8 @@ int main(void)
 		cmocka_unit_test(test_data_inside_cd),
 		cmocka_unit_test(test_eocd_forged_in_comment),
 		cmocka_unit_test(test_zip64_multidisk),
+		cmocka_unit_test(test_variants),
+		cmocka_unit_test(test_variants_overflow),
 	};
 
 	return cmocka_run_group_tests_name("zipindex", tests, setup, teardown);
