@@ -258,6 +258,9 @@ int lfs_tree_add_layer(struct lfs_tree_builder *b, unsigned layer,
 		       const struct lfs_zip_index *zi, uint64_t max_total)
 {
 	char path[LFS_TREE_MAX_PATH + 1];
+	/* The per-entry warnings share the index's cap for the layer: only
+	 * what it left of LFS_ZIP_MAX_LOGGED are printed, the rest summed up. */
+	uint64_t problems = zi->bad_entries, skipped = 0;
 
 	if (layer >= LFS_TREE_MAX_LAYERS)
 		return -E2BIG;
@@ -270,11 +273,14 @@ int lfs_tree_add_layer(struct lfs_tree_builder *b, unsigned layer,
 		if (len < 0) {
 			/* no lookup could reach it; unzip skips it too (or, for
 			 * a long path, truncates it) and extracts the rest */
-			lfs_warn("%s: entry '%s': %s; skipped", zi->path,
-				 lfs_log_name(path, 200, name, e->name_len),
-				 len == LFS_TREE_SKIP_NUL	  ? "name has a NUL byte"
-				 : len == LFS_TREE_SKIP_COMPONENT ? "name has a component over 255 bytes"
-								  : "name is over 4095 bytes");
+			skipped++;
+			if (problems++ < LFS_ZIP_MAX_LOGGED)
+				lfs_warn("%s: entry '%s': %s; skipped", zi->path,
+					 lfs_log_name(path, 200, name, e->name_len),
+					 len == LFS_TREE_SKIP_NUL ? "name has a NUL byte"
+					 : len == LFS_TREE_SKIP_COMPONENT
+						 ? "name has a component over 255 bytes"
+						 : "name is over 4095 bytes");
 			continue;
 		}
 		if (e->bad == LFS_ZIP_TOO_LARGE)
@@ -284,9 +290,11 @@ int lfs_tree_add_layer(struct lfs_tree_builder *b, unsigned layer,
 		is_dir = is_dir || e->kind == LFS_ZIP_DIR;
 		if (!is_dir && e->kind == LFS_ZIP_SYMLINK &&
 		    (e->size == 0 || e->size > LFS_TREE_MAX_PATH)) {
-			lfs_warn("%s: entry '%s': symlink target of %llu bytes; skipped", zi->path,
-				 lfs_log_name(path, 200, name, e->name_len),
-				 (unsigned long long)e->size);
+			skipped++;
+			if (problems++ < LFS_ZIP_MAX_LOGGED)
+				lfs_warn("%s: entry '%s': symlink target of %llu bytes; skipped",
+					 zi->path, lfs_log_name(path, 200, name, e->name_len),
+					 (unsigned long long)e->size);
 			continue;
 		}
 		if (max_total && b->allocated >= max_total)
@@ -295,6 +303,16 @@ int lfs_tree_add_layer(struct lfs_tree_builder *b, unsigned layer,
 			       zi->file_mtime);
 		if (rc)
 			return rc;
+	}
+	if (problems > LFS_ZIP_MAX_LOGGED) {
+		uint64_t logged = zi->bad_entries >= LFS_ZIP_MAX_LOGGED
+					  ? 0
+					  : LFS_ZIP_MAX_LOGGED - zi->bad_entries;
+
+		if (skipped > logged)
+			lfs_warn("%s: %llu more %s skipped for their names or symlink targets (the first %d problems are logged)",
+				 zi->path, (unsigned long long)(skipped - logged),
+				 skipped - logged == 1 ? "entry" : "entries", LFS_ZIP_MAX_LOGGED);
 	}
 	return 0;
 }

@@ -64,6 +64,19 @@ const char *lfs_zip_bad_reason(enum lfs_zip_bad bad)
 	return "unknown";
 }
 
+/* One entry's problem found at mount: logged for the first
+ * LFS_ZIP_MAX_LOGGED of the layer, counted for all (lfs_zip_open_source
+ * sums up the rest in one line). */
+static void entry_problem(struct lfs_zip_index *zi, const struct lfs_zip_entry *e)
+{
+	char name[256];
+
+	if (zi->bad_entries++ < LFS_ZIP_MAX_LOGGED)
+		lfs_warn("%s: entry '%s': %s", zi->path,
+			 lfs_log_name(name, sizeof(name), lfs_zip_name(zi, e), e->name_len),
+			 lfs_zip_bad_reason((enum lfs_zip_bad)e->bad));
+}
+
 /* Days since the epoch of a proleptic Gregorian date (Howard Hinnant's
  * days_from_civil). */
 static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
@@ -396,13 +409,8 @@ static int parse_cd(struct lfs_zip_index *zi, const struct zip_end *end,
 		 * bad, never read): shifted, it could wrap into the file */
 		if (e->lho <= declared_cd)
 			e->lho += end->junk;
-		if (e->bad && e->kind != LFS_ZIP_DIR) {
-			char name[256];
-
-			lfs_warn("%s: entry '%s': %s", zi->path,
-				 lfs_log_name(name, sizeof(name), lfs_zip_name(zi, e), e->name_len),
-				 lfs_zip_bad_reason(e->bad));
-		}
+		if (e->bad && e->kind != LFS_ZIP_DIR)
+			entry_problem(zi, e);
 		pos += CENTRAL_LEN + (uint64_t)nlen + xlen + clen;
 		n++;
 	}
@@ -584,12 +592,8 @@ static int assign_variants(struct lfs_zip_index *zi)
 			continue;
 		}
 		if (ways[h] >= LFS_ZIP_MAX_VARIANTS) {
-			char name[256];
-
 			e->bad = LFS_ZIP_TOO_MANY_VARIANTS;
-			lfs_warn("%s: entry '%s': %s", zi->path,
-				 lfs_log_name(name, sizeof(name), lfs_zip_name(zi, e), e->name_len),
-				 lfs_zip_bad_reason(e->bad));
+			entry_problem(zi, e);
 			continue;
 		}
 		e->variant = (uint8_t)ways[h]++;
@@ -707,6 +711,11 @@ int lfs_zip_open_source(struct lfs_source *src, const char *name,
 		goto fail;
 	}
 	zi->layer_id = content_id(zi);
+	if (zi->bad_entries > LFS_ZIP_MAX_LOGGED)
+		lfs_warn("%s: %llu more %s with problems like those above (the first %d are logged)",
+			 path, (unsigned long long)(zi->bad_entries - LFS_ZIP_MAX_LOGGED),
+			 zi->bad_entries - LFS_ZIP_MAX_LOGGED == 1 ? "entry" : "entries",
+			 LFS_ZIP_MAX_LOGGED);
 	*out = zi;
 	return 0;
 fail:

@@ -36,6 +36,12 @@ enum lfs_zip_bad {
  * struct lfs_zip_entry.variant (uint8_t). */
 #define LFS_ZIP_MAX_VARIANTS 256
 
+/* Per-entry problems logged at mount for one layer (the index's, then the
+ * tree's); the rest are counted and summed up in one line.  A layer of
+ * 20,000 entries in an unsupported method would otherwise write 20,000
+ * lines at every mount. */
+#define LFS_ZIP_MAX_LOGGED 10
+
 #define LFS_ZIP_STORED 0
 #define LFS_ZIP_DEFLATED 8
 
@@ -73,6 +79,8 @@ struct lfs_zip_index {
 	uint64_t junk_prefix;	/* bytes before the archive (self-extractor) */
 	uint64_t layer_id;	/* identifies the layer's content, see lfs_zip_open */
 	uint64_t count;
+	uint64_t bad_entries;	/* entries with a problem found at mount (logged:
+				 * the first LFS_ZIP_MAX_LOGGED) */
 	struct lfs_zip_entry *entries;
 	uint64_t *data_off;	/* 0 = not resolved yet; accessed atomically */
 	unsigned char *cd;	/* the central directory bytes (names live here) */

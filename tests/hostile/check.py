@@ -416,6 +416,16 @@ def log_checks(case, logpath, layer, name):
     for l in lines:
         if b"entry '" in l and not any(nd in l for _, nd in needles):
             problems.append("unexpected log line: %r" % l[:200])
+    cap = case.get("log_cap")
+    if cap:
+        named = [l for l in lines if b"entry '" in l and lay in l]
+        more = [l for l in lines if bytes.fromhex(cap["more"]) in l and lay in l]
+        if len(named) != cap["entry_lines"]:
+            problems.append("%d log lines name an entry (expected %d)" % (
+                len(named), cap["entry_lines"]))
+        if len(more) != 1:
+            problems.append("%d log lines say %r (expected 1)" % (
+                len(more), bytes.fromhex(cap["more"])))
     for pre in case.get("forbid_log_prefix", []):
         for l in lines:
             if l.startswith(bytes.fromhex(pre)):

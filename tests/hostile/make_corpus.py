@@ -51,6 +51,8 @@ expect.json:
          "walk": "ls" (ls -laR must exit 0) or "find" (paths too long for
                  ls; find -ls must exit 0),
          "strict": every file/symlink in the mount must be listed above,
+         "log_cap": {"entry_lines": N, "more": hex}  exactly N log lines name
+                  an entry of the layer, and exactly one holds "more"
          "tools": the hostile layer's files in the mount (path, sha256) equal
                   what unzip -o, Python's zipfile and bsdtar -x each extract,
          "bomb": {"cache": bytes, "read": [{"path","size","sha256"|"zeros"}],
@@ -703,12 +705,27 @@ def data_failures(c):
     for m in (1, 6, 9, 12, 14, 93, 95, 98, 99, 0xffff):
         nm = "bad/method-%d.bin" % m
         ents.append(E(nm, e1, cd={"method": m}, local={"method": m}))
-        eio.append(eiof(nm, len(e1)))
+        # 11 problems found at mount: the 11th is only counted
+        eio.append(eiof(nm, len(e1), log=None if m == 0xffff else True))
     c.mount("encrypted_and_methods", build(ents), ok=fine_ok() + [okf("encdir/plain.txt", FINE_SMALL)],
             eio=eio, dirs=["encdir"],
+            log_cap=dict(entry_lines=11, more=b": 1 more entry with".hex()),
             why="encrypted flag (central+local, local only), methods shrink/implode/"
                 "deflate64/bzip2/lzma/zstd/xz/ppmd/AES/65535; a directory record "
-                "flagged encrypted is still a directory")
+                "flagged encrypted is still a directory; 10 of the 11 problems "
+                "found at mount are logged, one line counts the 11th (the "
+                "local-only encryption is found, and logged, at the first read)")
+
+    # 20,000 entries in an unsupported method: 10 log lines name entries,
+    # one sums up the other 19,990 (at every mount, 20,001 lines before)
+    ents = fine_entries() + [E("cap/m-%05d.bin" % k, b"x", method=12, cd={"method": 12},
+                               local={"method": 12}) for k in range(20000)]
+    c.mount("warn_cap", build(ents), ok=fine_ok(), strict=False,
+            eio=[eiof("cap/m-%05d.bin" % k, 1) for k in range(10)] +
+                [eiof("cap/m-%05d.bin" % k, 1, log=None) for k in (10, 5000, 19999)],
+            log_cap=dict(entry_lines=10, more=b": 19990 more entries with".hex()),
+            why="20,000 entries in an unsupported method: all listed, reads fail with "
+                "EIO; the first 10 are logged and one line counts the rest")
 
     # local header problems
     l3 = text(51, 2500)

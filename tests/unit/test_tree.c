@@ -210,6 +210,58 @@ static void test_within_one_zip(void **state)
 	lfs_tree_free(t);
 }
 
+/* Lines of stderr containing `needle` while the tree takes a layer. */
+static unsigned logged_lines(struct lfs_tree_builder *b, const struct lfs_zip_index *zi,
+			     const char *needle)
+{
+	FILE *tmp = tmpfile();
+	int saved = dup(2);
+	char line[4096];
+	unsigned n = 0;
+
+	assert_non_null(tmp);
+	fflush(stderr);
+	assert_int_equal(dup2(fileno(tmp), 2), 2);
+	assert_int_equal(lfs_tree_add_layer(b, 0, zi, 0), 0);
+	fflush(stderr);
+	assert_int_equal(dup2(saved, 2), 2);
+	close(saved);
+	rewind(tmp);
+	while (fgets(line, sizeof(line), tmp))
+		n += strstr(line, needle) != NULL;
+	fclose(tmp);
+	return n;
+}
+
+/* 25 names no lookup can reach, in a layer whose index logged 4 problems
+ * already: 6 more lines name entries, one sums up the other 19. */
+static void test_warning_cap(void **state)
+{
+	struct fake f[26];
+	char names[25][300];
+	struct lfs_zip_index *zi;
+	struct lfs_tree_builder *b = lfs_tree_builder_new(7);
+	struct lfs_tree *t;
+
+	(void)state;
+	for (int i = 0; i < 25; i++) {
+		memset(names[i], 'a' + i, 299);
+		names[i][299] = '\0';
+		f[i] = (struct fake)F(names[i], 0644, 1);
+	}
+	f[25] = (struct fake)F("kept.txt", 0644, 2);
+	zi = fake_index(f, 26, "cap.zip");
+	zi->bad_entries = 4;
+	assert_int_equal(logged_lines(b, zi, "entry '"), LFS_ZIP_MAX_LOGGED - 4);
+	t = lfs_tree_freeze(b);
+	assert_non_null(node(t, "kept.txt"));
+	lfs_tree_free(t);
+	b = lfs_tree_builder_new(7);
+	assert_int_equal(logged_lines(b, zi, "cap.zip: 19 more entries skipped"), 1);
+	lfs_tree_builder_free(b);
+	fake_free(zi);
+}
+
 static void test_lookup_and_readdir_order(void **state)
 {
 	static const struct fake l0[] = { F("d/b", 0644, 1), F("d/a", 0644, 1), F("d/ab", 0644, 1),
@@ -299,6 +351,7 @@ int main(void)
 		cmocka_unit_test(test_within_one_zip),
 		cmocka_unit_test(test_lookup_and_readdir_order),
 		cmocka_unit_test(test_limits_and_skips),
+		cmocka_unit_test(test_warning_cap),
 		cmocka_unit_test(test_big_tree),
 	};
 

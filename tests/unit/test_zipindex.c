@@ -744,6 +744,76 @@ static void test_variants_overflow(void **state)
 	free(b.p);
 }
 
+/* stderr into a temporary file while a test runs code that logs. */
+struct captured {
+	FILE *tmp;
+	int saved;
+};
+
+static void capture_start(struct captured *c)
+{
+	fflush(stderr);
+	c->tmp = tmpfile();
+	assert_non_null(c->tmp);
+	c->saved = dup(2);
+	assert_true(c->saved >= 0);
+	assert_int_equal(dup2(fileno(c->tmp), 2), 2);
+}
+
+/* Stops capturing; returns how many captured lines contain `needle`. */
+static unsigned capture_count(struct captured *c, const char *needle, int stop)
+{
+	char line[4096];
+	unsigned n = 0;
+
+	fflush(stderr);
+	if (stop) {
+		assert_int_equal(dup2(c->saved, 2), 2);
+		close(c->saved);
+	}
+	rewind(c->tmp);
+	while (fgets(line, sizeof(line), c->tmp))
+		n += strstr(line, needle) != NULL;
+	if (stop)
+		fclose(c->tmp);
+	return n;
+}
+
+/* 20,000 entries in an unsupported method: the first 10 are logged, one
+ * line sums up the rest, the index counts them all. */
+static void test_warning_cap(void **state)
+{
+	struct zb b = { 0 };
+	struct lfs_zip_index *zi;
+	struct captured cap;
+	char err[256], name[16];
+	size_t l0, cd_off;
+	const unsigned n = 20000;
+
+	(void)state;
+	l0 = zb_local(&b, "m/00000", "x", 1, 0);
+	cd_off = b.len;
+	for (unsigned i = 0; i < n; i++) {
+		size_t at = b.len;
+
+		snprintf(name, sizeof(name), "m/%05u", i);
+		zb_central(&b, name, (uint32_t)crc32(0, (const Bytef *)"x", 1), 1, (uint32_t)l0, 0,
+			   0);
+		b.p[at + 10] = 12; /* bzip2 */
+	}
+	zb_eocd(&b, (uint16_t)n, (uint32_t)(b.len - cd_off), (uint32_t)cd_off, 0);
+	capture_start(&cap);
+	assert_int_equal(open_zb(&b, NULL, &zi, err, sizeof(err)), 0);
+	assert_int_equal(capture_count(&cap, "entry '", 0), LFS_ZIP_MAX_LOGGED);
+	assert_int_equal(capture_count(&cap, "mem.zip: 19990 more entries", 0), 1);
+	assert_int_equal(capture_count(&cap, "mem.zip", 1), LFS_ZIP_MAX_LOGGED + 1);
+	assert_int_equal(zi->bad_entries, n);
+	for (unsigned i = 0; i < n; i++)
+		assert_int_equal(zi->entries[i].bad, LFS_ZIP_UNSUPPORTED_METHOD);
+	lfs_zip_close(zi);
+	free(b.p);
+}
+
 /* Writers without ZIP64 store the entry count modulo 65536: 65,536 and
  * 65,540 entries declared as 0 and 4.  The directory is larger than 0 or 4
  * entries can need, so its records are walked first; they fill it. */
@@ -842,6 +912,7 @@ int main(void)
 		cmocka_unit_test(test_zip64_multidisk),
 		cmocka_unit_test(test_variants),
 		cmocka_unit_test(test_variants_overflow),
+		cmocka_unit_test(test_warning_cap),
 	};
 
 	return cmocka_run_group_tests_name("zipindex", tests, setup, teardown);
