@@ -111,11 +111,14 @@ struct lfs_tree_builder *lfs_tree_builder_new(int64_t root_mtime)
 
 static void free_hashes_and_pool(struct lfs_tree_builder *b)
 {
-	for (struct pool_chunk *p = b->pool, *next; p; p = next) {
-		next = p->next;
+	/* Two passes: a node's child hash is reached through its first child,
+	 * which may sit in a newer chunk, and the list runs newest first. */
+	for (struct pool_chunk *p = b->pool; p; p = p->next)
 		for (size_t i = 0; i < p->used; i++)
 			if (p->nodes[i].children)
 				HASH_CLEAR(hh, p->nodes[i].children);
+	for (struct pool_chunk *p = b->pool, *next; p; p = next) {
+		next = p->next;
 		free(p);
 	}
 	b->pool = NULL;

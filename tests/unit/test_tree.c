@@ -262,6 +262,38 @@ static void test_warning_cap(void **state)
 	fake_free(zi);
 }
 
+/* The builder keeps nodes in chunks of 4096, newest first.  A directory
+ * that is the last node of one chunk and whose first child is the first of
+ * the next: freeing the chunks one by one while clearing each node's child
+ * hash (reached through its first child) read the newer chunk after it
+ * was freed. */
+static void test_builder_free_across_chunks(void **state)
+{
+	static char names[4094][8];
+	struct fake f[4095];
+	struct lfs_zip_index *zi;
+	struct lfs_tree_builder *b = lfs_tree_builder_new(7);
+	struct lfs_tree *t;
+
+	(void)state;
+	/* the root and 4094 files fill nodes 0..4094 of the first chunk */
+	for (int i = 0; i < 4094; i++) {
+		snprintf(names[i], sizeof(names[i]), "f%d", i);
+		f[i] = (struct fake)F(names[i], 0644, 1);
+	}
+	f[4094] = (struct fake)F("d/x", 0644, 2); /* d: node 4095; x: the next chunk */
+	zi = fake_index(f, 4095, "chunks.zip");
+	assert_int_equal(lfs_tree_add_layer(b, 0, zi, 0), 0);
+	t = lfs_tree_freeze(b);
+	assert_non_null(t);
+	assert_int_equal(node(t, "d/x")->size, 2);
+	lfs_tree_free(t);
+	b = lfs_tree_builder_new(7); /* the same, freed without freezing */
+	assert_int_equal(lfs_tree_add_layer(b, 0, zi, 0), 0);
+	lfs_tree_builder_free(b);
+	fake_free(zi);
+}
+
 static void test_lookup_and_readdir_order(void **state)
 {
 	static const struct fake l0[] = { F("d/b", 0644, 1), F("d/a", 0644, 1), F("d/ab", 0644, 1),
@@ -352,6 +384,7 @@ int main(void)
 		cmocka_unit_test(test_lookup_and_readdir_order),
 		cmocka_unit_test(test_limits_and_skips),
 		cmocka_unit_test(test_warning_cap),
+		cmocka_unit_test(test_builder_free_across_chunks),
 		cmocka_unit_test(test_big_tree),
 	};
 
