@@ -324,11 +324,14 @@ static void set_type_mode(struct lfs_zip_entry *e, uint32_t ext_attr, unsigned h
 	}
 }
 
+/* Sets *shared unless the readable entries' local header offsets only grow
+ * in central directory order (then none shares one: see assign_variants). */
 static int parse_cd(struct lfs_zip_index *zi, const struct zip_end *end,
-		    const struct lfs_zip_limits *lim, char *err, size_t errlen)
+		    const struct lfs_zip_limits *lim, int *shared, char *err, size_t errlen)
 {
 	const uint64_t declared_cd = end->cd_off - end->junk;
-	uint64_t n = 0, cap = zi->count, pos = 0;
+	uint64_t n = 0, cap = zi->count, pos = 0, last_lho = 0;
+	int any = 0;
 
 	/* Bounds are compared as lengths left: a pointer past the end of the
 	 * buffer is undefined behaviour even when only compared. */
@@ -411,6 +414,11 @@ static int parse_cd(struct lfs_zip_index *zi, const struct zip_end *end,
 			e->lho += end->junk;
 		if (e->bad && e->kind != LFS_ZIP_DIR)
 			entry_problem(zi, e);
+		if (!e->bad && e->kind != LFS_ZIP_DIR) {
+			*shared |= any && e->lho <= last_lho;
+			last_lho = e->lho;
+			any = 1;
+		}
 		pos += CENTRAL_LEN + (uint64_t)nlen + xlen + clen;
 		n++;
 	}
@@ -509,13 +517,13 @@ static uint64_t declaration_hash(const struct lfs_zip_entry *e)
 
 /* Numbers the different declarations of each local header offset (see
  * struct lfs_zip_entry.variant; parse_cd set them all to 0).  Writers put
- * the central records in the order of the local ones, so offsets that only
- * grow (one sequential pass) share nothing.  Otherwise a hash table from
- * lho to its first entry (one probe for an lho seen once, the usual case,
- * and for one repeated as it was first declared, a bomb's), and only for an
- * lho declared another way a second table from whole declarations to their
- * first entry: at most two probes an entry, however many ways an lho is
- * declared. */
+ * the central records in the order of the local ones, and offsets that
+ * only grow share nothing: parse_cd tells, and then this is not called.
+ * A hash table maps an lho to its first entry (one probe for an lho seen
+ * once, and for one repeated as it was first declared, as in a bomb); only
+ * for an lho declared another way, a second table maps whole declarations
+ * to their first entry: at most two probes an entry, however many ways an
+ * lho is declared. */
 static int assign_variants(struct lfs_zip_index *zi)
 {
 	struct lfs_zip_entry *es = zi->entries;
@@ -526,19 +534,10 @@ static int assign_variants(struct lfs_zip_index *zi)
 	uint32_t *by_decl = NULL;	/* first entry of a declaration + 1; 0: free */
 	uint16_t *ways = NULL;		/* by lho slot: declarations so far, 0: the first
 					 * entry is not in by_decl yet */
-	uint64_t cap = 64, mask, prev = 0;
+	uint64_t cap = 64, mask;
 	unsigned shift = 58;
-	int any = 0, grows = 1, rc = 0;
+	int rc = 0;
 
-	for (uint64_t i = 0; i < zi->count && grows; i++) {
-		if (es[i].bad || es[i].kind == LFS_ZIP_DIR)
-			continue;
-		grows = !any || es[i].lho > prev;
-		prev = es[i].lho;
-		any = 1;
-	}
-	if (grows)
-		return 0;
 	/* count <= MAX_CD_BYTES / CENTRAL_LEN: entry numbers fit 32 bits */
 	while (cap < 2 * zi->count) {
 		cap <<= 1;
@@ -632,6 +631,7 @@ int lfs_zip_open_source(struct lfs_source *src, const char *name,
 {
 	struct lfs_zip_index *zi;
 	struct zip_end end = { 0 };
+	int shared = 0;
 	const char *path = name;
 	int rc;
 
@@ -700,8 +700,8 @@ int lfs_zip_open_source(struct lfs_source *src, const char *name,
 			  strerror(-rc));
 		goto fail;
 	}
-	rc = parse_cd(zi, &end, limits, err, errlen);
-	if (!rc)
+	rc = parse_cd(zi, &end, limits, &shared, err, errlen);
+	if (!rc && shared)
 		rc = assign_variants(zi);
 	if (rc)
 		goto fail;
