@@ -11,7 +11,7 @@
 #define DEFAULT_MAX_LAYERS 5	/* the platform's limit */
 #define DEFAULT_MAX_ENTRIES 1000000ull
 #define DEFAULT_MAX_TOTAL 4000000ull
-#define DEFAULT_MAX_NAME 4096
+#define DEFAULT_MAX_NAME 65535	/* a guard against absurd names, not a limit of paths */
 #define DEFAULT_TIMEOUT 86400.0	/* the tree never changes */
 #define DEFAULT_MAX_READ (1u << 20)
 #define DEFAULT_READAHEAD (8u << 20) /* docs/performance.md */
@@ -74,7 +74,8 @@ static const struct optdef defs[] = {
 	  "refuse stacks whose tree is larger (default 4000000)" },
 	{ "max_name", T_COUNT, O_MAX_NAME, 1, 65535, "N",
 	  "refuse layers with an entry name longer than N bytes\n"
-	  "                           (default 4096)" },
+	  "                           (default 65535; names no lookup can reach are\n"
+	  "                           skipped with a warning)" },
 	{ "cache_dir", T_STRING, O_CACHE_DIR, 0, 0, "DIR",
 	  "the host's cache directory: layer digests and decompressed\n"
 	  "                           blocks on disk, shared by every mount on the host\n"

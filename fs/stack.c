@@ -182,18 +182,13 @@ static int check_duplicate(const struct lfs_stack *s, const struct lfs_layer_lis
 	return 0;
 }
 
-/* Which member of its layer an entry is, for the memory cache: where its
- * data is *and* what the central directory says about it, so that two
- * entries sharing one local header with different sizes or CRCs never
- * share blocks. */
+/* Which member of its layer an entry is, in the memory cache and on disk:
+ * its local header offset and, for entries that share one local header
+ * but declare other sizes or CRCs, the variant the index gave it (so they
+ * never share blocks).  Offsets lie inside the file, below 2^56. */
 static uint64_t member_key(const struct lfs_zip_entry *e)
 {
-	uint64_t h = e->lho * 0x9e3779b97f4a7c15ull;
-
-	h ^= (e->comp_size + 0x632be59bd9b4e019ull) * 0xbf58476d1ce4e5b9ull;
-	h ^= (e->size + 0x85ebca77c2b2ae63ull) * 0x94d049bb133111ebull;
-	h ^= ((uint64_t)e->crc << 16 | e->method) * 0xff51afd7ed558ccdull;
-	return h ^ (h >> 31);
+	return e->lho << 8 | e->variant;
 }
 
 /* The layer's digest as far as it can be known at mount: the memo's, or,

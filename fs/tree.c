@@ -111,11 +111,14 @@ struct lfs_tree_builder *lfs_tree_builder_new(int64_t root_mtime)
 
 static void free_hashes_and_pool(struct lfs_tree_builder *b)
 {
-	for (struct pool_chunk *p = b->pool, *next; p; p = next) {
-		next = p->next;
+	/* Two passes: a node's child hash is reached through its first child,
+	 * which may sit in a newer chunk, and the list runs newest first. */
+	for (struct pool_chunk *p = b->pool; p; p = p->next)
 		for (size_t i = 0; i < p->used; i++)
 			if (p->nodes[i].children)
 				HASH_CLEAR(hh, p->nodes[i].children);
+	for (struct pool_chunk *p = b->pool, *next; p; p = next) {
+		next = p->next;
 		free(p);
 	}
 	b->pool = NULL;
@@ -145,7 +148,7 @@ int lfs_tree_normalize(const char *name, size_t len, char *out, size_t outlen,
 
 	*is_dir = len && (name[len - 1] == '/' || name[len - 1] == '\\');
 	if (memchr(name, '\0', len))
-		return -1;
+		return LFS_TREE_SKIP_NUL;
 	while (i < len) {
 		size_t start, clen;
 
@@ -159,9 +162,9 @@ int lfs_tree_normalize(const char *name, size_t len, char *out, size_t outlen,
 		    (clen == 2 && name[start] == '.' && name[start + 1] == '.'))
 			continue;
 		if (clen > NAME_MAX_BYTES)
-			return -1;
+			return LFS_TREE_SKIP_COMPONENT;
 		if (o + (o ? 1 : 0) + clen > LFS_TREE_MAX_PATH || o + 1 + clen >= outlen)
-			return -1;
+			return LFS_TREE_SKIP_PATH;
 		if (o)
 			out[o++] = '/';
 		memcpy(out + o, name + start, clen);
@@ -258,6 +261,9 @@ int lfs_tree_add_layer(struct lfs_tree_builder *b, unsigned layer,
 		       const struct lfs_zip_index *zi, uint64_t max_total)
 {
 	char path[LFS_TREE_MAX_PATH + 1];
+	/* The per-entry warnings share the index's cap for the layer: only
+	 * what it left of LFS_ZIP_MAX_LOGGED are printed, the rest summed up. */
+	uint64_t problems = zi->bad_entries, skipped = 0;
 
 	if (layer >= LFS_TREE_MAX_LAYERS)
 		return -E2BIG;
@@ -268,9 +274,16 @@ int lfs_tree_add_layer(struct lfs_tree_builder *b, unsigned layer,
 
 		len = lfs_tree_normalize(name, e->name_len, path, sizeof(path), &is_dir);
 		if (len < 0) {
-			lfs_warn("%s: entry '%s': name has a NUL byte, a component over 255 bytes or is over %d bytes; skipped",
-				 zi->path, lfs_log_name(path, 200, name, e->name_len),
-				 LFS_TREE_MAX_PATH);
+			/* no lookup could reach it; unzip skips it too (or, for
+			 * a long path, truncates it) and extracts the rest */
+			skipped++;
+			if (problems++ < LFS_ZIP_MAX_LOGGED)
+				lfs_warn("%s: entry '%s': %s; skipped", zi->path,
+					 lfs_log_name(path, 200, name, e->name_len),
+					 len == LFS_TREE_SKIP_NUL ? "name has a NUL byte"
+					 : len == LFS_TREE_SKIP_COMPONENT
+						 ? "name has a component over 255 bytes"
+						 : "name is over 4095 bytes");
 			continue;
 		}
 		if (e->bad == LFS_ZIP_TOO_LARGE)
@@ -280,9 +293,11 @@ int lfs_tree_add_layer(struct lfs_tree_builder *b, unsigned layer,
 		is_dir = is_dir || e->kind == LFS_ZIP_DIR;
 		if (!is_dir && e->kind == LFS_ZIP_SYMLINK &&
 		    (e->size == 0 || e->size > LFS_TREE_MAX_PATH)) {
-			lfs_warn("%s: entry '%s': symlink target of %llu bytes; skipped", zi->path,
-				 lfs_log_name(path, 200, name, e->name_len),
-				 (unsigned long long)e->size);
+			skipped++;
+			if (problems++ < LFS_ZIP_MAX_LOGGED)
+				lfs_warn("%s: entry '%s': symlink target of %llu bytes; skipped",
+					 zi->path, lfs_log_name(path, 200, name, e->name_len),
+					 (unsigned long long)e->size);
 			continue;
 		}
 		if (max_total && b->allocated >= max_total)
@@ -291,6 +306,16 @@ int lfs_tree_add_layer(struct lfs_tree_builder *b, unsigned layer,
 			       zi->file_mtime);
 		if (rc)
 			return rc;
+	}
+	if (problems > LFS_ZIP_MAX_LOGGED) {
+		uint64_t logged = zi->bad_entries >= LFS_ZIP_MAX_LOGGED
+					  ? 0
+					  : LFS_ZIP_MAX_LOGGED - zi->bad_entries;
+
+		if (skipped > logged)
+			lfs_warn("%s: %llu more %s skipped for their names or symlink targets (the first %d problems are logged)",
+				 zi->path, (unsigned long long)(skipped - logged),
+				 skipped - logged == 1 ? "entry" : "entries", LFS_ZIP_MAX_LOGGED);
 	}
 	return 0;
 }

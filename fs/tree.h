@@ -13,8 +13,9 @@
  *     record, or 0755 and the zip's mtime when a deeper name implies it;
  *     a later record for an existing directory changes nothing (as with
  *     unzip, which sets modes only on directories it creates);
- *   - names with NUL bytes or components over 255 bytes are skipped with a
- *     warning, as are paths over LFS_TREE_MAX_PATH bytes.
+ *   - names no lookup can reach are skipped with a warning: NUL bytes,
+ *     components over 255 bytes, paths over LFS_TREE_MAX_PATH bytes once
+ *     normalised (the zip index's max_name only refuses absurd ones).
  *
  * Inode numbers are assigned once at freeze, breadth first, root = 1; they
  * index the node array directly.  A frozen tree is immutable: lookups and
@@ -86,11 +87,16 @@ uint32_t lfs_tree_resolve(const struct lfs_tree *t, const char *path);
 /* Totals for statfs. */
 uint64_t lfs_tree_total_bytes(const struct lfs_tree *t);
 
+/* Why lfs_tree_normalize() skips a name: no lookup could reach it. */
+#define LFS_TREE_SKIP_NUL (-1)		/* a NUL byte */
+#define LFS_TREE_SKIP_COMPONENT (-2)	/* a component over 255 bytes */
+#define LFS_TREE_SKIP_PATH (-3)		/* over LFS_TREE_MAX_PATH bytes, normalised */
+
 /* Splits and normalises a zip name into `out` as "a/b/c" (no leading or
  * trailing '/', components separated by one '/').  Returns the length, 0
- * when nothing is left, or -1 when the name must be skipped (NUL byte,
- * component over 255 bytes, path too long).  `is_dir` is set when the name
- * ends in a separator.  Exposed for the unit tests. */
+ * when nothing is left, or an LFS_TREE_SKIP_* reason when the name must be
+ * skipped.  `is_dir` is set when the name ends in a separator.  Exposed for
+ * the unit tests. */
 int lfs_tree_normalize(const char *name, size_t len, char *out, size_t outlen,
 		       int *is_dir);
 

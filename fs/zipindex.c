@@ -26,6 +26,9 @@
 #define LOCAL_LEN 30
 #define MAX_COMMENT 0xffff
 #define MAX_CD_BYTES (1ull << 31) /* name offsets are 32-bit */
+/* The longest central record: name, extra field and comment at 65535. */
+#define MAX_CENTRAL_RECORD (CENTRAL_LEN + 3 * 0xffffull)
+#define WALK_CHUNK (1u << 20)
 
 #define HOST_UNIX 3
 #define DATA_OFF_FAILED UINT64_MAX
@@ -55,8 +58,23 @@ const char *lfs_zip_bad_reason(enum lfs_zip_bad bad)
 	case LFS_ZIP_UNSUPPORTED_METHOD: return "compression method not supported; reads will fail with EIO";
 	case LFS_ZIP_BAD_SIZES: return "sizes are inconsistent; reads will fail with EIO";
 	case LFS_ZIP_TOO_LARGE: return "declares 2^63 bytes or more, which no stat can show; skipped";
+	case LFS_ZIP_TOO_MANY_VARIANTS:
+		return "its local header is declared 256 other ways already; reads will fail with EIO";
 	}
 	return "unknown";
+}
+
+/* One entry's problem found at mount: logged for the first
+ * LFS_ZIP_MAX_LOGGED of the layer, counted for all (lfs_zip_open_source
+ * sums up the rest in one line). */
+static void entry_problem(struct lfs_zip_index *zi, const struct lfs_zip_entry *e)
+{
+	char name[256];
+
+	if (zi->bad_entries++ < LFS_ZIP_MAX_LOGGED)
+		lfs_warn("%s: entry '%s': %s", zi->path,
+			 lfs_log_name(name, sizeof(name), lfs_zip_name(zi, e), e->name_len),
+			 lfs_zip_bad_reason((enum lfs_zip_bad)e->bad));
 }
 
 /* Days since the epoch of a proleptic Gregorian date (Howard Hinnant's
@@ -123,6 +141,8 @@ static int find_end(struct lfs_zip_index *zi, struct zip_end *end, char *err,
 	uint64_t tail_off = zi->file_size - tail_len, eocd_pos = 0, cd_end;
 	unsigned char *tail = malloc(tail_len);
 	const unsigned char *eocd = NULL;
+	unsigned char loc[LOC64_LEN], rec[EOCD64_LEN];
+	uint16_t disk, cd_disk, n_disk, n_total;
 	uint64_t declared_off;
 	int rc;
 
@@ -133,10 +153,13 @@ static int find_end(struct lfs_zip_index *zi, struct zip_end *end, char *err,
 		free(tail);
 		return lfs_errf(err, errlen, rc, "%s: cannot read: %s", zi->path, strerror(-rc));
 	}
-	/* Search backwards; the record must fit with its comment in the file. */
+	/* The last signature with room for a record after it, whatever its
+	 * comment length says: unzip, Python's zipfile and bsdtar all take
+	 * that one, so a record forged inside the comment (whose own comment
+	 * length cannot fit) is the record they see, and a comment running
+	 * past the end of the file does not stop them. */
 	for (size_t i = tail_len - EOCD_LEN + 1; i-- > 0;) {
-		if (get32(tail + i) == SIG_EOCD &&
-		    i + EOCD_LEN + get16(tail + i + 20) <= tail_len) {
+		if (get32(tail + i) == SIG_EOCD) {
 			eocd = tail + i;
 			eocd_pos = tail_off + i;
 			break;
@@ -148,51 +171,63 @@ static int find_end(struct lfs_zip_index *zi, struct zip_end *end, char *err,
 			    "%s: not a zip file (no end of central directory record)",
 			    zi->path);
 	}
-	if (get16(eocd + 4) != 0 || get16(eocd + 6) != 0 ||
-	    get16(eocd + 8) != get16(eocd + 10)) {
-		free(tail);
-		return lfs_errf(err, errlen, -EINVAL, "%s: multi-disk (split) zips are not supported",
-			    zi->path);
-	}
-	end->count = get16(eocd + 10);
+	disk = get16(eocd + 4);
+	cd_disk = get16(eocd + 6);
+	n_disk = get16(eocd + 8);
+	n_total = get16(eocd + 10);
+	end->count = n_total;
 	end->cd_size = get32(eocd + 12);
 	declared_off = get32(eocd + 16);
 	cd_end = eocd_pos;
 	end->zip64 = 0;
+	free(tail); /* the fields are copied; eocd points nowhere from here on */
 
-	if (eocd_pos >= LOC64_LEN) {
-		unsigned char loc[LOC64_LEN], rec[EOCD64_LEN];
+	/* A ZIP64 locator sits right before the end record. */
+	if (eocd_pos >= LOC64_LEN &&
+	    !lfs_source_read(zi->src, loc, sizeof(loc), eocd_pos - LOC64_LEN) &&
+	    get32(loc) == SIG_LOC64) {
+		/* The locator holds the record's offset as written, before any
+		 * junk prefix; the record sits right before it, unless it has
+		 * an extensible data sector: trust the locator then.  Neither
+		 * may reach past the locator. */
+		uint64_t room = eocd_pos - LOC64_LEN, rec_pos = 0;
+		int found = room >= EOCD64_LEN &&
+			    !lfs_source_read(zi->src, rec, sizeof(rec), room - EOCD64_LEN) &&
+			    get32(rec) == SIG_EOCD64;
 
-		rc = lfs_source_read(zi->src, loc, sizeof(loc), eocd_pos - LOC64_LEN);
-		if (!rc && get32(loc) == SIG_LOC64) {
-			/* The locator holds the record's offset as written, before
-			 * any junk prefix; the record sits right before it. */
-			uint64_t rec_pos = eocd_pos - LOC64_LEN - EOCD64_LEN;
-
-			if (eocd_pos < LOC64_LEN + EOCD64_LEN ||
-			    lfs_source_read(zi->src, rec, sizeof(rec), rec_pos) ||
-			    get32(rec) != SIG_EOCD64) {
-				/* a ZIP64 record with an extensible data sector is
-				 * longer; trust the locator then */
-				rec_pos = get64(loc + 8);
-				if (rec_pos + EOCD64_LEN > eocd_pos ||
-				    lfs_source_read(zi->src, rec, sizeof(rec), rec_pos) ||
-				    get32(rec) != SIG_EOCD64) {
-					free(tail);
-					return lfs_errf(err, errlen, -EINVAL,
-						    "%s: ZIP64 end record is missing or corrupt",
-						    zi->path);
-				}
-			}
-			end->count = get64(rec + 32);
-			end->cd_size = get64(rec + 40);
-			declared_off = get64(rec + 48);
-			cd_end = rec_pos;
-			end->zip64 = 1;
+		if (found) {
+			rec_pos = room - EOCD64_LEN;
+		} else if (room >= EOCD64_LEN && get64(loc + 8) <= room - EOCD64_LEN &&
+			   !lfs_source_read(zi->src, rec, sizeof(rec), get64(loc + 8)) &&
+			   get32(rec) == SIG_EOCD64) {
+			rec_pos = get64(loc + 8);
+			found = 1;
 		}
+		if (!found)
+			return lfs_errf(err, errlen, -EINVAL, "%s: ZIP64 end record is missing or corrupt",
+				    zi->path);
+		/* Multi-disk markers the classic record may not repeat: the
+		 * disk holding the ZIP64 record, the number of disks (counted
+		 * from 1; some writers store 0), this disk, the directory's
+		 * first disk, entries on this disk against all. */
+		if (get32(loc + 4) != 0 || get32(loc + 16) > 1 || get32(rec + 16) != 0 ||
+		    get32(rec + 20) != 0 || get64(rec + 24) != get64(rec + 32))
+			return lfs_errf(err, errlen, -EINVAL,
+				    "%s: multi-disk (split) zips are not supported (ZIP64 end records)",
+				    zi->path);
+		end->count = get64(rec + 32);
+		end->cd_size = get64(rec + 40);
+		declared_off = get64(rec + 48);
+		cd_end = rec_pos;
+		end->zip64 = 1;
 	}
-	free(tail);
-
+	/* The classic record's disk fields; with ZIP64 records, all-ones is
+	 * the placeholder that defers to them. */
+	if ((disk != 0 && !(end->zip64 && disk == 0xffff)) ||
+	    (cd_disk != 0 && !(end->zip64 && cd_disk == 0xffff)) ||
+	    (n_disk != n_total && !(end->zip64 && (n_disk == 0xffff || n_total == 0xffff))))
+		return lfs_errf(err, errlen, -EINVAL, "%s: multi-disk (split) zips are not supported",
+			    zi->path);
 	if (end->cd_size > cd_end)
 		return lfs_errf(err, errlen, -EINVAL,
 			    "%s: truncated or corrupt: central directory size %llu is past the start of the file",
@@ -289,25 +324,28 @@ static void set_type_mode(struct lfs_zip_entry *e, uint32_t ext_attr, unsigned h
 	}
 }
 
+/* Sets *shared unless the readable entries' local header offsets only grow
+ * in central directory order (then none shares one: see assign_variants). */
 static int parse_cd(struct lfs_zip_index *zi, const struct zip_end *end,
-		    const struct lfs_zip_limits *lim, char *err, size_t errlen)
+		    const struct lfs_zip_limits *lim, int *shared, char *err, size_t errlen)
 {
-	const unsigned char *p = zi->cd, *stop = zi->cd + zi->cd_size;
 	const uint64_t declared_cd = end->cd_off - end->junk;
-	uint64_t n = 0, cap = zi->count;
+	uint64_t n = 0, cap = zi->count, pos = 0, last_lho = 0;
+	int any = 0;
 
-	while (p + 4 <= stop && get32(p) == SIG_CENTRAL) {
+	/* Bounds are compared as lengths left: a pointer past the end of the
+	 * buffer is undefined behaviour even when only compared. */
+	while (zi->cd_size - pos >= CENTRAL_LEN && get32(zi->cd + pos) == SIG_CENTRAL) {
+		const unsigned char *p = zi->cd + pos;
 		struct lfs_zip_entry *e;
 		uint16_t nlen, xlen, clen, flags;
 		uint32_t name_off;
 		int zip64_bad = 0;
 
-		if (p + CENTRAL_LEN > stop)
-			break;
 		nlen = get16(p + 28);
 		xlen = get16(p + 30);
 		clen = get16(p + 32);
-		if (p + CENTRAL_LEN + nlen + xlen + clen > stop)
+		if ((uint64_t)CENTRAL_LEN + nlen + xlen + clen > zi->cd_size - pos)
 			return lfs_errf(err, errlen, -EINVAL,
 				    "%s: corrupt central directory: entry %llu runs past its end",
 				    zi->path, (unsigned long long)n);
@@ -331,6 +369,7 @@ static int parse_cd(struct lfs_zip_index *zi, const struct zip_end *end,
 			cap = ncap;
 		}
 		e = &zi->entries[n];
+		e->variant = 0; /* see assign_variants */
 		flags = get16(p + 8);
 		e->method = get16(p + 10);
 		e->mtime = dos_time(get16(p + 12), get16(p + 14));
@@ -363,28 +402,206 @@ static int parse_cd(struct lfs_zip_index *zi, const struct zip_end *end,
 			  * claims more is a lie (and would send reads far) */
 			 (e->method == LFS_ZIP_DEFLATED &&
 			  e->size / MAX_DEFLATE_RATIO > e->comp_size + 1) ||
-			 /* member data must lie before the central directory */
-			 e->lho + LOCAL_LEN > declared_cd ||
+			 /* member data must lie before the central directory;
+			  * compared without wrapping, so that a ZIP64 offset
+			  * near 2^64 cannot pass as a small one */
+			 e->lho > declared_cd || declared_cd - e->lho < LOCAL_LEN ||
 			 e->comp_size > declared_cd - e->lho - LOCAL_LEN)
 			e->bad = LFS_ZIP_BAD_SIZES;
-		e->lho += end->junk;
-		if (e->bad && e->kind != LFS_ZIP_DIR) {
-			char name[256];
-
-			lfs_warn("%s: entry '%s': %s", zi->path,
-				 lfs_log_name(name, sizeof(name), lfs_zip_name(zi, e), e->name_len),
-				 lfs_zip_bad_reason(e->bad));
+		/* an offset past the directory stays as declared (the entry is
+		 * bad, never read): shifted, it could wrap into the file */
+		if (e->lho <= declared_cd)
+			e->lho += end->junk;
+		if (e->bad && e->kind != LFS_ZIP_DIR)
+			entry_problem(zi, e);
+		if (!e->bad && e->kind != LFS_ZIP_DIR) {
+			*shared |= any && e->lho <= last_lho;
+			last_lho = e->lho;
+			any = 1;
 		}
-		p += CENTRAL_LEN + nlen + xlen + clen;
+		pos += CENTRAL_LEN + (uint64_t)nlen + xlen + clen;
 		n++;
 	}
 	/* Writers without ZIP64 support store the count modulo 65536. */
-	if (n != end->count && !(!end->zip64 && (n & 0xffff) == end->count && p == stop))
+	if (n != end->count &&
+	    !(!end->zip64 && (n & 0xffff) == end->count && pos == zi->cd_size))
 		return lfs_errf(err, errlen, -EINVAL,
 			    "%s: corrupt: end record declares %llu entries, central directory holds %llu",
 			    zi->path, (unsigned long long)end->count, (unsigned long long)n);
 	zi->count = n;
 	return 0;
+}
+
+/* A central directory larger than its declared count can need: a writer
+ * without ZIP64 that stores the count modulo 65536 makes one, and so does a
+ * liar declaring 2 GiB for one entry.  Only the records can tell which, so
+ * they are walked in chunks (their sizes only, nothing kept) before the
+ * whole directory is allocated and read: a lie costs one chunk, not what it
+ * declares.  On success *count is the number of records and *cd_size the
+ * bytes they take. */
+static int walk_cd(struct lfs_zip_index *zi, const struct zip_end *end,
+		   const struct lfs_zip_limits *lim, uint64_t *count, uint64_t *cd_size,
+		   char *err, size_t errlen)
+{
+	unsigned char *buf = malloc(WALK_CHUNK);
+	uint64_t at = 0, buf_at = 0, have = 0, n = 0;
+	int rc = 0, overrun = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	while (end->cd_size - at >= CENTRAL_LEN) {
+		const unsigned char *p;
+		uint64_t rec;
+
+		/* at >= buf_at: records only move on */
+		if (have < CENTRAL_LEN || at - buf_at > have - CENTRAL_LEN) {
+			have = end->cd_size - at < WALK_CHUNK ? end->cd_size - at : WALK_CHUNK;
+			buf_at = at;
+			rc = lfs_source_read(zi->src, buf, have, end->cd_off + at);
+			if (rc) {
+				rc = lfs_errf(err, errlen, rc,
+					      "%s: cannot read the central directory: %s",
+					      zi->path, strerror(-rc));
+				goto out;
+			}
+		}
+		p = buf + (at - buf_at);
+		if (get32(p) != SIG_CENTRAL)
+			break;
+		rec = CENTRAL_LEN + (uint64_t)get16(p + 28) + get16(p + 30) + get16(p + 32);
+		if (rec > end->cd_size - at) {
+			overrun = 1;
+			break;
+		}
+		if (lim && lim->max_entries && n >= lim->max_entries) {
+			rc = lfs_errf(err, errlen, -E2BIG, "%s: more than max_entries=%llu entries",
+				      zi->path, (unsigned long long)lim->max_entries);
+			goto out;
+		}
+		at += rec;
+		n++;
+	}
+	if (overrun)
+		rc = lfs_errf(err, errlen, -EINVAL,
+			      "%s: corrupt central directory: entry %llu runs past its end",
+			      zi->path, (unsigned long long)n);
+	else if (n == end->count)
+		*cd_size = at; /* bytes after the records are ignored, as parse_cd does */
+	else if (at != end->cd_size || (n & 0xffff) != end->count)
+		rc = lfs_errf(err, errlen, -EINVAL,
+			      "%s: corrupt: end record declares %llu entries, central directory holds %llu",
+			      zi->path, (unsigned long long)end->count, (unsigned long long)n);
+	else
+		*count = n;
+out:
+	free(buf);
+	return rc;
+}
+
+#define HASH_K 0x9e3779b97f4a7c15ull
+
+static int same_declaration(const struct lfs_zip_entry *a, const struct lfs_zip_entry *b)
+{
+	return a->lho == b->lho && a->method == b->method && a->comp_size == b->comp_size &&
+	       a->size == b->size && a->crc == b->crc;
+}
+
+static uint64_t declaration_hash(const struct lfs_zip_entry *e)
+{
+	uint64_t h = e->lho * HASH_K;
+
+	h = (h ^ e->comp_size) * HASH_K;
+	h = (h ^ e->size) * HASH_K;
+	return (h ^ ((uint64_t)e->crc << 16 | e->method)) * HASH_K;
+}
+
+/* Numbers the different declarations of each local header offset (see
+ * struct lfs_zip_entry.variant; parse_cd set them all to 0).  Writers put
+ * the central records in the order of the local ones, and offsets that
+ * only grow share nothing: parse_cd tells, and then this is not called.
+ * A hash table maps an lho to its first entry (one probe for an lho seen
+ * once, and for one repeated as it was first declared, as in a bomb); only
+ * for an lho declared another way, a second table maps whole declarations
+ * to their first entry: at most two probes an entry, however many ways an
+ * lho is declared. */
+static int assign_variants(struct lfs_zip_index *zi)
+{
+	struct lfs_zip_entry *es = zi->entries;
+	struct lho_slot {
+		uint32_t entry;		/* first entry at that lho + 1; 0: free */
+		uint32_t tag;		/* 32 bits of the lho, to skip most misses */
+	} *by_lho;
+	uint32_t *by_decl = NULL;	/* first entry of a declaration + 1; 0: free */
+	uint16_t *ways = NULL;		/* by lho slot: declarations so far, 0: the first
+					 * entry is not in by_decl yet */
+	uint64_t cap = 64, mask;
+	unsigned shift = 58;
+	int rc = 0;
+
+	/* count <= MAX_CD_BYTES / CENTRAL_LEN: entry numbers fit 32 bits */
+	while (cap < 2 * zi->count) {
+		cap <<= 1;
+		shift--;
+	}
+	mask = cap - 1;
+	by_lho = calloc(cap, sizeof(*by_lho));
+	if (!by_lho)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < zi->count; i++) {
+		struct lfs_zip_entry *e = &es[i];
+		uint32_t tag = (uint32_t)(e->lho ^ e->lho >> 32), first;
+		uint64_t h, d = 0;
+
+		if (e->bad || e->kind == LFS_ZIP_DIR)
+			continue;
+		h = (e->lho * HASH_K) >> shift;
+		while (by_lho[h].entry &&
+		       (by_lho[h].tag != tag || es[by_lho[h].entry - 1].lho != e->lho))
+			h = (h + 1) & mask;
+		if (!by_lho[h].entry) {
+			by_lho[h].entry = (uint32_t)i + 1;
+			by_lho[h].tag = tag;
+			continue;
+		}
+		first = by_lho[h].entry - 1;
+		if (same_declaration(&es[first], e))
+			continue; /* variant 0, as the first */
+		if (!by_decl) {
+			by_decl = calloc(cap, sizeof(*by_decl));
+			ways = calloc(cap, sizeof(*ways));
+			if (!by_decl || !ways) {
+				rc = -ENOMEM;
+				break;
+			}
+		}
+		for (int pass = ways[h] ? 1 : 0; pass < 2; pass++) {
+			/* pass 0 enters the lho's first entry, pass 1 looks up e */
+			const struct lfs_zip_entry *x = pass ? e : &es[first];
+
+			d = declaration_hash(x) >> shift;
+			while (by_decl[d] && !same_declaration(&es[by_decl[d] - 1], x))
+				d = (d + 1) & mask;
+			if (!pass) {
+				by_decl[d] = first + 1;
+				ways[h] = 1;
+			}
+		}
+		if (by_decl[d]) {
+			e->variant = es[by_decl[d] - 1].variant; /* and so its blocks */
+			continue;
+		}
+		if (ways[h] >= LFS_ZIP_MAX_VARIANTS) {
+			e->bad = LFS_ZIP_TOO_MANY_VARIANTS;
+			entry_problem(zi, e);
+			continue;
+		}
+		e->variant = (uint8_t)ways[h]++;
+		by_decl[d] = (uint32_t)i + 1;
+	}
+	free(by_lho);
+	free(by_decl);
+	free(ways);
+	return rc;
 }
 
 /* 64 bits that identify the layer's content: checksums of its central
@@ -414,6 +631,7 @@ int lfs_zip_open_source(struct lfs_source *src, const char *name,
 {
 	struct lfs_zip_index *zi;
 	struct zip_end end = { 0 };
+	int shared = 0;
 	const char *path = name;
 	int rc;
 
@@ -448,8 +666,26 @@ int lfs_zip_open_source(struct lfs_source *src, const char *name,
 			  path, (unsigned long long)end.count, (unsigned long long)end.cd_size);
 		goto fail;
 	}
+	/* The directory is allocated whole: bound it by what the declared
+	 * count can need (a ZIP64 count is never wrapped), or by the records
+	 * that are really there (see walk_cd).  The end record already bounds
+	 * it by the file. */
+	if (end.cd_size > end.count * MAX_CENTRAL_RECORD) {
+		if (end.zip64) {
+			rc = lfs_errf(err, errlen, -EINVAL,
+				  "%s: corrupt: a %llu-byte central directory for %llu entries (they need at most %llu bytes)",
+				  path, (unsigned long long)end.cd_size,
+				  (unsigned long long)end.count,
+				  (unsigned long long)(end.count * MAX_CENTRAL_RECORD));
+			goto fail;
+		}
+		rc = walk_cd(zi, &end, limits, &end.count, &end.cd_size, err, errlen);
+		if (rc)
+			goto fail;
+	}
 	zi->junk_prefix = end.junk;
 	zi->cd_size = end.cd_size;
+	zi->cd_off = end.cd_off;
 	/* +1 so that an empty directory still gets a valid pointer */
 	zi->cd = malloc(end.cd_size + 1);
 	zi->count = end.count ? end.count : 1;
@@ -464,7 +700,9 @@ int lfs_zip_open_source(struct lfs_source *src, const char *name,
 			  strerror(-rc));
 		goto fail;
 	}
-	rc = parse_cd(zi, &end, limits, err, errlen);
+	rc = parse_cd(zi, &end, limits, &shared, err, errlen);
+	if (!rc && shared)
+		rc = assign_variants(zi);
 	if (rc)
 		goto fail;
 	zi->data_off = calloc(zi->count ? zi->count : 1, sizeof(*zi->data_off));
@@ -473,6 +711,11 @@ int lfs_zip_open_source(struct lfs_source *src, const char *name,
 		goto fail;
 	}
 	zi->layer_id = content_id(zi);
+	if (zi->bad_entries > LFS_ZIP_MAX_LOGGED)
+		lfs_warn("%s: %llu more %s with problems like those above (the first %d are logged)",
+			 path, (unsigned long long)(zi->bad_entries - LFS_ZIP_MAX_LOGGED),
+			 zi->bad_entries - LFS_ZIP_MAX_LOGGED == 1 ? "entry" : "entries",
+			 LFS_ZIP_MAX_LOGGED);
 	*out = zi;
 	return 0;
 fail:
@@ -514,6 +757,7 @@ int lfs_zip_data_offset(struct lfs_zip_index *zi, uint64_t i, uint64_t *off)
 	uint64_t cached = __atomic_load_n(&zi->data_off[i], __ATOMIC_ACQUIRE);
 	uint64_t data;
 	const char *why = NULL;
+	char name[256];
 	uint16_t nlen;
 	int rc;
 
@@ -525,36 +769,37 @@ int lfs_zip_data_offset(struct lfs_zip_index *zi, uint64_t i, uint64_t *off)
 	}
 	if (e->bad)
 		return -EIO; /* already logged at mount */
-	if (zi->file_size < LOCAL_LEN || e->lho > zi->file_size - LOCAL_LEN)
+	if (zi->file_size < LOCAL_LEN || e->lho > zi->file_size - LOCAL_LEN) {
 		why = "local header is past the end of the file";
-	rc = why ? 0 : lfs_source_read(zi->src, hdr, LOCAL_LEN, e->lho);
-	if (rc) {
-		char name[256];
-
-		/* a source error: nothing is remembered, the next read tries again */
-		lfs_err("%s: entry '%s': cannot read its local header: %s; EIO for this read",
-			zi->path, lfs_log_name(name, sizeof(name), lfs_zip_name(zi, e), e->name_len),
-			strerror(-rc));
-		return -EIO;
+	} else {
+		rc = lfs_source_read(zi->src, hdr, LOCAL_LEN, e->lho);
+		if (rc) {
+			/* a source error: nothing is remembered, the next read
+			 * tries again */
+			lfs_err("%s: entry '%s': cannot read its local header: %s; EIO for this read",
+				zi->path,
+				lfs_log_name(name, sizeof(name), lfs_zip_name(zi, e), e->name_len),
+				strerror(-rc));
+			return -EIO;
+		}
+		if (get32(hdr) != SIG_LOCAL)
+			why = "no local header where the central directory points";
+		else if (get16(hdr + 8) != e->method)
+			why = "local header names another compression method";
+		else if (get16(hdr + 6) & 1)
+			why = "local header says encrypted";
 	}
-	nlen = why ? 0 : get16(hdr + 26);
-	if (why)
-		;
-	else if (get32(hdr) != SIG_LOCAL)
-		why = "no local header where the central directory points";
-	else if (get16(hdr + 8) != e->method)
-		why = "local header names another compression method";
-	else if (get16(hdr + 6) & 1)
-		why = "local header says encrypted";
 	if (!why) {
+		nlen = get16(hdr + 26);
 		data = e->lho + LOCAL_LEN + nlen + get16(hdr + 28);
-		if (data > zi->file_size || e->comp_size > zi->file_size - data)
-			why = "compressed data runs past the end of the file";
+		/* Not just inside the file: a local header's name and extra
+		 * lengths can move the data onto the central directory or the
+		 * end records, whose bytes a partial read would then serve. */
+		if (data > zi->cd_off || e->comp_size > zi->cd_off - data)
+			why = "compressed data runs into the central directory";
 	}
 	if (why) {
 		uint64_t expect = 0;
-
-		char name[256];
 
 		if (__atomic_compare_exchange_n(&zi->data_off[i], &expect, DATA_OFF_FAILED, 0,
 						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))

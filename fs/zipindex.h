@@ -28,7 +28,19 @@ enum lfs_zip_bad {
 	LFS_ZIP_UNSUPPORTED_METHOD,
 	LFS_ZIP_BAD_SIZES,
 	LFS_ZIP_TOO_LARGE,	/* >= 2^63 bytes: no stat can carry it; not in the tree */
+	LFS_ZIP_TOO_MANY_VARIANTS, /* its local header is declared more than
+				    * LFS_ZIP_MAX_VARIANTS different ways */
 };
+
+/* Different declarations of one local header offset told apart by
+ * struct lfs_zip_entry.variant (uint8_t). */
+#define LFS_ZIP_MAX_VARIANTS 256
+
+/* Per-entry problems logged at mount for one layer (the index's, then the
+ * tree's); the rest are counted and summed up in one line.  A layer of
+ * 20,000 entries in an unsupported method would otherwise write 20,000
+ * lines at every mount. */
+#define LFS_ZIP_MAX_LOGGED 10
 
 #define LFS_ZIP_STORED 0
 #define LFS_ZIP_DEFLATED 8
@@ -45,6 +57,14 @@ struct lfs_zip_entry {
 	uint16_t mode;		/* permission bits only (0777) */
 	uint8_t kind;		/* enum lfs_zip_kind */
 	uint8_t bad;		/* enum lfs_zip_bad */
+	/* Entries may share a local header (lho) and so one stream, each
+	 * declaring its own method, sizes and CRC.  Cached data is keyed by
+	 * (layer, lho, variant): 0 for the first declaration of an lho in
+	 * central directory order, k for its k-th different (method,
+	 * comp_size, size, crc); identical declarations share a variant, and
+	 * so their blocks.  Only readable entries (bad == LFS_ZIP_OK, not
+	 * directories) count; the others keep 0. */
+	uint8_t variant;
 };
 
 struct lfs_zip_limits {
@@ -59,10 +79,13 @@ struct lfs_zip_index {
 	uint64_t junk_prefix;	/* bytes before the archive (self-extractor) */
 	uint64_t layer_id;	/* identifies the layer's content, see lfs_zip_open */
 	uint64_t count;
+	uint64_t bad_entries;	/* entries with a problem found at mount (logged:
+				 * the first LFS_ZIP_MAX_LOGGED) */
 	struct lfs_zip_entry *entries;
 	uint64_t *data_off;	/* 0 = not resolved yet; accessed atomically */
 	unsigned char *cd;	/* the central directory bytes (names live here) */
 	uint64_t cd_size;
+	uint64_t cd_off;	/* where the directory starts: member data ends before it */
 	int64_t file_mtime;
 };
 
@@ -87,8 +110,8 @@ static inline const char *lfs_zip_name(const struct lfs_zip_index *zi,
 }
 
 /* Resolves where entry i's data starts by reading its local header, and
- * checks that header against the central directory and the data against the
- * file size.  Thread-safe; the result is cached.  Returns 0 or -EIO (with a
+ * checks that header against the central directory and that the data ends
+ * before the central directory starts.  Thread-safe; the result is cached.  Returns 0 or -EIO (with a
  * log line naming layer, entry and reason). */
 int lfs_zip_data_offset(struct lfs_zip_index *zi, uint64_t i, uint64_t *off);
 

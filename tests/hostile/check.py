@@ -327,6 +327,70 @@ def walk(m, strict_known, case, name):
     return seen
 
 
+def tree_of(root):
+    """{relative path (bytes): sha256} of the regular files below root."""
+    out = {}
+    rb = os.fsencode(root)
+    for d, _, files in os.walk(rb):
+        for f in files:
+            full = os.path.join(d, f)
+            if os.path.isfile(full) and not os.path.islink(full):
+                with open(full, "rb") as fp:
+                    out[os.path.relpath(full, rb)] = hashlib.sha256(fp.read()).hexdigest()
+    return out
+
+
+def tool_trees(zpath):
+    """What unzip, Python's zipfile and bsdtar each extract from the zip:
+    {tool: {path: sha256} or an error string}."""
+    import shutil
+    import tempfile
+    import zipfile
+    out = {}
+    for tool in ("unzip", "bsdtar"):
+        d = tempfile.mkdtemp(prefix="layerfs-hostile-%s." % tool)
+        try:
+            cmd = (["unzip", "-o", "-qq", zpath, "-d", d] if tool == "unzip"
+                   else ["bsdtar", "-xf", zpath, "-C", d])
+            r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+            # unzip exits 1 for warnings (a truncated comment, say)
+            if r.returncode not in ((0, 1) if tool == "unzip" else (0,)):
+                out[tool] = "exit %d: %s" % (r.returncode, r.stderr[:200])
+            else:
+                out[tool] = tree_of(d)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+    try:
+        with zipfile.ZipFile(zpath) as z:
+            out["zipfile"] = {os.fsencode(i.filename): hashlib.sha256(z.read(i)).hexdigest()
+                              for i in z.infolist() if not i.is_dir()}
+    except Exception as e:  # BadZipFile and anything else it raises
+        out["zipfile"] = "%s: %s" % (type(e).__name__, e)
+    return out
+
+
+def check_tools(m, seen, case, good, layer, name):
+    """The hostile layer's files in the mount equal what each tool extracts."""
+    skip = {b(f["path"]) for f in good}
+    mine = {}
+    for rel, st in seen.items():
+        if stat.S_ISREG(st.st_mode) and rel not in skip:
+            try:
+                mine[rel] = read_all(m, os.fsdecode(rel))[0]
+            except OSError as e:
+                mine[rel] = "read: %s" % e
+    bad = []
+    for tool, tree in sorted(tool_trees(layer).items()):
+        if isinstance(tree, str):
+            bad.append("%s: %s" % (tool, tree))
+        elif tree != mine:
+            diff = sorted(set(tree.items()) ^ set(mine.items()))
+            bad.append("%s differs: %s" % (tool, ", ".join(
+                "%r %s" % (p, "(tool)" if (p, h) in tree.items() else "(layerfs)")
+                for p, h in diff[:4])))
+    report(name, not bad, "; ".join(bad))
+
+
 def log_escape(raw, limit=100):
     """An entry name as layerfs logs it: control bytes, bytes >= 0x7f and
     backslashes as \\xNN (no name may forge a log line); long names are cut,
@@ -352,6 +416,16 @@ def log_checks(case, logpath, layer, name):
     for l in lines:
         if b"entry '" in l and not any(nd in l for _, nd in needles):
             problems.append("unexpected log line: %r" % l[:200])
+    cap = case.get("log_cap")
+    if cap:
+        named = [l for l in lines if b"entry '" in l and lay in l]
+        more = [l for l in lines if bytes.fromhex(cap["more"]) in l and lay in l]
+        if len(named) != cap["entry_lines"]:
+            problems.append("%d log lines name an entry (expected %d)" % (
+                len(named), cap["entry_lines"]))
+        if len(more) != 1:
+            problems.append("%d log lines say %r (expected 1)" % (
+                len(more), bytes.fromhex(cap["more"])))
     for pre in case.get("forbid_log_prefix", []):
         for l in lines:
             if l.startswith(bytes.fromhex(pre)):
@@ -557,7 +631,10 @@ def main():
         for f in good + case["ok"] + case["eio"] + case["eio_link"] + case["links"]:
             known.add(b(f["path"]))
         known |= {b(p) for p in case["eloop"] + case["dangling"]}
-    walk(m, known, case, "%s: walk (lstat, readdir) of the whole mount" % N)
+    seen = walk(m, known, case, "%s: walk (lstat, readdir) of the whole mount" % N)
+    if case.get("tools"):
+        check_tools(m, seen or {}, case, good, layer,
+                    "%s: same files as unzip, zipfile and bsdtar extract" % N)
 
     if case.get("walk", "ls") == "ls":
         cmd = ["ls", "-laR", mnt]

@@ -51,6 +51,10 @@ expect.json:
          "walk": "ls" (ls -laR must exit 0) or "find" (paths too long for
                  ls; find -ls must exit 0),
          "strict": every file/symlink in the mount must be listed above,
+         "log_cap": {"entry_lines": N, "more": hex}  exactly N log lines name
+                  an entry of the layer, and exactly one holds "more"
+         "tools": the hostile layer's files in the mount (path, sha256) equal
+                  what unzip -o, Python's zipfile and bsdtar -x each extract,
          "bomb": {"cache": bytes, "read": [{"path","size","sha256"|"zeros"}],
                   "hwm_slack": bytes}
   FILE: {"path", "size", "sha256"}
@@ -331,8 +335,7 @@ def structural(c):
     c.refuse("truncated_end_record", v[:-10], "not a zip",
              why="cut inside the end record")
     c.refuse("truncated_half", v[:len(v) // 2], "not a zip", why="cut in half")
-    c.refuse("eocd_comment_past_eof", patch_eocd(v, clen=500), "not a zip",
-             why="the end record's comment length runs past the end of the file")
+    end_records(c)
     # The central directory cut, the end record kept as it was.
     c.refuse("cd_cut", v[:cd_off + cd_size // 2] + v[i:], "corrupt",
              why="the second half of the central directory is missing")
@@ -403,6 +406,31 @@ def structural(c):
     c.refuse("multidisk_counts", patch_eocd(v, n_disk=1), "multi-disk",
              why="end record: entries on this disk differ from the total")
 
+    # Multi-disk markers that only the ZIP64 end record or its locator carry
+    # (the classic end record says one disk).
+    def z64(disk=0, cd_disk=0, n_disk=3, n_total=3, loc_disk=0, loc_total=1, eocd=None):
+        rec = struct.pack("<IQHHIIQQQQ", 0x06064b50, 44, 45, 45, disk, cd_disk, n_disk,
+                          n_total, bsize, boff)
+        lc = struct.pack("<IIQI", 0x07064b50, loc_disk, bi, loc_total)
+        tail = base[bi:] if eocd is None else struct.pack(EOCD_FMT, 0x06054b50, *eocd)
+        return base[:bi] + rec + lc + tail
+    for name, kw, why in [
+            ("multidisk_zip64_disk", dict(disk=1), "ZIP64 end record: this is disk 1"),
+            ("multidisk_zip64_cd_disk", dict(cd_disk=2),
+             "ZIP64 end record: the central directory starts on disk 2"),
+            ("multidisk_zip64_counts", dict(n_disk=2),
+             "ZIP64 end record: 2 entries on this disk, 3 in all"),
+            ("multidisk_locator_disk", dict(loc_disk=1),
+             "ZIP64 locator: the ZIP64 end record is on disk 1"),
+            ("multidisk_locator_total", dict(loc_total=2), "ZIP64 locator: 2 disks in all")]:
+        c.refuse(name, z64(**kw), "multi-disk", why=why + " (the classic end record says one)")
+    c.mount("zip64_saturated_end", z64(eocd=(0xffff, 0xffff, 0xffff, 0xffff, 0xffffffff,
+                                             0xffffffff, 0)),
+            ok=fine_ok(), tools=True,
+            why="a ZIP64 archive whose classic end record has every field at its "
+                "all-ones placeholder, disk numbers included: the ZIP64 end record "
+                "says one disk, so it mounts (as unzip, zipfile and bsdtar list it)")
+
     many = [E("many/%03d.txt" % k, b"x%d\n" % k) for k in range(40)]
     c.refuse("max_entries", build(many), "max_entries", opts="max_entries=10",
              why="40 entries with -o max_entries=10")
@@ -412,8 +440,16 @@ def structural(c):
     c.refuse("max_name", build([E("n/" + "a" * 120 + "/" + "b" * 178, b"x")]),
              "max_name", opts="max_name=100",
              why="a 300-byte name with -o max_name=100")
-    c.refuse("max_name_default", build([E("n/" + "a/" * 2100 + "x", b"x")]),
-             "max_name", why="a 4203-byte name with the default max_name=4096")
+    # Names the kernel can never look up are skipped, as unzip skips a
+    # component over 255 bytes; max_name (default 65535) is only the guard
+    # against absurd names.
+    long_path = b"n/" + b"a/" * 2100 + b"x"
+    long_comp = b"n/" + b"e" * 300 + b"/f.txt"
+    c.mount("max_name_default",
+            build(fine_entries() + [E(long_path, b"x"), E(long_comp, b"y")]),
+            ok=fine_ok(), absent=[absentf(long_path), absentf(long_comp)],
+            why="a 4203-byte name and a 300-byte component with the default "
+                "max_name=65535: both skipped with a warning each, the rest mounted")
     short = b"upath-short.txt"
     c.refuse("max_name_unicode_path",
              build([E(short, b"x", cd_extra=upath_extra(short, b"u/" + (b"c" * 98 + b"/") * 2
@@ -435,6 +471,63 @@ def structural(c):
     c.refuse("max_total_entries", build(big), "max_total_entries",
              opts="max_total_entries=100",
              why="a 300-entry layer on top of good.zip with -o max_total_entries=100")
+
+
+def end_records(c):
+    """Where the end record is: the last signature in the file's last
+    64 KiB + 22 bytes, whatever its comment length says, as unzip, Python's
+    zipfile and bsdtar all take it (tools=True: check.py compares the
+    mount with what each of them extracts)."""
+    v = valid_zip()
+    c.mount("eocd_comment_past_eof", patch_eocd(v, clen=500), ok=fine_ok(), tools=True,
+            why="the end record's comment length runs past the end of the file: "
+                "the comment is not used, and unzip, zipfile and bsdtar all "
+                "list the zip")
+
+    # Local records of the fine entries and of two more; directory A holds
+    # the fine entries and in-a.txt, directory B (inside A's end record's
+    # comment, with an end record of its own) the fine entries and in-b.txt.
+    ina, inb = text(56, 3000), text(57, 4000)
+    ents = fine_entries() + [E("forged/in-a.txt", ina), E("forged/in-b.txt", inb)]
+    full = build(ents)
+    i = eocd_pos(full)
+    cd_size, cd_off = struct.unpack_from("<II", full, i + 12)
+    recs, p = [], cd_off
+    while p < cd_off + cd_size:
+        nlen, xlen, clen = struct.unpack_from("<HHH", full, p + 28)
+        recs.append(full[p:p + 46 + nlen + xlen + clen])
+        p += 46 + nlen + xlen + clen
+    locs = full[:cd_off]
+    cd_a = b"".join(recs[:3] + [recs[3]])
+    cd_b = b"".join(recs[:3] + [recs[4]])
+
+    def eocd(n, size, off, clen):
+        return struct.pack(EOCD_FMT, 0x06054b50, 0, 0, n, n, size, off, clen)
+
+    def forged(comment_tail, forged_clen):
+        b_off = len(locs) + len(cd_a) + 22        # B starts the comment
+        comment = cd_b + eocd(4, len(cd_b), b_off, forged_clen) + comment_tail
+        return locs + cd_a + eocd(4, len(cd_a), len(locs), len(comment)) + comment
+    tree_b = dict(ok=fine_ok() + [okf("forged/in-b.txt", inb)],
+                  absent=[absentf("forged/in-a.txt", log=None)])
+    c.mount("eocd_forged_in_comment", forged(b"", 0x1000), tools=True, **tree_b,
+            why="a second central directory and end record inside the real end "
+                "record's comment, the forged record's comment length running past "
+                "the end of the file: unzip, zipfile and bsdtar all take the last "
+                "end record and list the second directory, so layerfs must too")
+    c.mount("eocd_forged_fits", forged(b"", 0), tools=True, **tree_b,
+            why="the same with the forged record's comment length 0, so that it "
+                "ends the file exactly (zipfile's fast path): the second directory")
+    c.mount("eocd_forged_short", forged(b"trailing bytes", 0), tools=True, **tree_b,
+            why="the same with bytes after the forged record that its comment "
+                "length does not cover: still the second directory")
+    junk = struct.pack(EOCD_FMT, 0x06054b50, 0, 0, 4, 4, 99999, 0x7ffffff0, 0x1000)
+    c.refuse("eocd_forged_garbage",
+             locs + cd_a + eocd(4, len(cd_a), len(locs), len(junk) + 2) + b"xx" + junk,
+             "past",
+             why="an end record inside the comment that points at nothing: it is the "
+                 "last one, so the zip is refused (unzip and zipfile fail on it "
+                 "too; bsdtar gives up on the directory and reads the local headers)")
 
 
 def special_layers(c):
@@ -511,12 +604,12 @@ def special_layers(c):
 def sfx(c):
     v = build(fine_entries())
     junk = rnd(30, 4 * KIB)
-    c.mount("sfx_junk", junk + v, ok=fine_ok(),
+    c.mount("sfx_junk", junk + v, ok=fine_ok(), tools=True,
             why="4 KiB of random bytes in front of a zip (offsets not adjusted)")
     c.mount("sfx_adjusted", build(fine_entries(), prefix=junk, adjust_prefix=True),
-            ok=fine_ok(), why="4 KiB stub in front, offsets adjusted (zip -A)")
+            ok=fine_ok(), tools=True, why="4 KiB stub in front, offsets adjusted (zip -A)")
     c.mount("sfx_junk_with_pk", (b"PK\x03\x04" + b"PK\x01\x02" * 200 + junk) + v,
-            ok=fine_ok(), why="junk in front that holds local and central signatures")
+            ok=fine_ok(), tools=True, why="junk in front that holds local and central signatures")
 
 
 def data_failures(c):
@@ -612,12 +705,27 @@ def data_failures(c):
     for m in (1, 6, 9, 12, 14, 93, 95, 98, 99, 0xffff):
         nm = "bad/method-%d.bin" % m
         ents.append(E(nm, e1, cd={"method": m}, local={"method": m}))
-        eio.append(eiof(nm, len(e1)))
+        # 11 problems found at mount: the 11th is only counted
+        eio.append(eiof(nm, len(e1), log=None if m == 0xffff else True))
     c.mount("encrypted_and_methods", build(ents), ok=fine_ok() + [okf("encdir/plain.txt", FINE_SMALL)],
             eio=eio, dirs=["encdir"],
+            log_cap=dict(entry_lines=11, more=b": 1 more entry with".hex()),
             why="encrypted flag (central+local, local only), methods shrink/implode/"
                 "deflate64/bzip2/lzma/zstd/xz/ppmd/AES/65535; a directory record "
-                "flagged encrypted is still a directory")
+                "flagged encrypted is still a directory; 10 of the 11 problems "
+                "found at mount are logged, one line counts the 11th (the "
+                "local-only encryption is found, and logged, at the first read)")
+
+    # 20,000 entries in an unsupported method: 10 log lines name entries,
+    # one sums up the other 19,990 (at every mount, 20,001 lines before)
+    ents = fine_entries() + [E("cap/m-%05d.bin" % k, b"x", method=12, cd={"method": 12},
+                               local={"method": 12}) for k in range(20000)]
+    c.mount("warn_cap", build(ents), ok=fine_ok(), strict=False,
+            eio=[eiof("cap/m-%05d.bin" % k, 1) for k in range(10)] +
+                [eiof("cap/m-%05d.bin" % k, 1, log=None) for k in (10, 5000, 19999)],
+            log_cap=dict(entry_lines=10, more=b": 19990 more entries with".hex()),
+            why="20,000 entries in an unsupported method: all listed, reads fail with "
+                "EIO; the first 10 are logged and one line counts the rest")
 
     # local header problems
     l3 = text(51, 2500)
@@ -640,6 +748,32 @@ def data_failures(c):
             why="local header signature wrong, local method different from the "
                 "central one (both ways), local extra/name length running past the "
                 "end of the file, a local header offset into another member's data")
+
+    # A local header whose name and extra lengths (10000 and 65535, neither
+    # written) move the data of a 70 KiB stored member 3.8 KiB into the
+    # central directory; the directory's comments make the file long
+    # enough for the whole member.  With 64 KiB blocks the member is more
+    # than one block, so nothing but a range check stops a partial read
+    # from serving directory bytes.
+    d = rnd(54, 70 * KIB)
+    name = b"bad/data-in-cd.bin"
+    ents = [E("fine/small.txt", FINE_SMALL, comment=b"C" * 65000),
+            E("fine/stored.txt", FINE_STORED, method=0, comment=b"D" * 12000),
+            E("fine/large.txt", FINE_LARGE),
+            E(name, d, method=0, local={"nlen": 10000, "xlen": 0xffff})]
+    raw = build(ents)
+    cd_off = struct.unpack_from("<I", raw, eocd_pos(raw) + 16)[0]
+    lho = cd_off - len(d) - len(name) - 30
+    assert lho + 30 + 10000 + 0xffff > cd_off          # data starts in the directory
+    assert lho + 30 + 10000 + 0xffff + len(d) <= len(raw)  # and fits in the file
+    far = eiof(name, len(d), head=d[:4 * KIB], head_may_fail=True)
+    far["far_read"] = True
+    c.mount("data_in_cd", raw, opts="block_size=64K", ok=fine_ok(), eio=[far],
+            why="a local header whose name and extra lengths put a 70 KiB stored "
+                "member's data inside the central directory (still inside the "
+                "file): every read fails with EIO, the first 4 KiB and the last "
+                "as well as a whole read (64 KiB blocks: more than one block, so "
+                "no CRC check stops a partial read)")
 
     # the same local record shared by entries declaring different sizes
     real = text(52, 300 * KIB)

@@ -104,9 +104,31 @@ static void test_normalize(void **state)
 		assert_int_equal(dir, cases[i].dir);
 	}
 	memset(longc, 'x', sizeof(longc));
-	assert_int_equal(lfs_tree_normalize(longc, 256, out, sizeof(out), &dir), -1);
+	assert_int_equal(lfs_tree_normalize(longc, 256, out, sizeof(out), &dir),
+			 LFS_TREE_SKIP_COMPONENT);
 	assert_int_equal(lfs_tree_normalize(longc, 255, out, sizeof(out), &dir), 255);
-	assert_int_equal(lfs_tree_normalize("a\0b", 3, out, sizeof(out), &dir), -1);
+	assert_int_equal(lfs_tree_normalize("a\0b", 3, out, sizeof(out), &dir), LFS_TREE_SKIP_NUL);
+	/* paths: 4095 bytes once normalised, and not one more */
+	{
+		char *p = malloc(8192);
+		size_t n = 0;
+
+		memcpy(p, "./", 2); /* dropped: does not count */
+		n = 2;
+		while (n < 2 + 4095) {
+			size_t k = 2 + 4095 - n < 200 ? 2 + 4095 - n : 200;
+
+			memset(p + n, 'p', k);
+			n += k;
+			if (n < 2 + 4095 - 1)
+				p[n++] = '/';
+		}
+		assert_int_equal(lfs_tree_normalize(p, n, out, sizeof(out), &dir), 4095);
+		p[n++] = 'q';
+		assert_int_equal(lfs_tree_normalize(p, n, out, sizeof(out), &dir),
+				 LFS_TREE_SKIP_PATH);
+		free(p);
+	}
 }
 
 static void test_override_across_layers(void **state)
@@ -186,6 +208,90 @@ static void test_within_one_zip(void **state)
 	assert_int_equal(node(t, "")->mode, S_IFDIR | 0755); /* "./" does not touch the root */
 	assert_int_equal(node(t, "fresh")->mode, S_IFDIR | 0700); /* the creating record */
 	lfs_tree_free(t);
+}
+
+/* Lines of stderr containing `needle` while the tree takes a layer. */
+static unsigned logged_lines(struct lfs_tree_builder *b, const struct lfs_zip_index *zi,
+			     const char *needle)
+{
+	FILE *tmp = tmpfile();
+	int saved = dup(2);
+	char line[4096];
+	unsigned n = 0;
+
+	assert_non_null(tmp);
+	fflush(stderr);
+	assert_int_equal(dup2(fileno(tmp), 2), 2);
+	assert_int_equal(lfs_tree_add_layer(b, 0, zi, 0), 0);
+	fflush(stderr);
+	assert_int_equal(dup2(saved, 2), 2);
+	close(saved);
+	rewind(tmp);
+	while (fgets(line, sizeof(line), tmp))
+		n += strstr(line, needle) != NULL;
+	fclose(tmp);
+	return n;
+}
+
+/* 25 names no lookup can reach, in a layer whose index logged 4 problems
+ * already: 6 more lines name entries, one sums up the other 19. */
+static void test_warning_cap(void **state)
+{
+	struct fake f[26];
+	char names[25][300];
+	struct lfs_zip_index *zi;
+	struct lfs_tree_builder *b = lfs_tree_builder_new(7);
+	struct lfs_tree *t;
+
+	(void)state;
+	for (int i = 0; i < 25; i++) {
+		memset(names[i], 'a' + i, 299);
+		names[i][299] = '\0';
+		f[i] = (struct fake)F(names[i], 0644, 1);
+	}
+	f[25] = (struct fake)F("kept.txt", 0644, 2);
+	zi = fake_index(f, 26, "cap.zip");
+	zi->bad_entries = 4;
+	assert_int_equal(logged_lines(b, zi, "entry '"), LFS_ZIP_MAX_LOGGED - 4);
+	t = lfs_tree_freeze(b);
+	assert_non_null(node(t, "kept.txt"));
+	lfs_tree_free(t);
+	b = lfs_tree_builder_new(7);
+	assert_int_equal(logged_lines(b, zi, "cap.zip: 19 more entries skipped"), 1);
+	lfs_tree_builder_free(b);
+	fake_free(zi);
+}
+
+/* The builder keeps nodes in chunks of 4096, newest first.  A directory
+ * that is the last node of one chunk and whose first child is the first of
+ * the next: freeing the chunks one by one while clearing each node's child
+ * hash (reached through its first child) read the newer chunk after it
+ * was freed. */
+static void test_builder_free_across_chunks(void **state)
+{
+	static char names[4094][8];
+	struct fake f[4095];
+	struct lfs_zip_index *zi;
+	struct lfs_tree_builder *b = lfs_tree_builder_new(7);
+	struct lfs_tree *t;
+
+	(void)state;
+	/* the root and 4094 files fill nodes 0..4094 of the first chunk */
+	for (int i = 0; i < 4094; i++) {
+		snprintf(names[i], sizeof(names[i]), "f%d", i);
+		f[i] = (struct fake)F(names[i], 0644, 1);
+	}
+	f[4094] = (struct fake)F("d/x", 0644, 2); /* d: node 4095; x: the next chunk */
+	zi = fake_index(f, 4095, "chunks.zip");
+	assert_int_equal(lfs_tree_add_layer(b, 0, zi, 0), 0);
+	t = lfs_tree_freeze(b);
+	assert_non_null(t);
+	assert_int_equal(node(t, "d/x")->size, 2);
+	lfs_tree_free(t);
+	b = lfs_tree_builder_new(7); /* the same, freed without freezing */
+	assert_int_equal(lfs_tree_add_layer(b, 0, zi, 0), 0);
+	lfs_tree_builder_free(b);
+	fake_free(zi);
 }
 
 static void test_lookup_and_readdir_order(void **state)
@@ -277,6 +383,8 @@ int main(void)
 		cmocka_unit_test(test_within_one_zip),
 		cmocka_unit_test(test_lookup_and_readdir_order),
 		cmocka_unit_test(test_limits_and_skips),
+		cmocka_unit_test(test_warning_cap),
+		cmocka_unit_test(test_builder_free_across_chunks),
 		cmocka_unit_test(test_big_tree),
 	};
 
