@@ -57,7 +57,8 @@ TEST_LDLIBS = $(shell $(PKG_CONFIG) --libs $(foreach l,$(TEST_LIBS),$(call modul
 CACHE := cache/source.c cache/source_file.c cache/source_mem.c cache/cache.c cache/crcpieces.c \
 	cache/bufpool.c cache/codec.c cache/resume.c cache/stream.c cache/pool.c cache/reader.c \
 	cache/digest.c cache/hostdir.c cache/disk.c cache/source_http.c
-CORE := fs/log.c fs/layerlist.c fs/zipindex.c fs/tree.c fs/stack.c fs/notify.c $(CACHE)
+CORE := fs/log.c fs/layerlist.c fs/zipindex.c fs/tree.c fs/treecache.c fs/stack.c fs/notify.c \
+	$(CACHE)
 FRONT := fs/fuse_ops.c fs/inval.c fs/options.c fs/daemon.c fs/check.c fs/ctl.c fs/cachecmd.c \
 	fs/main.c
 CORE_OBJ := $(CORE:%.c=$(BUILD)/%.o)

@@ -5,6 +5,8 @@
 #include "log.h"
 #include "options.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,6 +17,26 @@ static const char usage[] =
 	"       layerfs cache prune  [-o cache_dir=DIR,cache_dir_size=SIZE]\n"
 	"       layerfs cache clear  [-o cache_dir=DIR]\n"
 	"(DIR defaults to " LFS_DEFAULT_CACHE_DIR ")\n";
+
+/* The kept trees (cache_dir/trees): how many, and removing them. */
+static uint64_t trees(int dirfd, int remove)
+{
+	int fd = openat(dirfd, "trees", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+	uint64_t n = 0;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	while ((de = readdir(d)))
+		if (de->d_type == DT_REG && (!remove || unlinkat(fd, de->d_name, 0) == 0))
+			n++;
+	closedir(d);
+	return n;
+}
 
 static void human(char *buf, size_t size, uint64_t n)
 {
@@ -45,6 +67,7 @@ static int stats(int dirfd, const char *dir, uint64_t quota)
 	printf("size               %s of %s (%.1f %%)\n", bytes, q,
 	       quota ? 100.0 * (double)c.bytes / (double)quota : 0.0);
 	printf("layer versions     %llu\n", (unsigned long long)c.layers);
+	printf("stack trees        %llu\n", (unsigned long long)trees(dirfd, 0));
 	printf("records            %llu (%llu blocks, %llu resume points, %llu block CRC tables)\n",
 	       (unsigned long long)c.records, (unsigned long long)c.blocks,
 	       (unsigned long long)c.points, (unsigned long long)c.crc_tables);
@@ -115,6 +138,7 @@ int lfs_cache_command(int argc, char **argv)
 		}
 	} else if (!strcmp(argv[1], "clear")) {
 		rc = lfs_disk_clear(dirfd) ? 1 : 0;
+		trees(dirfd, 1);
 		if (!rc)
 			printf("%s: cleared\n", dir);
 	} else {

@@ -165,7 +165,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, i
 		if (i < 2) {
 			strcpy(name, i == 0 ? "." : "..");
 		} else {
-			memcpy(name, c->name, c->name_len);
+			memcpy(name, lfs_tree_name(t, c), c->name_len);
 			name[c->name_len] = '\0';
 		}
 		fill_entry(ctx, child, &e);

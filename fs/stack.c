@@ -5,10 +5,12 @@
 #include "../cache/hostdir.h"
 #include "layerlist.h"
 #include "log.h"
+#include "treecache.h"
 #include "zipindex.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +50,11 @@ struct lfs_stack {
 	uint64_t zip_bytes;		/* total size of the layer files */
 	double open_seconds;		/* time to open the stack */
 	int digests_fd;			/* cache_dir/digests, or -1 */
+	int trees_fd;			/* cache_dir/trees, or -1 */
+	struct lfs_treecache *treecache; /* the mapped tree, when it came from there */
+	int tree_cached;		/* 1: the tree came from cache_dir */
+	int tree_saved;			/* atomic; 1: it went there */
+	uint64_t max_entries, max_total, max_name; /* what the tree was checked against */
 	struct lfs_disk *disk;		/* the disk tier, or NULL */
 	uint32_t block_size;
 };
@@ -88,8 +95,11 @@ void lfs_stack_free(struct lfs_stack *s)
 	lfs_disk_close(s->disk);
 	free_layers(s);
 	lfs_tree_free(s->tree);
+	lfs_treecache_free(s->treecache); /* after what points into it */
 	if (s->digests_fd >= 0)
 		close(s->digests_fd);
+	if (s->trees_fd >= 0)
+		close(s->trees_fd);
 	free(s);
 }
 
@@ -168,13 +178,11 @@ static void attach_disk(struct lfs_stack *s, struct lfs_layer *l)
 
 /* Refuses a layer listed twice under different spellings (a symlink, a
  * hard link, `sub/../x.zip`): the same object behind two lines. */
-static int check_duplicate(const struct lfs_stack *s, const struct lfs_layer_list *list,
+static int check_duplicate(struct lfs_source *const *srcs, const struct lfs_layer_list *list,
 			   const char *listname, size_t i, char *err, size_t errlen)
 {
-	const struct lfs_source *src = s->layers[i].zi->src;
-
 	for (size_t j = 0; j < i; j++)
-		if (!strcmp(s->layers[j].zi->src->object, src->object))
+		if (!strcmp(srcs[j]->object, srcs[i]->object))
 			return lfs_errf(err, errlen, -EINVAL,
 					"%s:%u: the same layer as line %u is listed twice (%s is %s)",
 					listname, list->layers[i].line, list->layers[j].line,
@@ -193,12 +201,13 @@ static uint64_t member_key(const struct lfs_zip_entry *e)
 
 /* The layer's digest as far as it can be known at mount: the memo's, or,
  * when the list gives one, checked against the bytes. */
-static int identify(struct lfs_stack *s, struct lfs_layer *l, const struct lfs_layer_spec *spec,
-		    const char *listname, char *err, size_t errlen)
+static int identify(struct lfs_stack *s, struct lfs_layer *l, struct lfs_source *src,
+		    const struct lfs_layer_spec *spec, const char *listname, char *err,
+		    size_t errlen)
 {
 	unsigned char given[LFS_DIGEST_LEN], seen[LFS_DIGEST_LEN];
 	char hex[LFS_DIGEST_HEX];
-	const char *version = l->zi->src->version;
+	const char *version = src->version;
 	int have = s->digests_fd >= 0 && lfs_digest_memo_get(s->digests_fd, version, seen) == 0;
 	int rc;
 
@@ -212,10 +221,10 @@ static int identify(struct lfs_stack *s, struct lfs_layer *l, const struct lfs_l
 	if (lfs_digest_parse(spec->sha256, given))
 		return lfs_errf(err, errlen, -EINVAL, "%s:%u: bad sha256=", listname, spec->line);
 	if (!have) {
-		rc = lfs_digest_source(l->zi->src, seen);
+		rc = lfs_digest_source(src, seen);
 		if (rc)
 			return lfs_errf(err, errlen, rc, "%s: cannot read it to check its SHA-256: %s",
-					l->zi->path, strerror(-rc));
+					spec->path, strerror(-rc));
 		if (s->digests_fd >= 0 && !memcmp(seen, given, LFS_DIGEST_LEN))
 			(void)lfs_digest_memo_put(s->digests_fd, version, seen);
 	}
@@ -223,7 +232,7 @@ static int identify(struct lfs_stack *s, struct lfs_layer *l, const struct lfs_l
 		lfs_digest_hex(seen, hex);
 		return lfs_errf(err, errlen, -EINVAL,
 				"%s:%u: %s: its SHA-256 is %s, the list says sha256=%s", listname,
-				spec->line, l->zi->path, hex, spec->sha256);
+				spec->line, spec->path, hex, spec->sha256);
 	}
 	memcpy(l->digest, given, LFS_DIGEST_LEN);
 	l->digest_known = 1;
@@ -235,7 +244,7 @@ static int identify(struct lfs_stack *s, struct lfs_layer *l, const struct lfs_l
 static int check_same_digest(const struct lfs_stack *s, const struct lfs_layer_list *list,
 			     const char *listname, char *err, size_t errlen)
 {
-	for (size_t i = 0; i < s->nlayers; i++)
+	for (size_t i = 0; i < list->count; i++)
 		for (size_t j = 0; j < i; j++)
 			if (s->layers[i].digest_known && s->layers[j].digest_known &&
 			    !memcmp(s->layers[i].digest, s->layers[j].digest, LFS_DIGEST_LEN))
@@ -246,6 +255,105 @@ static int check_same_digest(const struct lfs_stack *s, const struct lfs_layer_l
 	return 0;
 }
 
+/* The layers' indexes and the tree from the mapped tree cache file; the
+ * indexes take the sources over.  -EINVAL when a part does not check out
+ * (then nothing is taken, and the stack is built). */
+static int from_treecache(struct lfs_stack *s, const struct lfs_layer_list *list,
+			  struct lfs_source **srcs)
+{
+	struct lfs_zip_index **zis = calloc(list->count, sizeof(*zis));
+	const void *part;
+	size_t len, i;
+	int rc = 0;
+
+	if (!zis)
+		return -ENOMEM;
+	for (i = 0; i < list->count && !rc; i++) {
+		part = lfs_treecache_zip(s->treecache, i, &len);
+		rc = lfs_zip_from_flat(srcs[i], list->layers[i].path, part, len, &zis[i]);
+	}
+	if (!rc) {
+		part = lfs_treecache_tree(s->treecache, &len);
+		s->tree = lfs_tree_from_flat(part, len);
+		rc = s->tree ? 0 : -EINVAL;
+	}
+	for (size_t j = 0; j < i; j++) {
+		if (rc) {
+			zis[j]->src = NULL; /* still srcs[j] */
+			lfs_zip_close(zis[j]);
+			continue;
+		}
+		s->layers[j].zi = zis[j];
+		srcs[j] = NULL;
+	}
+	if (rc) {
+		lfs_treecache_free(s->treecache);
+		s->treecache = NULL;
+	} else {
+		s->nlayers = list->count;
+		for (size_t j = 0; j < s->nlayers; j++)
+			if (zis[j]->bad_entries)
+				lfs_warn("%s: %llu entries with problems (named when this stack was first mounted on this host)",
+					 zis[j]->path, (unsigned long long)zis[j]->bad_entries);
+	}
+	free(zis);
+	return rc;
+}
+
+/* The tree cache's key of s: its layers' digests (all known) and the
+ * mtimes of their files (srcs[i], or the index's source). */
+static int stack_key(const struct lfs_stack *s, struct lfs_source *const *srcs, size_t n,
+		     struct lfs_treecache_key *key)
+{
+	unsigned char (*digests)[LFS_DIGEST_LEN] = calloc(n, sizeof(*digests));
+	int64_t *mtimes = calloc(n, sizeof(*mtimes));
+
+	if (!digests || !mtimes) {
+		free(digests);
+		free(mtimes);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		memcpy(digests[i], s->layers[i].digest, LFS_DIGEST_LEN);
+		mtimes[i] = srcs ? srcs[i]->mtime : s->layers[i].zi->src->mtime;
+	}
+	lfs_treecache_key((const unsigned char (*)[LFS_DIGEST_LEN])digests, mtimes, n,
+			  s->max_entries, s->max_total, s->max_name, key);
+	free(digests);
+	free(mtimes);
+	return 0;
+}
+
+/* Keeps the stack's tree for its next mount on this host. */
+static void save_tree(struct lfs_stack *s, const struct lfs_treecache_key *key)
+{
+	struct lfs_zip_index *zis[LFS_TREE_MAX_LAYERS];
+
+	for (size_t i = 0; i < s->nlayers; i++)
+		zis[i] = s->layers[i].zi;
+	if (lfs_treecache_save(s->trees_fd, key, zis, s->nlayers, s->tree) == 0)
+		__atomic_store_n(&s->tree_saved, 1, __ATOMIC_RELEASE);
+}
+
+/* Once the background hashing has made every layer's digest known, the
+ * tree is kept as if it had been known at mount.  Called from the pool. */
+static void digests_complete(struct lfs_stack *s)
+{
+	struct lfs_treecache_key key;
+	static pthread_mutex_t once = PTHREAD_MUTEX_INITIALIZER;
+
+	if (s->trees_fd < 0)
+		return;
+	for (size_t i = 0; i < s->nlayers; i++)
+		if (!__atomic_load_n(&s->layers[i].digest_known, __ATOMIC_ACQUIRE))
+			return;
+	pthread_mutex_lock(&once); /* the last two layers' jobs may both get here */
+	if (!s->tree_cached && !__atomic_load_n(&s->tree_saved, __ATOMIC_ACQUIRE) &&
+	    stack_key(s, NULL, s->nlayers, &key) == 0)
+		save_tree(s, &key);
+	pthread_mutex_unlock(&once);
+}
+
 int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, char *err,
 		   size_t errlen)
 {
@@ -253,8 +361,11 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 	struct lfs_reader_config rcfg = cfg->reader;
 	struct lfs_layer_list list = { 0 };
 	struct lfs_tree_builder *b = NULL;
+	struct lfs_source **srcs = NULL;
+	struct lfs_treecache_key tree_key;
 	struct lfs_stack *s;
 	double t0 = now_seconds();
+	int all_known = 1, have_key = 0;
 	size_t max_layers = cfg->max_layers ? cfg->max_layers : LFS_TREE_MAX_LAYERS;
 	int rc;
 
@@ -279,6 +390,10 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 	s->uid = cfg->uid;
 	s->gid = cfg->gid;
 	s->digests_fd = -1;
+	s->trees_fd = -1;
+	s->max_entries = cfg->max_entries;
+	s->max_total = cfg->max_total_entries;
+	s->max_name = cfg->max_name;
 	if (cfg->cache_dir) {
 		int dirfd;
 
@@ -286,6 +401,8 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 		if (rc)
 			goto fail;
 		rc = lfs_hostdir_sub(dirfd, "digests", &s->digests_fd, err, errlen);
+		if (!rc)
+			rc = lfs_hostdir_sub(dirfd, "trees", &s->trees_fd, err, errlen);
 		if (!rc) {
 			struct lfs_disk_config dc = { cfg->cache_dir_size, cfg->cache_level,
 						      on_disk_note, s };
@@ -297,36 +414,57 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 			goto fail;
 	}
 	s->block_size = rcfg.block_size;
-	b = lfs_tree_builder_new((int64_t)time(NULL));
-	if (!b) {
+	/* every layer's bytes, its identity and digest, before any index */
+	srcs = calloc(list.count, sizeof(*srcs));
+	if (!srcs) {
 		rc = -ENOMEM;
 		goto fail;
 	}
 	for (size_t i = 0; i < list.count; i++) {
 		struct lfs_layer *l = &s->layers[i];
-		char label[4096];
 
-		rc = lfs_zip_open(list.layers[i].path, &limits, &l->zi, err, errlen);
+		rc = lfs_source_file_open(list.layers[i].path, &srcs[i], err, errlen);
 		if (rc)
 			goto fail;
-		s->nlayers++;
-		rc = check_duplicate(s, &list, cfg->list_path, i, err, errlen);
+		rc = check_duplicate(srcs, &list, cfg->list_path, i, err, errlen);
+		if (rc)
+			goto fail;
 		l->key = __atomic_fetch_add(&next_layer_key, 1, __ATOMIC_RELAXED);
-		if (rc)
-			goto fail;
 		l->stack = s;
-		rc = identify(s, l, &list.layers[i], cfg->list_path, err, errlen);
+		rc = identify(s, l, srcs[i], &list.layers[i], cfg->list_path, err, errlen);
 		if (rc)
 			goto fail;
-		l->label = strdup(lfs_layer_spec_label(&list.layers[i], label, sizeof(label)));
-		l->members = calloc(l->zi->count ? l->zi->count : 1, sizeof(*l->members));
-		if (!l->label || !l->members) {
+		all_known = all_known && l->digest_known;
+	}
+	rc = check_same_digest(s, &list, cfg->list_path, err, errlen);
+	if (rc)
+		goto fail;
+	/* A stack this host mounted before: its tree and indexes as they were
+	 * written then, no central directory parsed. */
+	if (s->trees_fd >= 0 && all_known) {
+		rc = stack_key(s, srcs, list.count, &tree_key);
+		if (rc)
+			goto fail;
+		have_key = 1;
+		if (lfs_treecache_load(s->trees_fd, &tree_key, list.count, &s->treecache) == 0 &&
+		    from_treecache(s, &list, srcs) == 0)
+			s->tree_cached = 1;
+	}
+	if (!s->tree_cached) {
+		b = lfs_tree_builder_new((int64_t)time(NULL));
+		if (!b) {
 			rc = -ENOMEM;
 			goto fail;
 		}
-		s->zip_bytes += l->zi->file_size;
-		for (uint64_t j = 0; j < l->zi->count; j++)
-			l->unzipped_bytes += l->zi->entries[j].size;
+	}
+	for (size_t i = 0; !s->tree_cached && i < list.count; i++) {
+		struct lfs_layer *l = &s->layers[i];
+
+		rc = lfs_zip_open_source(srcs[i], list.layers[i].path, &limits, &l->zi, err, errlen);
+		if (rc)
+			goto fail;
+		srcs[i] = NULL; /* the index's now */
+		s->nlayers++;
 		rc = lfs_tree_add_layer(b, (unsigned)i, l->zi, cfg->max_total_entries);
 		if (rc == -E2BIG) {
 			snprintf(err, errlen,
@@ -337,11 +475,26 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 		if (rc)
 			goto fail;
 	}
-	rc = check_same_digest(s, &list, cfg->list_path, err, errlen);
-	if (rc)
-		goto fail;
-	s->tree = lfs_tree_freeze(b);
-	b = NULL;
+	for (size_t i = 0; i < s->nlayers; i++) {
+		struct lfs_layer *l = &s->layers[i];
+		char label[4096];
+
+		l->label = strdup(lfs_layer_spec_label(&list.layers[i], label, sizeof(label)));
+		l->members = calloc(l->zi->count ? l->zi->count : 1, sizeof(*l->members));
+		if (!l->label || !l->members) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+		s->zip_bytes += l->zi->file_size;
+		for (uint64_t j = 0; j < l->zi->count; j++)
+			l->unzipped_bytes += l->zi->entries[j].size;
+	}
+	if (!s->tree_cached) {
+		s->tree = lfs_tree_freeze(b);
+		b = NULL;
+		if (s->tree && have_key)
+			save_tree(s, &tree_key);
+	}
 	rcfg.fault = on_fault;
 	rcfg.fault_ctx = s;
 	rcfg.disk = s->disk;
@@ -353,6 +506,9 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 		goto fail;
 	}
 	s->open_seconds = now_seconds() - t0;
+	if (s->tree_cached)
+		lfs_debug("the stack's tree came from cache_dir");
+	free(srcs);
 	lfs_layerlist_free(&list);
 	lfs_log_release(1);
 	*out = s;
@@ -362,6 +518,9 @@ fail:
 		snprintf(err, errlen, "%s: out of memory", cfg->list_path);
 	lfs_log_release(0);
 	lfs_tree_builder_free(b);
+	for (size_t i = 0; srcs && i < list.count; i++)
+		lfs_source_close(srcs[i]);
+	free(srcs);
 	lfs_layerlist_free(&list);
 	lfs_stack_free(s);
 	return rc;
@@ -388,6 +547,7 @@ static void digest_run(struct lfs_pool_job *job, int cancelled)
 	attach_disk(l->stack, l);
 	if (l->stack->digests_fd >= 0)
 		(void)lfs_digest_memo_put(l->stack->digests_fd, l->zi->src->version, d);
+	digests_complete(l->stack);
 }
 
 void lfs_stack_start(struct lfs_stack *s)
@@ -614,7 +774,7 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 	buf[0] = '\0';
 	rc = append(buf, size, &len,
 		    "pid %ld\nlayers %zu\nentries %llu\ninodes %u\nlayers_bytes %llu\n"
-		    "layers_uncompressed %llu\nmount_seconds %.6f\n"
+		    "layers_uncompressed %llu\nmount_seconds %.6f\ntree_cached %d\ntree_saved %d\n"
 		    "cache_budget %llu\ncache_bytes %llu\ncache_entries %llu\n"
 		    "hits %llu\nmisses %llu\nevictions %llu\n"
 		    "bytes_read %llu\nbytes_inflated %llu\n"
@@ -628,7 +788,8 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    "disk_evictions %llu\ndisk_usage %llu\ndisk_quota %llu\ndisk_writing %d\n",
 		    (long)getpid(), s->nlayers, (unsigned long long)entries,
 		    lfs_tree_count(s->tree), (unsigned long long)s->zip_bytes,
-		    (unsigned long long)uncompressed, s->open_seconds,
+		    (unsigned long long)uncompressed, s->open_seconds, s->tree_cached,
+		    __atomic_load_n(&s->tree_saved, __ATOMIC_ACQUIRE),
 		    (unsigned long long)st.cache.budget, (unsigned long long)st.cache.bytes,
 		    (unsigned long long)st.cache.entries, (unsigned long long)st.cache.hits,
 		    (unsigned long long)st.cache.misses, (unsigned long long)st.cache.evictions,

@@ -50,8 +50,21 @@ struct lfs_tree {
 	struct lfs_node *nodes;	/* nodes[0] unused; nodes[ino] */
 	uint32_t count;
 	uint64_t total_bytes;
-	struct arena_chunk *arena;
+	const char *names;	/* every node's name, one after another */
+	uint64_t names_len;
+	int borrowed;		/* nodes and names belong to the caller (from_flat) */
 };
+
+/* The flat form: this head, then nodes[count + 1], then the names. */
+struct flat_head {
+	uint64_t magic;
+	uint64_t count;
+	uint64_t total_bytes;
+	uint64_t names_len;
+	uint64_t node_size;	/* sizeof(struct lfs_node) when it was written */
+};
+
+#define FLAT_MAGIC 0x31656572747366ull /* "fstree1" */
 
 static char *arena_copy(struct lfs_tree_builder *b, const char *s, size_t len)
 {
@@ -357,7 +370,6 @@ struct lfs_tree *lfs_tree_freeze(struct lfs_tree_builder *b)
 		struct lfs_node *n = &t->nodes[head];
 		uint32_t k = 0, nk = HASH_COUNT(d->children);
 
-		n->name = d->name;
 		n->name_len = d->name_len;
 		n->mode = d->mode;
 		n->layer = d->layer;
@@ -391,8 +403,23 @@ struct lfs_tree *lfs_tree_freeze(struct lfs_tree_builder *b)
 		head++;
 	}
 	t->count = tail - 1;
-	t->arena = b->arena;
-	b->arena = NULL;
+	/* names into one blob, so a node names its name by an offset and the
+	 * tree can be written out and mapped back as it is */
+	for (uint32_t i = 1; i <= t->count; i++)
+		t->names_len += queue[i]->name_len;
+	t->names = malloc(t->names_len ? t->names_len : 1);
+	if (!t->names)
+		goto fail;
+	{
+		char *p = (char *)(uintptr_t)t->names;
+		uint64_t off = 0;
+
+		for (uint32_t i = 1; i <= t->count; i++) {
+			memcpy(p + off, queue[i]->name, queue[i]->name_len);
+			t->nodes[i].name_off = (uint32_t)off;
+			off += queue[i]->name_len;
+		}
+	}
 	free(queue);
 	free(kids);
 	lfs_tree_builder_free(b);
@@ -409,9 +436,72 @@ void lfs_tree_free(struct lfs_tree *t)
 {
 	if (!t)
 		return;
-	free(t->nodes);
-	arena_free(t->arena);
+	if (!t->borrowed) {
+		free(t->nodes);
+		free((void *)(uintptr_t)t->names);
+	}
 	free(t);
+}
+
+const char *lfs_tree_name(const struct lfs_tree *t, const struct lfs_node *n)
+{
+	return t->names + n->name_off;
+}
+
+size_t lfs_tree_flat_size(const struct lfs_tree *t)
+{
+	return sizeof(struct flat_head) + (t->count + 1) * sizeof(struct lfs_node) + t->names_len;
+}
+
+void lfs_tree_flatten(const struct lfs_tree *t, void *buf)
+{
+	struct flat_head h = { FLAT_MAGIC, t->count, t->total_bytes, t->names_len,
+			       sizeof(struct lfs_node) };
+	unsigned char *p = buf;
+
+	memcpy(p, &h, sizeof(h));
+	memcpy(p + sizeof(h), t->nodes, (t->count + 1) * sizeof(struct lfs_node));
+	memcpy(p + sizeof(h) + (t->count + 1) * sizeof(struct lfs_node), t->names, t->names_len);
+}
+
+struct lfs_tree *lfs_tree_from_flat(const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	struct flat_head h;
+	struct lfs_tree *t;
+	const struct lfs_node *nodes;
+	uint64_t need;
+
+	if (len < sizeof(h) || ((uintptr_t)buf & 7))
+		return NULL;
+	memcpy(&h, p, sizeof(h));
+	if (h.magic != FLAT_MAGIC || h.node_size != sizeof(struct lfs_node) || h.count < 1 ||
+	    h.count >= UINT32_MAX)
+		return NULL;
+	need = sizeof(h) + (h.count + 1) * sizeof(struct lfs_node);
+	if (need > len || h.names_len > len - need)
+		return NULL;
+	nodes = (const struct lfs_node *)(const void *)(p + sizeof(h));
+	/* nothing in it may point outside it */
+	for (uint64_t i = 1; i <= h.count; i++) {
+		const struct lfs_node *n = &nodes[i];
+
+		if ((uint64_t)n->name_off + n->name_len > h.names_len || n->parent < 1 ||
+		    n->parent > h.count || n->layer >= LFS_TREE_MAX_LAYERS ||
+		    (uint64_t)n->first_child + n->nchildren > h.count + 1 ||
+		    (n->nchildren && n->first_child <= i))
+			return NULL;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->nodes = (struct lfs_node *)(uintptr_t)nodes;
+	t->count = (uint32_t)h.count;
+	t->total_bytes = h.total_bytes;
+	t->names = (const char *)(p + need);
+	t->names_len = h.names_len;
+	t->borrowed = 1;
+	return t;
 }
 
 uint32_t lfs_tree_count(const struct lfs_tree *t) { return t->count; }
@@ -439,7 +529,7 @@ uint32_t lfs_tree_lookup(const struct lfs_tree *t, uint32_t dir, const char *nam
 		uint32_t mid = lo + (hi - lo) / 2;
 		const struct lfs_node *m = &t->nodes[mid];
 		size_t n = m->name_len < name_len ? m->name_len : name_len;
-		int c = memcmp(m->name, name, n);
+		int c = memcmp(t->names + m->name_off, name, n);
 
 		if (!c)
 			c = m->name_len < name_len ? -1 : m->name_len > name_len;

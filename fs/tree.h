@@ -37,7 +37,7 @@
 struct lfs_node {
 	uint32_t parent;	/* ino of the parent (root: itself) */
 	uint32_t name_len;
-	const char *name;	/* not NUL-terminated */
+	uint32_t name_off;	/* into the tree's names: lfs_tree_name() */
 	uint32_t mode;		/* S_IFDIR/S_IFREG/S_IFLNK | perms */
 	uint16_t layer;		/* layer providing the node (dirs: last writer) */
 	uint32_t entry;		/* entry in that layer's index, or LFS_TREE_NO_ENTRY */
@@ -73,6 +73,9 @@ uint32_t lfs_tree_count(const struct lfs_tree *t);
 /* NULL when ino is out of range. */
 const struct lfs_node *lfs_tree_node(const struct lfs_tree *t, uint64_t ino);
 
+/* n's name (name_len bytes, not NUL-terminated). */
+const char *lfs_tree_name(const struct lfs_tree *t, const struct lfs_node *n);
+
 /* The ino of `name` in directory `dir`, or 0. */
 uint32_t lfs_tree_lookup(const struct lfs_tree *t, uint32_t dir, const char *name,
 			 size_t name_len);
@@ -83,6 +86,16 @@ uint32_t lfs_tree_child(const struct lfs_tree *t, uint32_t dir, uint32_t i);
 /* Resolves a '/'-separated path from the root; 0 when absent.  For tests
  * and tools. */
 uint32_t lfs_tree_resolve(const struct lfs_tree *t, const char *path);
+
+/* The frozen tree as bytes (nodes and names, no pointers), for the host's
+ * tree cache: lfs_tree_from_flat() takes them back without building
+ * anything. */
+size_t lfs_tree_flat_size(const struct lfs_tree *t);
+void lfs_tree_flatten(const struct lfs_tree *t, void *buf);
+/* A tree over buf[0..len) as lfs_tree_flatten wrote it.  buf is borrowed:
+ * it must outlive the tree.  NULL when buf is not a well-formed tree (every
+ * index and name is checked against its bounds). */
+struct lfs_tree *lfs_tree_from_flat(const void *buf, size_t len);
 
 /* Totals for statfs. */
 uint64_t lfs_tree_total_bytes(const struct lfs_tree *t);

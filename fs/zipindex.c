@@ -744,10 +744,102 @@ void lfs_zip_close(struct lfs_zip_index *zi)
 		return;
 	lfs_source_close(zi->src);
 	free(zi->path);
-	free(zi->cd);
-	free(zi->entries);
+	if (!zi->borrowed) {
+		free(zi->cd);
+		free(zi->entries);
+	}
 	free(zi->data_off);
 	free(zi);
+}
+
+/* The flat form: this head, the entries (name_off into the names that
+ * follow), the names. */
+struct flat_zip {
+	uint64_t magic;
+	uint64_t entry_size;	/* sizeof(struct lfs_zip_entry) when written */
+	uint64_t count, names_len, file_size, junk_prefix, cd_off, bad_entries;
+	int64_t file_mtime;
+};
+
+#define FLAT_ZIP_MAGIC 0x317069737a7366ull /* "fszip1" */
+
+size_t lfs_zip_flat_size(const struct lfs_zip_index *zi)
+{
+	size_t names = 0;
+
+	for (uint64_t i = 0; i < zi->count; i++)
+		names += zi->entries[i].name_len;
+	/* names padded to 8, so what follows a flat index stays aligned */
+	return sizeof(struct flat_zip) + zi->count * sizeof(struct lfs_zip_entry) +
+	       ((names + 7) & ~(size_t)7);
+}
+
+void lfs_zip_flatten(const struct lfs_zip_index *zi, void *buf)
+{
+	struct flat_zip h = { FLAT_ZIP_MAGIC, sizeof(struct lfs_zip_entry), zi->count, 0,
+			      zi->file_size, zi->junk_prefix, zi->cd_off, zi->bad_entries,
+			      zi->file_mtime };
+	unsigned char *p = buf;
+	struct lfs_zip_entry *out = (struct lfs_zip_entry *)(void *)(p + sizeof(h));
+	unsigned char *names = p + sizeof(h) + zi->count * sizeof(*out);
+
+	for (uint64_t i = 0; i < zi->count; i++) {
+		out[i] = zi->entries[i];
+		out[i].name_off = (uint32_t)h.names_len;
+		memcpy(names + h.names_len, lfs_zip_name(zi, &zi->entries[i]), zi->entries[i].name_len);
+		h.names_len += zi->entries[i].name_len;
+	}
+	memset(names + h.names_len, 0, ((h.names_len + 7) & ~7ull) - h.names_len);
+	memcpy(p, &h, sizeof(h));
+}
+
+int lfs_zip_from_flat(struct lfs_source *src, const char *name, const void *buf, size_t len,
+		      struct lfs_zip_index **out)
+{
+	const unsigned char *p = buf;
+	const struct lfs_zip_entry *e;
+	struct lfs_zip_index *zi;
+	struct flat_zip h;
+	uint64_t need;
+
+	if (len < sizeof(h) || ((uintptr_t)buf & 7))
+		return -EINVAL;
+	memcpy(&h, p, sizeof(h));
+	if (h.magic != FLAT_ZIP_MAGIC || h.entry_size != sizeof(*e) || h.file_size != src->size ||
+	    h.count > (len - sizeof(h)) / sizeof(*e))
+		return -EINVAL;
+	need = sizeof(h) + h.count * sizeof(*e);
+	if (h.names_len > len - need || h.cd_off > h.file_size)
+		return -EINVAL;
+	e = (const struct lfs_zip_entry *)(const void *)(p + sizeof(h));
+	for (uint64_t i = 0; i < h.count; i++)
+		if ((uint64_t)e[i].name_off + e[i].name_len > h.names_len ||
+		    e[i].kind > LFS_ZIP_SYMLINK || (!e[i].bad && e[i].lho >= h.file_size))
+			return -EINVAL;
+	zi = calloc(1, sizeof(*zi));
+	if (!zi)
+		return -ENOMEM;
+	zi->path = strdup(name);
+	zi->data_off = calloc(h.count ? h.count : 1, sizeof(*zi->data_off));
+	if (!zi->path || !zi->data_off) {
+		free(zi->path);
+		free(zi->data_off);
+		free(zi);
+		return -ENOMEM;
+	}
+	zi->src = src;
+	zi->file_size = h.file_size;
+	zi->junk_prefix = h.junk_prefix;
+	zi->count = h.count;
+	zi->bad_entries = h.bad_entries;
+	zi->entries = (struct lfs_zip_entry *)(uintptr_t)e;
+	zi->cd = (unsigned char *)(uintptr_t)(p + need);
+	zi->cd_size = h.names_len;
+	zi->cd_off = h.cd_off;
+	zi->file_mtime = h.file_mtime;
+	zi->borrowed = 1;
+	*out = zi;
+	return 0;
 }
 
 int lfs_zip_data_offset(struct lfs_zip_index *zi, uint64_t i, uint64_t *off)

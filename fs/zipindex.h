@@ -87,6 +87,7 @@ struct lfs_zip_index {
 	uint64_t cd_size;
 	uint64_t cd_off;	/* where the directory starts: member data ends before it */
 	int64_t file_mtime;
+	int borrowed;		/* entries and cd belong to the caller (lfs_zip_from_flat) */
 };
 
 /* Indexes the zip whose bytes src holds; `name` names it in messages.  On
@@ -116,5 +117,16 @@ static inline const char *lfs_zip_name(const struct lfs_zip_index *zi,
 int lfs_zip_data_offset(struct lfs_zip_index *zi, uint64_t i, uint64_t *off);
 
 const char *lfs_zip_bad_reason(enum lfs_zip_bad bad);
+
+/* The index as bytes (its entries, and their names instead of the whole
+ * central directory), for the host's tree cache: lfs_zip_from_flat() takes
+ * them back without parsing anything. */
+size_t lfs_zip_flat_size(const struct lfs_zip_index *zi);
+void lfs_zip_flatten(const struct lfs_zip_index *zi, void *buf);
+/* An index of src over buf[0..len) as lfs_zip_flatten wrote it (buf is
+ * borrowed: it must outlive the index; on success the index owns src).
+ * -EINVAL when buf is not a well-formed index of a file of src's size. */
+int lfs_zip_from_flat(struct lfs_source *src, const char *name, const void *buf, size_t len,
+		      struct lfs_zip_index **out);
 
 #endif

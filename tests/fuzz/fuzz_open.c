@@ -1,6 +1,7 @@
 /* Fuzz target: arbitrary bytes as a layer, through the zip index and the
  * merged tree, then every node looked up and listed as the FUSE layer
  * would.  Nothing is read from members. */
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -30,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			for (uint32_t ino = 1; t && ino <= lfs_tree_count(t); ino++) {
 				const struct lfs_node *n = lfs_tree_node(t, ino);
 
-				if (lfs_tree_lookup(t, n->parent, n->name, n->name_len) != ino &&
+				if (lfs_tree_lookup(t, n->parent, lfs_tree_name(t, n), n->name_len) != ino &&
 				    ino != LFS_TREE_ROOT)
 					__builtin_trap(); /* every node is found by name */
 				for (uint32_t i = 0; S_ISDIR(n->mode) && i < n->nchildren; i++)
@@ -38,6 +39,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 						__builtin_trap();
 				if (!S_ISDIR(n->mode) && n->entry >= zi->count)
 					__builtin_trap();
+			}
+			/* written flat and mapped back, the same tree */
+			if (t) {
+				size_t len = lfs_tree_flat_size(t);
+				uint64_t *flat = malloc(len + 8);
+				struct lfs_tree *u = flat ? (lfs_tree_flatten(t, flat),
+							    lfs_tree_from_flat(flat, len))
+							  : NULL;
+
+				if (flat && (!u || lfs_tree_count(u) != lfs_tree_count(t)))
+					__builtin_trap();
+				lfs_tree_free(u);
+				free(flat);
 			}
 			lfs_tree_free(t);
 		} else {
@@ -47,8 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			uint64_t off;
 
 			if (zi->entries[i].kind != LFS_ZIP_DIR && lfs_zip_data_offset(zi, i, &off) == 0 &&
-			    off + zi->entries[i].comp_size > zi->file_size)
-				__builtin_trap(); /* data must lie inside the file */
+			    off + zi->entries[i].comp_size > zi->cd_off)
+				__builtin_trap(); /* data must lie before the central directory */
 		}
 		lfs_zip_close(zi);
 	}

@@ -55,7 +55,34 @@ if check "restarted daemon: mounted" lfs_mount -o "$O" "$T/ab.list" "$T/m2"; the
 	check "restarted daemon: tree and bytes match" same_manifest "$T/ref_ab" "$T/m2"
 	check "restarted daemon: 0 bytes inflated" eq "$(stat_of "$T/m2" bytes_inflated)" 0
 	check "restarted daemon: served from disk" test "$(stat_of "$T/m2" disk_hits)" -gt 0
+	check "restarted daemon: its tree came from cache_dir (no directory parsed)" \
+		eq "$(stat_of "$T/m2" tree_cached)" 1
 	lfs_umount "$T/m2"
+fi
+# a tree file that fails its checks is dropped, and the stack built again
+tree=$(ls "$CD"/trees/* | head -n 1)
+python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(-10, 2); b = f.read(1); f.seek(-10, 2); f.write(bytes([b[0] ^ 1]))' "$tree"
+if check "damaged tree file: mounted" lfs_mount -o "$O" "$T/ab.list" "$T/m2b"; then
+	check "damaged tree file: not used" eq "$(stat_of "$T/m2b" tree_cached)" 0
+	check "damaged tree file: tree and bytes match" same_manifest "$T/ref_ab" "$T/m2b"
+	check "damaged tree file: written again" eq "$(stat_of "$T/m2b" tree_saved)" 1
+	lfs_umount "$T/m2b"
+fi
+# no sha256= in the list: digests are made in the background, and the
+# tree is kept once they are all known
+lfs_list "$T/plain.list" "$A" "$B"
+mkdir -m 700 "$T/cache3"
+if check "digests in the background: mounted" lfs_mount -o cache_dir="$T/cache3" "$T/plain.list" "$T/m4"; then
+	for _ in $(seq 100); do [[ $(stat_of "$T/m4" tree_saved) == 1 ]] && break; sleep 0.1; done
+	check "digests in the background: the tree is kept once they are known" \
+		eq "$(stat_of "$T/m4" tree_saved)" 1
+	lfs_umount "$T/m4"
+	if lfs_mount -o cache_dir="$T/cache3" "$T/plain.list" "$T/m5"; then
+		check "digests in the background: the next mount takes the tree" \
+			eq "$(stat_of "$T/m5" tree_cached)" 1
+		check "digests in the background: tree and bytes match" same_manifest "$T/ref_ab" "$T/m5"
+		lfs_umount "$T/m5"
+	fi
 fi
 # another stack, sharing layer B (now the lowest): B inflates nothing
 if check "other stack sharing a layer: mounted" lfs_mount -o "$O" "$T/bc.list" "$T/m3"; then
@@ -221,7 +248,7 @@ check "cache prune: down to cache_dir_size" \
 	bash -c '"$1" cache prune -o cache_dir="$2",cache_dir_size=1M >/dev/null && [[ $(du -sk "$2" | cut -f1) -le 1100 ]]' \
 	_ "$LAYERFS" "$CD"
 check "cache clear: nothing left but the digests" \
-	bash -c '"$1" cache clear -o cache_dir="$2" >/dev/null && [[ ! -e "$2/v1" && -d "$2/digests" ]]' \
+	bash -c '"$1" cache clear -o cache_dir="$2" >/dev/null && [[ ! -e "$2/v1" && -d "$2/digests" && -z $(ls "$2/trees") ]]' \
 	_ "$LAYERFS" "$CD"
 check "cache stats of a missing default directory: one line, exit 1" \
 	bash -c 'out=$("$1" cache stats -o cache_dir="$2/nope/deeper" 2>&1) && exit 1; [[ $(wc -l <<<"$out") -eq 1 ]] || { echo "$out"; exit 1; }' \
