@@ -1,10 +1,13 @@
 #include "bufpool.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 
 #define POOL_MAX 32
+#define TRIM_EVERY (2u << 20)	/* bytes of small buffers freed between trims */
+#define SMALL (64u << 10)	/* below this, buffers come from the heap */
 
 enum { REFILL_NONE, REFILL_RUNNING, REFILL_STOPPING };
 
@@ -16,6 +19,8 @@ struct lfs_bufpool {
 	unsigned max;		/* at most POOL_MAX */
 	pthread_cond_t low;	/* wakes the refill thread (lock) */
 	int refill;		/* REFILL_* (lock) */
+	int trim;		/* the refill thread is to trim the heap (lock) */
+	uint64_t freed;		/* small bytes freed since the last trim, atomic */
 	pthread_t thread;
 };
 
@@ -43,6 +48,13 @@ static void *refill_main(void *arg)
 	while (p->refill == REFILL_RUNNING) {
 		volatile unsigned char *buf;
 
+		if (p->trim) {
+			p->trim = 0;
+			pthread_mutex_unlock(&p->lock);
+			malloc_trim(0);
+			pthread_mutex_lock(&p->lock);
+			continue;
+		}
 		if (p->count >= p->max) {
 			pthread_cond_wait(&p->low, &p->lock);
 			continue;
@@ -63,12 +75,27 @@ static void *refill_main(void *arg)
 	return NULL;
 }
 
+size_t lfs_bufpool_class(size_t len)
+{
+	size_t top = 64, step;
+
+	if (len >= SMALL)
+		return len;
+	if (len <= 64)
+		return 64;
+	while (top < len)
+		top <<= 1;
+	/* classes top/2 + k * top/8, k = 1..4 */
+	step = top / 8;
+	return (len + step - 1) / step * step;
+}
+
 void *lfs_bufpool_get(struct lfs_bufpool *p, size_t len)
 {
 	void *buf = NULL;
 
 	if (len != p->block_size)
-		return malloc(len ? len : 1);
+		return malloc(lfs_bufpool_class(len ? len : 1));
 	pthread_mutex_lock(&p->lock);
 	if (p->count)
 		buf = p->spare[--p->count];
@@ -83,6 +110,8 @@ void *lfs_bufpool_get(struct lfs_bufpool *p, size_t len)
 
 void lfs_bufpool_put(struct lfs_bufpool *p, void *buf, size_t len)
 {
+	if (buf && len != p->block_size)
+		lfs_bufpool_freed(p, len);
 	if (buf && len == p->block_size) {
 		pthread_mutex_lock(&p->lock);
 		if (p->count < p->max) {
@@ -92,6 +121,20 @@ void lfs_bufpool_put(struct lfs_bufpool *p, void *buf, size_t len)
 		pthread_mutex_unlock(&p->lock);
 	}
 	free(buf);
+}
+
+void lfs_bufpool_freed(struct lfs_bufpool *p, size_t len)
+{
+	if (len >= SMALL ||
+	    __atomic_add_fetch(&p->freed, len, __ATOMIC_RELAXED) < TRIM_EVERY)
+		return;
+	__atomic_store_n(&p->freed, 0, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&p->lock);
+	if (p->refill == REFILL_RUNNING) {
+		p->trim = 1;
+		pthread_cond_signal(&p->low);
+	}
+	pthread_mutex_unlock(&p->lock);
 }
 
 void lfs_bufpool_trim(struct lfs_bufpool *p)

@@ -42,6 +42,9 @@ struct lfs_cache {
 	struct shard *shards;
 	void (*release)(void *ctx, void *data, size_t len); /* set before use */
 	void *release_ctx;
+	size_t (*sizer)(size_t len);		/* set before use, or NULL */
+	uint64_t budget;			/* as given */
+	int64_t reserved;			/* atomic; lfs_cache_reserve */
 };
 
 static uint32_t key_hash(const struct lfs_cache_key *k)
@@ -76,6 +79,7 @@ struct lfs_cache *lfs_cache_new(uint64_t budget, unsigned nshards)
 	if (!c)
 		return NULL;
 	c->nshards = nshards ? nshards : DEFAULT_SHARDS;
+	c->budget = budget;
 	c->shards = calloc(c->nshards, sizeof(*c->shards));
 	if (!c->shards) {
 		free(c);
@@ -103,6 +107,8 @@ static void entry_free(struct lfs_centry *e)
 	data_free(e->shard->cache, e->data, e->len);
 	free(e);
 }
+
+void lfs_cache_set_sizer(struct lfs_cache *c, size_t (*sizer)(size_t len)) { c->sizer = sizer; }
 
 void lfs_cache_set_release(struct lfs_cache *c, void (*release)(void *ctx, void *data,
 								  size_t len),
@@ -169,11 +175,24 @@ static void unmap(struct shard *s, struct lfs_centry *e)
 		entry_free(e);
 }
 
+/* A shard's share of the budget, less its share of what is reserved. */
+static uint64_t share(const struct shard *s)
+{
+	const struct lfs_cache *c = s->cache;
+	int64_t reserved = __atomic_load_n(&c->reserved, __ATOMIC_RELAXED);
+	uint64_t left = reserved <= 0 ? c->budget
+		      : (uint64_t)reserved > c->budget / 4 * 3 ? c->budget / 4
+							  : c->budget - (uint64_t)reserved;
+
+	return left / c->nshards;
+}
+
 /* Evicts least recently used, unreferenced entries until within budget. */
 static void shrink(struct shard *s)
 {
 	struct lfs_centry *e = s->lru_tail;
 
+	s->budget = share(s);
 	while (s->bytes > s->budget && e) {
 		struct lfs_centry *prev = e->prev;
 
@@ -279,9 +298,11 @@ struct lfs_centry *lfs_cache_acquire(struct lfs_cache *c, const struct lfs_cache
 /* With s->lock held: makes e a ready, findable entry holding data. */
 static void settle_ready(struct shard *s, struct lfs_centry *e, void *data, size_t len)
 {
+	struct lfs_cache *c = s->cache;
+
 	e->data = data;
 	e->len = len;
-	e->charge = len + sizeof(*e);
+	e->charge = (c->sizer ? c->sizer(len) : len) + sizeof(*e);
 	e->state = READY;
 	s->bytes += e->charge;
 	s->inserts++;
@@ -391,7 +412,7 @@ void lfs_cache_release(struct lfs_cache *c, struct lfs_centry *e)
 	s = e->shard;
 	pthread_mutex_lock(&s->lock);
 	put_locked(e); /* may free e */
-	if (s->bytes > s->budget)
+	if (s->bytes > share(s))
 		shrink(s);
 	pthread_mutex_unlock(&s->lock);
 }
@@ -423,9 +444,17 @@ void lfs_cache_drop(struct lfs_cache *c, enum lfs_key_kind kind)
 	}
 }
 
+void lfs_cache_reserve(struct lfs_cache *c, int64_t delta)
+{
+	__atomic_add_fetch(&c->reserved, delta, __ATOMIC_RELAXED);
+}
+
 void lfs_cache_get_stats(struct lfs_cache *c, struct lfs_cache_stats *out)
 {
+	int64_t reserved = __atomic_load_n(&c->reserved, __ATOMIC_RELAXED);
+
 	memset(out, 0, sizeof(*out));
+	out->reserved = reserved > 0 ? (uint64_t)reserved : 0;
 	for (unsigned i = 0; i < c->nshards; i++) {
 		struct shard *s = &c->shards[i];
 
@@ -435,7 +464,7 @@ void lfs_cache_get_stats(struct lfs_cache *c, struct lfs_cache_stats *out)
 		out->evictions += s->evictions;
 		out->inserts += s->inserts;
 		out->bytes += s->bytes;
-		out->budget += s->budget;
+		out->budget += share(s);
 		out->entries += HASH_COUNT(s->map);
 		out->resume_points += s->resume_points;
 		pthread_mutex_unlock(&s->lock);

@@ -47,7 +47,8 @@ struct lfs_centry;
 struct lfs_cache_stats {
 	uint64_t hits, misses, evictions, inserts;
 	uint64_t bytes;		/* current charge of all entries */
-	uint64_t budget;
+	uint64_t budget;	/* what entries may take: the budget less what is reserved */
+	uint64_t reserved;	/* see lfs_cache_reserve */
 	uint64_t entries;
 	uint64_t resume_points;	/* resident resume points */
 };
@@ -61,6 +62,11 @@ void lfs_cache_free(struct lfs_cache *c);
 void lfs_cache_set_release(struct lfs_cache *c, void (*release)(void *ctx, void *data,
 								  size_t len),
 			   void *ctx);
+
+/* What an entry of len bytes really takes (default: len), for its charge
+ * against the budget; set before any other call.  The read path rounds
+ * small buffers up to size classes and charges what it allocates. */
+void lfs_cache_set_sizer(struct lfs_cache *c, size_t (*sizer)(size_t len));
 
 /* Returns a referenced, ready entry, or NULL when absent.  If the key is
  * being filled by another thread, waits for it (NULL if that fill failed). */
@@ -109,5 +115,11 @@ size_t lfs_centry_len(const struct lfs_centry *e);
 void lfs_cache_drop(struct lfs_cache *c, enum lfs_key_kind kind);
 
 void lfs_cache_get_stats(struct lfs_cache *c, struct lfs_cache_stats *out);
+
+/* Memory the caller holds outside the cache (the tree, indexes, member
+ * handles) counted against the budget: entries get the budget less what is
+ * reserved, but never less than a quarter of it.  delta may be negative.
+ * Takes effect at the next insertion or release. */
+void lfs_cache_reserve(struct lfs_cache *c, int64_t delta);
 
 #endif

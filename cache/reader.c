@@ -18,17 +18,20 @@
 #include "stream.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libdeflate.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define DEFAULT_CACHE_SIZE (256ull << 20)
 #define DEFAULT_BLOCK_SIZE (256u << 10)
 #define DEFAULT_SPACING (1u << 20)
-#define SPARE_BYTES (4u << 20)	/* spare block buffers outside the budget */
+#define SPARE_BYTES (2u << 20)	/* spare block buffers outside the budget */
 #define CRC_SLOTS 64		/* large stored members checked at once */
 #define CRC_PIECES 16		/* separate pieces of one before it is given up */
 #define MAX_PARKED_PROBES 16	/* blocks behind a read searched for a parked stream */
@@ -37,7 +40,9 @@
 #define MAX_RUNNING 8		/* streams of one member others can wait for */
 #define CRC_PAGE 512		/* block CRCs per page of the member's table */
 #define MAX_CRC_BLOCKS (1ull << 24) /* members with more blocks keep no table */
-#define DISK_PIN_MAX (16ull << 20) /* blocks held for the disk writer at most */
+#define DISK_PIN_MAX (8ull << 20) /* blocks held for the disk writer at most */
+#define CEILING_SLACK (32ull << 20) /* the daemon's memory may pass the budget by this */
+#define GOVERN_EVERY (4ull << 20)	/* bytes made between two looks at the memory */
 #define DISK_POINT_PROBES 4	/* resume points looked for on disk before a stream */
 
 /* A stream being advanced by some thread: it makes block `pos` next and
@@ -54,20 +59,16 @@ struct ra_job {
 	struct lfs_pool_job job;
 	struct lfs_reader *r;
 	struct lfs_member *m;
-	uint64_t from, target;	/* m->lock while queued */
+	uint64_t from, target;	/* m->s->lock while queued */
 };
 
 #define RA_QUEUED 4		/* read-ahead jobs of one member waiting at once */
 
-struct lfs_member {
-	struct lfs_source *src;
-	struct lfs_member_desc d;
-	const struct lfs_codec *codec;	/* NULL: method not supported */
-	struct lfs_layer_counters *counters;
-	void *owner;
-	uint64_t nblocks;
-	uint32_t flags;			/* LFS_MEMBER_*, atomic */
-	uint64_t reach;			/* furthest offset a stream reached, atomic */
+/* What only a streamed member (larger than a block) needs: its streams,
+ * their waiters, read-ahead and block CRCs.  Kept apart so that the
+ * handles of the many small members stay small (they are most of a
+ * layer's entries, and a handle is made for every member read). */
+struct member_streams {
 	/* Cumulative CRC-32 at each block's end, (1 << 32 | crc) once known:
 	 * pages allocated as streams first pass them (atomic pointers). */
 	uint64_t **crc_pages;
@@ -79,6 +80,19 @@ struct lfs_member {
 	unsigned waiters;
 	uint64_t ra_stop;		/* where read-ahead last stopped at its target */
 	struct ra_job *ra_queued[RA_QUEUED]; /* read-ahead jobs waiting in the pool */
+};
+
+struct lfs_member {
+	struct lfs_source *src;
+	struct lfs_member_desc d;
+	const struct lfs_codec *codec;	/* NULL: method not supported */
+	struct lfs_layer_counters *counters;
+	void *owner;
+	uint64_t nblocks;
+	uint64_t reach;			/* furthest offset a stream reached, atomic */
+	uint32_t flags;			/* LFS_MEMBER_*, atomic */
+	struct member_streams *s;	/* streamed members only */
+	struct lfs_reader *r;		/* whose budget the handle is counted in */
 };
 
 struct lfs_reader {
@@ -96,6 +110,11 @@ struct lfs_reader {
 	struct lfs_disk *disk;
 	uint64_t disk_pinned;		/* bytes held for the disk writer, atomic */
 	uint64_t disk_hits, disk_points, disk_queued, disk_done, disk_skipped;
+	uint64_t budget;		/* cache_size */
+	uint64_t made;			/* bytes made since the governor looked, atomic */
+	int governing;			/* atomic: a thread looks now */
+	int64_t given_back;		/* atomic: budget the governor holds back */
+	uint64_t governor_runs;
 	uint64_t bytes_read, bytes_inflated, resume_points_made, members_failed;
 	uint64_t source_errors, stream_waits, readahead_jobs;
 	uint64_t block_hits;		/* blocks found ready (lfs_cache_get) */
@@ -161,6 +180,10 @@ static void release_data(void *ctx, void *data, size_t len)
 	lfs_bufpool_put(((struct lfs_reader *)ctx)->bufs, data, len);
 }
 
+/* An entry's data was allocated for its length and the spare byte a whole
+ * member is decoded with, in a size class. */
+static size_t entry_size(size_t len) { return lfs_bufpool_class(len + 1); }
+
 struct lfs_reader *lfs_reader_new(const struct lfs_reader_config *cfg)
 {
 	struct lfs_reader *r = calloc(1, sizeof(*r));
@@ -173,6 +196,7 @@ struct lfs_reader *lfs_reader_new(const struct lfs_reader_config *cfg)
 	r->fault = cfg->fault;
 	r->fault_ctx = cfg->fault_ctx;
 	r->disk = cfg->disk;
+	r->budget = cfg->cache_size;
 	r->crc_block_op = crc32_combine_gen((z_off_t)cfg->block_size);
 	r->cache = lfs_cache_new(cfg->cache_size, cache_shards(cfg->cache_size, cfg->block_size));
 	r->bufs = lfs_bufpool_new(cfg->block_size, SPARE_BYTES);
@@ -183,6 +207,7 @@ struct lfs_reader *lfs_reader_new(const struct lfs_reader_config *cfg)
 		return NULL;
 	}
 	lfs_cache_set_release(r->cache, release_data, r);
+	lfs_cache_set_sizer(r->cache, entry_size);
 	return r;
 }
 
@@ -199,46 +224,88 @@ void lfs_reader_free(struct lfs_reader *r)
 
 uint32_t lfs_reader_block_size(const struct lfs_reader *r) { return r->block_size; }
 struct lfs_pool *lfs_reader_pool(struct lfs_reader *r) { return r->pool; }
+void lfs_reader_reserve(struct lfs_reader *r, int64_t bytes) { lfs_cache_reserve(r->cache, bytes); }
 
 /* ---- members ---- */
 
-struct lfs_member *lfs_member_new(struct lfs_reader *r, struct lfs_source *src,
-				  const struct lfs_member_desc *d,
-				  struct lfs_layer_counters *counters, void *owner)
-{
-	struct lfs_member *m = calloc(1, sizeof(*m));
+size_t lfs_member_size(void) { return sizeof(struct lfs_member); }
 
-	if (!m)
-		return NULL;
+int lfs_member_init(struct lfs_member *m, struct lfs_reader *r, struct lfs_source *src,
+		    const struct lfs_member_desc *d, struct lfs_layer_counters *counters,
+		    void *owner)
+{
+	memset(m, 0, sizeof(*m));
 	m->src = src;
 	m->d = *d;
 	m->codec = lfs_codec_for(d->method);
 	m->counters = counters;
 	m->owner = owner;
 	m->nblocks = d->size / r->block_size + (d->size % r->block_size != 0);
-	if (m->codec && m->codec->streams && d->size > r->block_size &&
-	    m->nblocks <= MAX_CRC_BLOCKS) {
-		m->ncrc_pages = (m->nblocks + CRC_PAGE - 1) / CRC_PAGE;
-		m->crc_pages = calloc(m->ncrc_pages, sizeof(*m->crc_pages));
-		if (!m->crc_pages) {
-			free(m);
-			return NULL;
+	m->r = r;
+	lfs_cache_reserve(r->cache, (int64_t)sizeof(*m));
+	if (!m->codec || !m->codec->streams || d->size <= r->block_size)
+		return 0;
+	m->s = calloc(1, sizeof(*m->s));
+	if (!m->s)
+		return -ENOMEM;
+	lfs_cache_reserve(r->cache, (int64_t)(sizeof(*m->s) + m->nblocks / CRC_PAGE * 8));
+	if (m->nblocks <= MAX_CRC_BLOCKS) {
+		m->s->ncrc_pages = (m->nblocks + CRC_PAGE - 1) / CRC_PAGE;
+		m->s->crc_pages = calloc(m->s->ncrc_pages, sizeof(*m->s->crc_pages));
+		if (!m->s->crc_pages) {
+			free(m->s);
+			m->s = NULL;
+			return -ENOMEM;
 		}
 	}
-	pthread_mutex_init(&m->lock, NULL);
-	pthread_cond_init(&m->moved, NULL);
+	pthread_mutex_init(&m->s->lock, NULL);
+	pthread_cond_init(&m->s->moved, NULL);
+	return 0;
+}
+
+void lfs_member_destroy(struct lfs_member *m)
+{
+	if (!m)
+		return;
+	if (m->r) {
+		int64_t held = (int64_t)sizeof(*m);
+
+		if (m->s) {
+			held += (int64_t)(sizeof(*m->s) + m->nblocks / CRC_PAGE * 8);
+			for (uint64_t i = 0; i < m->s->ncrc_pages; i++)
+				if (m->s->crc_pages[i])
+					held += CRC_PAGE * 8;
+		}
+		lfs_cache_reserve(m->r->cache, -held);
+	}
+	m->r = NULL;
+	if (!m->s)
+		return;
+	for (uint64_t i = 0; i < m->s->ncrc_pages; i++)
+		free(m->s->crc_pages[i]);
+	free(m->s->crc_pages);
+	pthread_mutex_destroy(&m->s->lock);
+	pthread_cond_destroy(&m->s->moved);
+	free(m->s);
+	m->s = NULL;
+}
+
+struct lfs_member *lfs_member_new(struct lfs_reader *r, struct lfs_source *src,
+				  const struct lfs_member_desc *d,
+				  struct lfs_layer_counters *counters, void *owner)
+{
+	struct lfs_member *m = malloc(sizeof(*m));
+
+	if (m && lfs_member_init(m, r, src, d, counters, owner)) {
+		free(m);
+		m = NULL;
+	}
 	return m;
 }
 
 void lfs_member_free(struct lfs_member *m)
 {
-	if (!m)
-		return;
-	for (uint64_t i = 0; i < m->ncrc_pages; i++)
-		free(m->crc_pages[i]);
-	free(m->crc_pages);
-	pthread_mutex_destroy(&m->lock);
-	pthread_cond_destroy(&m->moved);
+	lfs_member_destroy(m);
 	free(m);
 }
 
@@ -322,6 +389,61 @@ static void count_inflated(struct lfs_reader *r, struct lfs_member *m, uint64_t 
 	add(&r->bytes_inflated, n);
 	if (m->counters)
 		add(&m->counters->bytes_inflated, n);
+}
+
+/* ---- the memory governor ---- */
+
+/* Resident bytes of the process. */
+static uint64_t resident(void)
+{
+	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	char buf[128];
+	unsigned long long pages, rss = 0;
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	if (sscanf(buf, "%llu %llu", &pages, &rss) != 2)
+		return 0;
+	return rss * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* The budget and the reserve count what the cache holds and what the
+ * mount keeps for its tree, indexes and handles; what neither counts (the
+ * allocator's holes between small blocks, in-flight buffers, threads)
+ * moves with the load.  So every few MiB made, the daemon looks at its
+ * resident memory, and when it is more than the budget and most of the
+ * slack, it holds back as much budget (and gives it back when memory is
+ * low again): the ceiling, budget + CEILING_SLACK, holds whatever the
+ * unaccounted part does.  At most a quarter of the budget is held back. */
+static void govern(struct lfs_reader *r, uint64_t made)
+{
+	uint64_t target = r->budget + CEILING_SLACK / 4 * 3, rss;
+	int64_t back, want, cap = (int64_t)(r->budget / 4);
+
+	if (__atomic_add_fetch(&r->made, made, __ATOMIC_RELAXED) < GOVERN_EVERY ||
+	    __atomic_exchange_n(&r->governing, 1, __ATOMIC_ACQUIRE))
+		return;
+	__atomic_store_n(&r->made, 0, __ATOMIC_RELAXED);
+	rss = resident();
+	back = __atomic_load_n(&r->given_back, __ATOMIC_RELAXED);
+	want = back;
+	if (rss > target)
+		want = back + (int64_t)(rss - target);
+	else if (rss + CEILING_SLACK / 2 < target)
+		want = back - (int64_t)(target - CEILING_SLACK / 2 - rss);
+	want = want < 0 ? 0 : want > cap ? cap : want;
+	if (rss && want != back) {
+		lfs_cache_reserve(r->cache, want - back);
+		__atomic_store_n(&r->given_back, want, __ATOMIC_RELAXED);
+	}
+	add(&r->governor_runs, 1);
+	__atomic_store_n(&r->governing, 0, __ATOMIC_RELEASE);
 }
 
 /* ---- the disk tier ---- */
@@ -443,10 +565,50 @@ static void disk_write_copy(struct lfs_reader *r, struct lfs_member *m, int kind
 
 /* ---- members of one block (and small stored ones) ---- */
 
+/* The compressed bytes of a member decoded whole are read into a buffer
+ * of the thread's own, kept from one member to the next: a temporary
+ * allocated and freed between the long-lived blocks left the heap full of
+ * holes (a fifth of the daemon's memory, reading every file of a 500 MB
+ * stack). */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+struct scratch {
+	size_t cap;
+	unsigned char data[];
+};
+
+static void make_scratch_key(void) { (void)pthread_key_create(&scratch_key, free); }
+
+#define SCRATCH_MAX (64u << 10)	/* larger ones are mapped on their own: no holes */
+
+static unsigned char *scratch(size_t len)
+{
+	struct scratch *sc;
+
+	if (len > SCRATCH_MAX)
+		return NULL;
+	pthread_once(&scratch_once, make_scratch_key);
+	sc = pthread_getspecific(scratch_key);
+	if (!sc || sc->cap < len) {
+		struct scratch *grown = realloc(sc, sizeof(*sc) + len);
+
+		if (!grown)
+			return NULL;
+		grown->cap = len;
+		sc = grown;
+		if (pthread_setspecific(scratch_key, sc)) {
+			free(sc);
+			return NULL;
+		}
+	}
+	return sc->data;
+}
+
 static int fill_whole(struct lfs_reader *r, struct lfs_member *m, void **out)
 {
 	size_t size = (size_t)m->d.size;
-	unsigned char *cbuf = NULL, *obuf;
+	unsigned char *cbuf = NULL, *obuf, *own = NULL;
 	const char *why = NULL;
 	int rc;
 
@@ -454,12 +616,14 @@ static int fill_whole(struct lfs_reader *r, struct lfs_member *m, void **out)
 	if (rc)
 		return source_fault(r, m, rc);
 	/* one spare byte tells a stream that runs long from an exact one */
-	obuf = malloc(size + 1);
-	if (m->d.method != 0)
-		cbuf = malloc(m->d.comp_size ? m->d.comp_size : 1);
+	obuf = lfs_bufpool_get(r->bufs, size + 1);
+	if (m->d.method != 0) {
+		cbuf = scratch(m->d.comp_size ? m->d.comp_size : 1);
+		if (!cbuf && m->d.comp_size > SCRATCH_MAX)
+			cbuf = own = malloc(m->d.comp_size);
+	}
 	if (!obuf || (m->d.method != 0 && !cbuf)) {
-		free(obuf);
-		free(cbuf);
+		lfs_bufpool_put(r->bufs, obuf, size + 1);
 		return -ENOMEM;
 	}
 	/* stored: straight into the block */
@@ -484,8 +648,8 @@ static int fill_whole(struct lfs_reader *r, struct lfs_member *m, void **out)
 	*out = obuf;
 	obuf = NULL;
 out:
-	free(cbuf);
-	free(obuf);
+	lfs_bufpool_put(r->bufs, obuf, size + 1);
+	free(own);
 	return rc;
 }
 
@@ -499,7 +663,7 @@ static int get_whole(struct lfs_reader *r, struct lfs_member *m, struct lfs_cent
 	if (e && claimed) {
 		struct lfs_disk_layer *l = disk_of(m);
 		size_t size = (size_t)m->d.size;
-		void *data = l ? malloc(size + 1) : NULL;
+		void *data = l ? lfs_bufpool_get(r->bufs, size + 1) : NULL;
 		uint32_t cum;
 
 		/* from the disk tier, checked against the member's CRC too */
@@ -508,8 +672,9 @@ static int get_whole(struct lfs_reader *r, struct lfs_member *m, struct lfs_cent
 			add(&r->disk_hits, 1);
 			__atomic_fetch_or(&m->flags, LFS_MEMBER_VERIFIED, __ATOMIC_RELEASE);
 			lfs_cache_publish(r->cache, e, data, size);
+			govern(r, size);
 		} else {
-			free(data);
+			lfs_bufpool_put(r->bufs, data, size + 1);
 			data = NULL;
 			rc = fill_whole(r, m, &data);
 			if (rc) {
@@ -518,6 +683,7 @@ static int get_whole(struct lfs_reader *r, struct lfs_member *m, struct lfs_cent
 			} else {
 				lfs_cache_publish(r->cache, e, data, size);
 				disk_write_block(r, m, 0, e, m->d.crc);
+				govern(r, size);
 			}
 		}
 	}
@@ -591,9 +757,9 @@ static int known_crc(const struct lfs_member *m, uint64_t b, uint32_t *crc)
 {
 	uint64_t *page, v;
 
-	if (!m->crc_pages || b >= m->nblocks)
+	if (!m->s->crc_pages || b >= m->nblocks)
 		return 0;
-	page = __atomic_load_n(&m->crc_pages[b / CRC_PAGE], __ATOMIC_ACQUIRE);
+	page = __atomic_load_n(&m->s->crc_pages[b / CRC_PAGE], __ATOMIC_ACQUIRE);
 	if (!page)
 		return 0;
 	v = __atomic_load_n(&page[b % CRC_PAGE], __ATOMIC_RELAXED);
@@ -605,14 +771,16 @@ static void record_crc(struct lfs_member *m, uint64_t b, uint32_t crc)
 {
 	uint64_t **slot, *page, *fresh;
 
-	if (!m->crc_pages || b >= m->nblocks)
+	if (!m->s->crc_pages || b >= m->nblocks)
 		return;
-	slot = &m->crc_pages[b / CRC_PAGE];
+	slot = &m->s->crc_pages[b / CRC_PAGE];
 	page = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
 	if (!page) {
 		fresh = calloc(CRC_PAGE, sizeof(*fresh));
 		if (!fresh)
 			return; /* only costs a check later */
+		if (m->r)
+			lfs_cache_reserve(m->r->cache, CRC_PAGE * sizeof(*fresh));
 		page = NULL;
 		if (__atomic_compare_exchange_n(slot, &page, fresh, 0, __ATOMIC_ACQ_REL,
 						__ATOMIC_ACQUIRE))
@@ -639,9 +807,9 @@ static void store_crcs(struct lfs_reader *r, struct lfs_member *m)
 	uint32_t *crcs;
 	int expect = 1;
 
-	if (!disk_of(m) || !m->crc_pages ||
+	if (!disk_of(m) || !m->s->crc_pages ||
 	    !(lfs_member_flags(m) & LFS_MEMBER_VERIFIED) ||
-	    !__atomic_compare_exchange_n(&m->disk_crcs, &expect, 2, 0, __ATOMIC_ACQ_REL,
+	    !__atomic_compare_exchange_n(&m->s->disk_crcs, &expect, 2, 0, __ATOMIC_ACQ_REL,
 					 __ATOMIC_ACQUIRE))
 		return;
 	crcs = malloc(m->nblocks * sizeof(*crcs));
@@ -664,8 +832,8 @@ static void load_crcs(struct lfs_member *m)
 	uint32_t *crcs;
 	int expect = 0;
 
-	if (!l || !m->crc_pages ||
-	    !__atomic_compare_exchange_n(&m->disk_crcs, &expect, 1, 0, __ATOMIC_ACQ_REL,
+	if (!l || !m->s->crc_pages ||
+	    !__atomic_compare_exchange_n(&m->s->disk_crcs, &expect, 1, 0, __ATOMIC_ACQ_REL,
 					 __ATOMIC_ACQUIRE))
 		return;
 	crcs = malloc(m->nblocks * sizeof(*crcs));
@@ -673,7 +841,7 @@ static void load_crcs(struct lfs_member *m)
 		for (uint64_t b = 0; b < m->nblocks; b++)
 			record_crc(m, b, crcs[b]);
 		__atomic_fetch_or(&m->flags, LFS_MEMBER_VERIFIED, __ATOMIC_RELEASE);
-		__atomic_store_n(&m->disk_crcs, 2, __ATOMIC_RELEASE);
+		__atomic_store_n(&m->s->disk_crcs, 2, __ATOMIC_RELEASE);
 	}
 	free(crcs);
 }
@@ -709,6 +877,7 @@ static struct lfs_centry *disk_block(struct lfs_reader *r, struct lfs_member *m,
 	record_crc(m, b, cum);
 	add(&r->disk_hits, 1);
 	lfs_cache_publish(r->cache, e, buf, len);
+	govern(r, len);
 	return e;
 }
 
@@ -744,7 +913,7 @@ static void disk_points(struct lfs_reader *r, struct lfs_member *m, uint64_t b)
 	}
 }
 
-/* Where a stream to make block b comes from, chosen under m->lock and
+/* Where a stream to make block b comes from, chosen under m->s->lock and
  * opened after it (opening a resume point reads the source). */
 struct start {
 	struct lfs_stream *parked;	/* a parked stream, taken */
@@ -753,7 +922,7 @@ struct start {
 	uint64_t pos;			/* the offset the stream starts at */
 };
 
-/* With m->lock held: the nearest start for block b: a stream parked at b
+/* With m->s->lock held: the nearest start for block b: a stream parked at b
  * or a few blocks before it, a resume point at or before b, the member's
  * start. */
 static enum block_source plan_stream(struct lfs_reader *r, struct lfs_member *m, uint64_t b,
@@ -819,7 +988,7 @@ static int open_stream(struct lfs_reader *r, struct stream_ctx *c, struct start 
 	return rc;
 }
 
-/* With m->lock held: a registered stream that will make block b soon
+/* With m->s->lock held: a registered stream that will make block b soon
  * enough to wait for it: b lies within its target, or just past it, no
  * further ahead than a resume point would be. */
 static struct running *running_towards(struct lfs_reader *r, struct lfs_member *m, uint64_t b)
@@ -827,7 +996,7 @@ static struct running *running_towards(struct lfs_reader *r, struct lfs_member *
 	uint64_t near = r->spacing / r->block_size + 1;
 
 	for (unsigned i = 0; i < MAX_RUNNING; i++) {
-		struct running *rs = &m->run[i];
+		struct running *rs = &m->s->run[i];
 
 		if (rs->active && rs->pos <= b &&
 		    (b <= rs->target || (b - rs->target <= MAX_PARKED_PROBES && b - rs->pos <= near)))
@@ -840,7 +1009,7 @@ static struct running *register_run(struct lfs_member *m, uint64_t pos, uint64_t
 				    int readahead)
 {
 	for (unsigned i = 0; i < MAX_RUNNING; i++) {
-		struct running *rs = &m->run[i];
+		struct running *rs = &m->s->run[i];
 
 		if (!rs->active) {
 			*rs = (struct running){ pos, target, 1, readahead };
@@ -852,12 +1021,12 @@ static struct running *register_run(struct lfs_member *m, uint64_t pos, uint64_t
 
 static void unregister_run(struct lfs_member *m, struct running *rs)
 {
-	pthread_mutex_lock(&m->lock);
+	pthread_mutex_lock(&m->s->lock);
 	if (rs)
 		rs->active = 0;
-	if (m->waiters)
-		pthread_cond_broadcast(&m->moved);
-	pthread_mutex_unlock(&m->lock);
+	if (m->s->waiters)
+		pthread_cond_broadcast(&m->s->moved);
+	pthread_mutex_unlock(&m->s->lock);
 }
 
 /* Advances stream s (taken by this thread; registered as rs, or not)
@@ -914,6 +1083,7 @@ static int run_stream(struct lfs_reader *r, struct lfs_member *m, struct stream_
 			break;
 		}
 		note_reach(m, lfs_stream_pos(s));
+		govern(r, len);
 		if ((out && k == want) || disk_of(m)) {
 			struct lfs_centry *e = lfs_cache_insert_get(r->cache, &bk, buf, len);
 
@@ -931,20 +1101,20 @@ static int run_stream(struct lfs_reader *r, struct lfs_member *m, struct stream_
 		if (lfs_stream_pos(s) == m->d.size)
 			store_crcs(r, m);
 		k++;
-		pthread_mutex_lock(&m->lock);
+		pthread_mutex_lock(&m->s->lock);
 		if (rs) {
 			rs->pos = k;
 			*target = rs->target;
 		}
-		if (m->waiters)
-			pthread_cond_broadcast(&m->moved);
-		pthread_mutex_unlock(&m->lock);
+		if (m->s->waiters)
+			pthread_cond_broadcast(&m->s->moved);
+		pthread_mutex_unlock(&m->s->lock);
 		/* a demand read ends once its block is made; whoever waits
 		 * for a later one takes the stream on from where it is parked */
 		if (out && k > want)
 			break;
 	}
-	pthread_mutex_lock(&m->lock);
+	pthread_mutex_lock(&m->s->lock);
 	if (rs)
 		rs->active = 0;
 	if (!rc && lfs_stream_pos(s) < m->d.size) {
@@ -953,9 +1123,9 @@ static int run_stream(struct lfs_reader *r, struct lfs_member *m, struct stream_
 		lfs_cache_insert(r->cache, &pk, s, lfs_stream_footprint());
 		s = NULL;
 	}
-	if (m->waiters)
-		pthread_cond_broadcast(&m->moved);
-	pthread_mutex_unlock(&m->lock);
+	if (m->s->waiters)
+		pthread_cond_broadcast(&m->s->moved);
+	pthread_mutex_unlock(&m->s->lock);
 	lfs_stream_free(s);
 	if (rc == -EBADMSG)
 		return lfs_reader_fail(r, m, why);
@@ -996,7 +1166,7 @@ static int get_streamed(struct lfs_reader *r, struct lfs_member *m, uint64_t b,
 			disk_points(r, m, b);
 		}
 		if (!e && !failed(m)) {
-			pthread_mutex_lock(&m->lock);
+			pthread_mutex_lock(&m->s->lock);
 			/* again under the lock: a stream that made it since has
 			 * told the waiters already */
 			e = lfs_cache_get(r->cache, &k);
@@ -1004,16 +1174,16 @@ static int get_streamed(struct lfs_reader *r, struct lfs_member *m, uint64_t b,
 				if (!waited)
 					add(&r->stream_waits, 1);
 				waited = 1;
-				m->waiters++;
-				pthread_cond_wait(&m->moved, &m->lock);
-				m->waiters--;
-				pthread_mutex_unlock(&m->lock);
+				m->s->waiters++;
+				pthread_cond_wait(&m->s->moved, &m->s->lock);
+				m->s->waiters--;
+				pthread_mutex_unlock(&m->s->lock);
 				continue;
 			}
 			if (!e) {
 				*how = plan_stream(r, m, b, &st);
 				rs = register_run(m, (st.pos + r->block_size - 1) / r->block_size, b, 0);
-				pthread_mutex_unlock(&m->lock);
+				pthread_mutex_unlock(&m->s->lock);
 				rc = open_stream(r, &c, &st, &s);
 				if (rc) {
 					unregister_run(m, rs);
@@ -1027,7 +1197,7 @@ static int get_streamed(struct lfs_reader *r, struct lfs_member *m, uint64_t b,
 				*out = e;
 				return 0;
 			}
-			pthread_mutex_unlock(&m->lock);
+			pthread_mutex_unlock(&m->s->lock);
 		}
 		if (!e)
 			return -EIO;
@@ -1204,7 +1374,7 @@ static uint64_t ra_window(struct lfs_reader *r)
 	return n ? n : 1;
 }
 
-/* With m->lock held: the first block in [from, last] not in the cache
+/* With m->s->lock held: the first block in [from, last] not in the cache
  * (last + 1 when all are). */
 static uint64_t first_missing(struct lfs_reader *r, struct lfs_member *m, uint64_t from,
 			      uint64_t last)
@@ -1220,12 +1390,12 @@ static uint64_t first_missing(struct lfs_reader *r, struct lfs_member *m, uint64
 	return last + 1;
 }
 
-/* With m->lock held: a running stream that will reach block b anyway;
+/* With m->s->lock held: a running stream that will reach block b anyway;
  * its target is pushed to `last` when it reads ahead. */
 static int join_running(struct lfs_member *m, uint64_t b, uint64_t last)
 {
 	for (unsigned i = 0; i < MAX_RUNNING; i++) {
-		struct running *rs = &m->run[i];
+		struct running *rs = &m->s->run[i];
 
 		if (rs->active && rs->pos <= b && b <= rs->target + 1) {
 			if (rs->readahead && rs->target < last)
@@ -1255,22 +1425,22 @@ static void fill_range(struct lfs_reader *r, struct lfs_member *m, uint64_t from
 		uint64_t k;
 		int rc;
 
-		pthread_mutex_lock(&m->lock);
+		pthread_mutex_lock(&m->s->lock);
 		k = first_missing(r, m, from, last);
 		if (k > last) {
 			if (continue_only)
-				m->ra_stop = last + 1;
-			pthread_mutex_unlock(&m->lock);
+				m->s->ra_stop = last + 1;
+			pthread_mutex_unlock(&m->s->lock);
 			return;
 		}
 		if (failed(m) || lfs_source_changed(m->src) || join_running(m, k, last)) {
-			pthread_mutex_unlock(&m->lock);
+			pthread_mutex_unlock(&m->s->lock);
 			return;
 		}
 		if (disk_of(m)) {
 			struct lfs_centry *e;
 
-			pthread_mutex_unlock(&m->lock);
+			pthread_mutex_unlock(&m->s->lock);
 			if (!hinted) {
 				/* the kernel reads the window's records while this
 				 * thread decompresses them one by one */
@@ -1283,9 +1453,9 @@ static void fill_range(struct lfs_reader *r, struct lfs_member *m, uint64_t from
 				from = k + 1;
 				continue;
 			}
-			pthread_mutex_lock(&m->lock);
+			pthread_mutex_lock(&m->s->lock);
 			if (first_missing(r, m, k, k) != k || join_running(m, k, last)) {
-				pthread_mutex_unlock(&m->lock);
+				pthread_mutex_unlock(&m->s->lock);
 				from = k;
 				continue;
 			}
@@ -1298,7 +1468,7 @@ static void fill_range(struct lfs_reader *r, struct lfs_member *m, uint64_t from
 			st.parked = lfs_cache_take(r->cache, &pk, &len);
 			st.pos = k * r->block_size;
 			if (!st.parked) {
-				pthread_mutex_unlock(&m->lock);
+				pthread_mutex_unlock(&m->s->lock);
 				return;
 			}
 			__atomic_add_fetch(&r->ra_active, 1, __ATOMIC_RELAXED);
@@ -1307,7 +1477,7 @@ static void fill_range(struct lfs_reader *r, struct lfs_member *m, uint64_t from
 		}
 		rs = register_run(m, (st.pos + r->block_size - 1) / r->block_size, last,
 				  continue_only);
-		pthread_mutex_unlock(&m->lock);
+		pthread_mutex_unlock(&m->s->lock);
 		rc = open_stream(r, &c, &st, &s);
 		if (rc) {
 			unregister_run(m, rs);
@@ -1330,13 +1500,13 @@ static void ra_run(struct lfs_pool_job *job, int cancelled)
 	struct lfs_member *m = j->m;
 	uint64_t from, target;
 
-	pthread_mutex_lock(&m->lock);
+	pthread_mutex_lock(&m->s->lock);
 	for (unsigned i = 0; i < RA_QUEUED; i++)
-		if (m->ra_queued[i] == j)
-			m->ra_queued[i] = NULL;
+		if (m->s->ra_queued[i] == j)
+			m->s->ra_queued[i] = NULL;
 	from = j->from;
 	target = j->target;
-	pthread_mutex_unlock(&m->lock);
+	pthread_mutex_unlock(&m->s->lock);
 	if (!cancelled) {
 		add(&j->r->readahead_jobs, 1);
 		fill_range(j->r, m, from, target, 1);
@@ -1344,14 +1514,14 @@ static void ra_run(struct lfs_pool_job *job, int cancelled)
 	free(j);
 }
 
-/* With m->lock held: a queued job whose stretch a read ending before
+/* With m->s->lock held: a queued job whose stretch a read ending before
  * block blk continues; its target goes on to `last`.  A read beyond gets a
  * job of its own: pushing this one's target would have it inflate all the
  * way there. */
 static int join_queued(struct lfs_member *m, uint64_t blk, uint64_t last)
 {
 	for (unsigned i = 0; i < RA_QUEUED; i++) {
-		struct ra_job *j = m->ra_queued[i];
+		struct ra_job *j = m->s->ra_queued[i];
 
 		if (j && j->from <= blk && blk <= j->target + 1) {
 			if (j->target < last)
@@ -1371,7 +1541,7 @@ void lfs_reader_readahead(struct lfs_reader *r, struct lfs_member *m, uint64_t e
 	if (seq == LFS_SEQ_NO || !streamed(r, m) || !r->readahead_blocks || failed(m) ||
 	    blk >= m->nblocks)
 		return;
-	pthread_mutex_lock(&m->lock);
+	pthread_mutex_lock(&m->s->lock);
 	last = blk + ra_window(r) - 1;
 	if (!join_running(m, blk, last) && !join_queued(m, blk, last) &&
 	    (seq == LFS_SEQ_CONTINUED ||
@@ -1380,18 +1550,18 @@ void lfs_reader_readahead(struct lfs_reader *r, struct lfs_member *m, uint64_t e
 	      * random read among blocks some other stream made, and read-ahead
 	      * from there walked on to that stream and inflated a whole
 	      * window. */
-	     (m->ra_stop && blk <= m->ra_stop && m->ra_stop - blk < ra_window(r)))) {
+	     (m->s->ra_stop && blk <= m->s->ra_stop && m->s->ra_stop - blk < ra_window(r)))) {
 		for (unsigned i = 0; i < RA_QUEUED && !job; i++) {
-			if (m->ra_queued[i])
+			if (m->s->ra_queued[i])
 				continue;
 			job = malloc(sizeof(*job));
 			if (!job)
 				break;
 			*job = (struct ra_job){ { ra_run, NULL }, r, m, blk, last };
-			m->ra_queued[i] = job;
+			m->s->ra_queued[i] = job;
 		}
 	}
-	pthread_mutex_unlock(&m->lock);
+	pthread_mutex_unlock(&m->s->lock);
 	if (job && lfs_pool_submit(r->pool, &job->job, LFS_PRIO_READAHEAD))
 		ra_run(&job->job, 1);
 }
@@ -1445,6 +1615,8 @@ void lfs_reader_drop_blocks(struct lfs_reader *r)
 	lfs_cache_drop(r->cache, LFS_KEY_BLOCK);
 	lfs_cache_drop(r->cache, LFS_KEY_PARKED);
 	lfs_bufpool_trim(r->bufs);
+	/* what the heap holds free goes back to the system */
+	malloc_trim(0);
 }
 
 void lfs_reader_get_stats(struct lfs_reader *r, struct lfs_reader_stats *out)
@@ -1464,6 +1636,8 @@ void lfs_reader_get_stats(struct lfs_reader *r, struct lfs_reader_stats *out)
 	out->spare_bytes = lfs_bufpool_bytes(r->bufs);
 	out->disk_hits = __atomic_load_n(&r->disk_hits, __ATOMIC_RELAXED);
 	out->disk_points = __atomic_load_n(&r->disk_points, __ATOMIC_RELAXED);
+	out->held_back = (uint64_t)__atomic_load_n(&r->given_back, __ATOMIC_RELAXED);
+	out->governor_runs = __atomic_load_n(&r->governor_runs, __ATOMIC_RELAXED);
 	out->disk_writes_queued = __atomic_load_n(&r->disk_queued, __ATOMIC_RELAXED);
 	out->disk_writes_pending = out->disk_writes_queued - __atomic_load_n(&r->disk_done, __ATOMIC_RELAXED);
 	out->disk_writes_skipped = __atomic_load_n(&r->disk_skipped, __ATOMIC_RELAXED);

@@ -28,6 +28,13 @@
  * inflated (blocks, resume points, a verified member's block CRCs) is
  * written there by the pool, off the path of the read that needed it.
  *
+ * Memory: the budget covers the cache's entries (blocks, resume points,
+ * parked streams, each charged at its allocated size) and, reserved
+ * against it, the member handles and what the caller reserves (the tree
+ * and indexes).  Beside it: at most 4 MiB of spare block buffers, blocks
+ * held for replies and for the disk writer (at most 8 MiB), and one
+ * scratch buffer of at most a block per thread.
+ *
  * Faults: data faults (corrupt data, CRC or size mismatch, a block that
  * differs from what the member gave before) fail the member: EIO from then
  * on, reported once through the fault callback.  Source faults (a read of
@@ -128,6 +135,8 @@ struct lfs_reader_stats {
 	uint64_t stream_waits;	/* reads that waited for another thread's stream */
 	uint64_t readahead_jobs; /* read-ahead jobs started */
 	uint64_t spare_bytes;	/* block buffers kept spare, outside the budget */
+	uint64_t held_back;	/* budget the memory governor holds back now */
+	uint64_t governor_runs;
 	uint64_t disk_hits;	/* blocks served from the disk tier */
 	uint64_t disk_points;	/* resume points read back from it */
 	uint64_t disk_writes_queued, disk_writes_skipped;
@@ -154,6 +163,17 @@ struct lfs_member *lfs_member_new(struct lfs_reader *r, struct lfs_source *src,
 /* NULL is ignored.  Nothing may use the member any more (no read, no job
  * of the pool: free the reader first, or lfs_reader_wait_idle()). */
 void lfs_member_free(struct lfs_member *m);
+
+/* The same in memory of the caller's (lfs_member_size() bytes, aligned
+ * for any type): a stack makes its handles in slabs of its own, so that
+ * thousands of small, long-lived handles do not sit between the blocks
+ * of the heap and keep its pages from going back.  0 or -ENOMEM. */
+size_t lfs_member_size(void);
+int lfs_member_init(struct lfs_member *m, struct lfs_reader *r, struct lfs_source *src,
+		    const struct lfs_member_desc *d, struct lfs_layer_counters *counters,
+		    void *owner);
+/* Frees what lfs_member_init allocated, not m itself. */
+void lfs_member_destroy(struct lfs_member *m);
 uint32_t lfs_member_flags(const struct lfs_member *m);
 const struct lfs_member_desc *lfs_member_desc(const struct lfs_member *m);
 
@@ -200,6 +220,9 @@ int lfs_reader_fail(struct lfs_reader *r, struct lfs_member *m, const char *why)
 void lfs_reader_drop_blocks(struct lfs_reader *r);
 
 uint32_t lfs_reader_block_size(const struct lfs_reader *r);
+/* Counts bytes the caller holds for the mount (its tree and indexes)
+ * against the cache budget; see lfs_cache_reserve. */
+void lfs_reader_reserve(struct lfs_reader *r, int64_t bytes);
 /* The inflate pool, for the caller's own background jobs. */
 struct lfs_pool *lfs_reader_pool(struct lfs_reader *r);
 void lfs_reader_get_stats(struct lfs_reader *r, struct lfs_reader_stats *out);

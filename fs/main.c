@@ -45,9 +45,14 @@ int main(int argc, char **argv)
 {
 	/* Cache blocks are allocated in one thread and freed in another;
 	 * with glibc's default of 8 arenas per core, freed blocks linger in
-	 * idle arenas and the daemon's RSS drifts well past the cache budget
-	 * (docs/performance.md). */
+	 * idle arenas and the daemon's RSS drifts well past the cache budget.
+	 * Buffers of 64 KiB and more (blocks, whole members) are mapped on
+	 * their own, so a freed one goes back to the system at once instead
+	 * of leaving a hole in the heap (glibc's threshold would otherwise
+	 * grow to 32 MiB as such buffers are freed); docs/performance.md. */
 	mallopt(M_ARENA_MAX, 2);
+	mallopt(M_MMAP_THRESHOLD, 64 << 10);
+	mallopt(M_TRIM_THRESHOLD, 1 << 20);
 	if (argc < 2) {
 		lfs_options_usage(stderr);
 		return 2;

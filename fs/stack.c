@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -57,6 +58,19 @@ struct lfs_stack {
 	uint64_t max_entries, max_total, max_name; /* what the tree was checked against */
 	struct lfs_disk *disk;		/* the disk tier, or NULL */
 	uint32_t block_size;
+	uint64_t metadata_bytes;	/* tree and indexes, reserved in the budget */
+	pthread_mutex_t slab_lock;	/* the handle slabs */
+	struct slab *slabs;
+};
+
+/* Member handles are made in slabs: see lfs_member_init. */
+#define SLAB_HANDLES 512
+
+struct slab {
+	struct slab *next;
+	size_t used;
+	size_t size;			/* of one handle */
+	_Alignas(max_align_t) unsigned char mem[];
 };
 
 /* Memory-cache keys name layers by a number no other layer of this process
@@ -76,8 +90,6 @@ static void free_layers(struct lfs_stack *s)
 	for (size_t i = 0; i < s->nlayers; i++) {
 		struct lfs_layer *l = &s->layers[i];
 
-		for (uint64_t j = 0; l->members && j < l->zi->count; j++)
-			lfs_member_free(l->members[j]);
 		free(l->members);
 		lfs_zip_close(l->zi);
 		free(l->label);
@@ -89,13 +101,23 @@ void lfs_stack_free(struct lfs_stack *s)
 {
 	if (!s)
 		return;
-	if (s->reader && s->disk)
-		lfs_reader_wait_idle(s->reader); /* what is queued for the disk is written */
-	lfs_reader_free(s->reader); /* first: its pool may still use members */
+	/* The pool's jobs end first (what is queued for the disk is written),
+	 * then the handles, which the reader counts, then the reader. */
+	if (s->reader)
+		lfs_reader_wait_idle(s->reader);
+	for (size_t i = 0; i < s->nlayers; i++)
+		for (uint64_t j = 0; s->layers[i].members && j < s->layers[i].zi->count; j++)
+			lfs_member_destroy(s->layers[i].members[j]);
+	lfs_reader_free(s->reader);
 	lfs_disk_close(s->disk);
 	free_layers(s);
 	lfs_tree_free(s->tree);
 	lfs_treecache_free(s->treecache); /* after what points into it */
+	for (struct slab *sl = s->slabs, *next; sl; sl = next) {
+		next = sl->next;
+		free(sl);
+	}
+	pthread_mutex_destroy(&s->slab_lock);
 	if (s->digests_fd >= 0)
 		close(s->digests_fd);
 	if (s->trees_fd >= 0)
@@ -391,6 +413,7 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 	s->gid = cfg->gid;
 	s->digests_fd = -1;
 	s->trees_fd = -1;
+	pthread_mutex_init(&s->slab_lock, NULL);
 	s->max_entries = cfg->max_entries;
 	s->max_total = cfg->max_total_entries;
 	s->max_name = cfg->max_name;
@@ -505,6 +528,13 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 		rc = -ENOMEM;
 		goto fail;
 	}
+	/* The tree and the indexes are memory of the mount's too: counted
+	 * against the cache budget (docs/datapath.md, Memory). */
+	s->metadata_bytes = lfs_tree_flat_size(s->tree);
+	for (size_t i = 0; i < s->nlayers; i++)
+		s->metadata_bytes += s->layers[i].zi->count * (sizeof(struct lfs_zip_entry) + 16) +
+				     s->layers[i].zi->cd_size;
+	lfs_reader_reserve(s->reader, (int64_t)s->metadata_bytes);
 	s->open_seconds = now_seconds() - t0;
 	if (s->tree_cached)
 		lfs_debug("the stack's tree came from cache_dir");
@@ -612,6 +642,25 @@ int lfs_stack_stat(const struct lfs_stack *s, uint64_t ino, struct stat *st)
 	return 0;
 }
 
+/* Memory for one more handle, with s->slab_lock held. */
+static struct lfs_member *slab_handle(struct lfs_stack *s)
+{
+	size_t size = (lfs_member_size() + _Alignof(max_align_t) - 1) &
+		      ~(_Alignof(max_align_t) - 1);
+	struct slab *sl = s->slabs;
+
+	if (!sl || sl->used == SLAB_HANDLES) {
+		sl = malloc(sizeof(*sl) + SLAB_HANDLES * size);
+		if (!sl)
+			return NULL;
+		sl->next = s->slabs;
+		sl->used = 0;
+		sl->size = size;
+		s->slabs = sl;
+	}
+	return (struct lfs_member *)(void *)(sl->mem + sl->used++ * size);
+}
+
 /* The member behind a file or symlink node: its handle, made the first
  * time.  Making it reads the local header; a source error there is
  * remembered by nothing, so the next read tries again. */
@@ -646,14 +695,19 @@ static int member_of(struct lfs_stack *s, uint64_t ino, struct lfs_member **out)
 	d.crc = e->crc;
 	d.method = e->method;
 	d.disk = &l->disk;
-	m = lfs_member_new(s->reader, l->zi->src, &d, &l->counters, slot);
-	if (!m)
-		return -ENOMEM;
-	if (!__atomic_compare_exchange_n(slot, &expect, m, 0, __ATOMIC_ACQ_REL,
-					 __ATOMIC_ACQUIRE)) {
-		lfs_member_free(m); /* another thread made it first */
-		m = expect;
+	/* under the slab lock, so two threads never make one handle twice */
+	pthread_mutex_lock(&s->slab_lock);
+	m = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	if (!m) {
+		m = slab_handle(s);
+		if (!m || lfs_member_init(m, s->reader, l->zi->src, &d, &l->counters, slot)) {
+			pthread_mutex_unlock(&s->slab_lock);
+			return -ENOMEM; /* a slab slot lost: no matter */
+		}
+		__atomic_store_n(slot, m, __ATOMIC_RELEASE);
 	}
+	pthread_mutex_unlock(&s->slab_lock);
+	(void)expect;
 	*out = m;
 	return 0;
 }
@@ -759,8 +813,23 @@ static unsigned long long load(const uint64_t *counter)
 	return (unsigned long long)__atomic_load_n(counter, __ATOMIC_RELAXED);
 }
 
+/* Resident memory of the daemon, from /proc. */
+static uint64_t rss_bytes(void)
+{
+	FILE *f = fopen("/proc/self/statm", "re");
+	unsigned long long pages = 0, resident = 0;
+
+	if (f) {
+		if (fscanf(f, "%llu %llu", &pages, &resident) != 2)
+			resident = 0;
+		fclose(f);
+	}
+	return resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
 int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 {
+	struct mallinfo2 mi = mallinfo2();
 	struct lfs_reader_stats st;
 	uint64_t uncompressed = 0, entries = 0;
 	size_t len = 0;
@@ -775,7 +844,7 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 	rc = append(buf, size, &len,
 		    "pid %ld\nlayers %zu\nentries %llu\ninodes %u\nlayers_bytes %llu\n"
 		    "layers_uncompressed %llu\nmount_seconds %.6f\ntree_cached %d\ntree_saved %d\n"
-		    "cache_budget %llu\ncache_bytes %llu\ncache_entries %llu\n"
+		    "cache_budget %llu\ncache_reserved %llu\ncache_bytes %llu\ncache_entries %llu\n"
 		    "hits %llu\nmisses %llu\nevictions %llu\n"
 		    "bytes_read %llu\nbytes_inflated %llu\n"
 		    "resume_points %llu\nresume_points_made %llu\nmembers_failed %llu\n"
@@ -785,12 +854,15 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    "disk_bytes_written %llu\ndisk_plain_written %llu\ndisk_records_written %llu\n"
 		    "disk_writes_skipped %llu\ndisk_writes_pending %llu\ndisk_write_errors %llu\n"
 		    "disk_bad_records %llu\n"
-		    "disk_evictions %llu\ndisk_usage %llu\ndisk_quota %llu\ndisk_writing %d\n",
+		    "disk_evictions %llu\ndisk_usage %llu\ndisk_quota %llu\ndisk_writing %d\n"
+		    "rss_bytes %llu\nheap_in_use %llu\nheap_free %llu\nheap_mapped %llu\n"
+		    "memory_held_back %llu\n",
 		    (long)getpid(), s->nlayers, (unsigned long long)entries,
 		    lfs_tree_count(s->tree), (unsigned long long)s->zip_bytes,
 		    (unsigned long long)uncompressed, s->open_seconds, s->tree_cached,
 		    __atomic_load_n(&s->tree_saved, __ATOMIC_ACQUIRE),
-		    (unsigned long long)st.cache.budget, (unsigned long long)st.cache.bytes,
+		    (unsigned long long)st.cache.budget, (unsigned long long)st.cache.reserved,
+		    (unsigned long long)st.cache.bytes,
 		    (unsigned long long)st.cache.entries, (unsigned long long)st.cache.hits,
 		    (unsigned long long)st.cache.misses, (unsigned long long)st.cache.evictions,
 		    (unsigned long long)st.bytes_read, (unsigned long long)st.bytes_inflated,
@@ -808,7 +880,10 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    (unsigned long long)st.disk_writes_pending,
 		    (unsigned long long)st.disk.write_errors, (unsigned long long)st.disk.bad_records,
 		    (unsigned long long)st.disk.evictions, (unsigned long long)st.disk.usage,
-		    (unsigned long long)st.disk.quota, s->disk ? st.disk.writing : 0);
+		    (unsigned long long)st.disk.quota, s->disk ? st.disk.writing : 0,
+		    (unsigned long long)rss_bytes(), (unsigned long long)mi.uordblks,
+		    (unsigned long long)mi.fordblks, (unsigned long long)mi.hblkhd,
+		    (unsigned long long)st.held_back);
 	for (size_t i = 0; i < s->nlayers && !rc; i++) {
 		const struct lfs_layer *l = &s->layers[i];
 		char hex[LFS_DIGEST_HEX];

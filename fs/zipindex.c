@@ -604,25 +604,31 @@ static int assign_variants(struct lfs_zip_index *zi)
 	return rc;
 }
 
-/* 64 bits that identify the layer's content: checksums of its central
- * directory, which holds every member's CRC, sizes and name.  The block
- * cache keys on it so that cached blocks never depend on a path or mount. */
-static uint64_t content_id(const struct lfs_zip_index *zi)
+/* Once parsed, only the entries' names are needed of the central
+ * directory (not its extra fields and comments): they are kept packed in
+ * a buffer of their own, a third to a half of the directory's size, since
+ * every byte of it is the mount's for its whole life. */
+static int keep_names_only(struct lfs_zip_index *zi)
 {
-	uLong c = crc32(0, zi->cd, (uInt)0);
-	uLong a = adler32(0, zi->cd, (uInt)0);
-	uint64_t left = zi->cd_size;
-	const unsigned char *p = zi->cd;
+	uint64_t total = 0, off = 0;
+	unsigned char *names;
 
-	while (left) {
-		uInt chunk = left > (1u << 30) ? (1u << 30) : (uInt)left;
+	for (uint64_t i = 0; i < zi->count; i++)
+		total += zi->entries[i].name_len;
+	names = malloc(total ? total : 1);
+	if (!names)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < zi->count; i++) {
+		struct lfs_zip_entry *e = &zi->entries[i];
 
-		c = crc32(c, p, chunk);
-		a = adler32(a, p, chunk);
-		p += chunk;
-		left -= chunk;
+		memcpy(names + off, zi->cd + e->name_off, e->name_len);
+		e->name_off = (uint32_t)off;
+		off += e->name_len;
 	}
-	return ((uint64_t)c << 32 | (uint64_t)a) ^ (zi->cd_size * 0x9e3779b97f4a7c15ull);
+	free(zi->cd);
+	zi->cd = names;
+	zi->cd_size = total;
+	return 0;
 }
 
 int lfs_zip_open_source(struct lfs_source *src, const char *name,
@@ -710,7 +716,9 @@ int lfs_zip_open_source(struct lfs_source *src, const char *name,
 		rc = -ENOMEM;
 		goto fail;
 	}
-	zi->layer_id = content_id(zi);
+	rc = keep_names_only(zi);
+	if (rc)
+		goto fail;
 	if (zi->bad_entries > LFS_ZIP_MAX_LOGGED)
 		lfs_warn("%s: %llu more %s with problems like those above (the first %d are logged)",
 			 path, (unsigned long long)(zi->bad_entries - LFS_ZIP_MAX_LOGGED),

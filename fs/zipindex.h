@@ -51,7 +51,7 @@ struct lfs_zip_entry {
 	uint64_t size;		/* uncompressed */
 	int64_t mtime;		/* seconds since the epoch */
 	uint32_t crc;
-	uint32_t name_off;	/* into the central directory copy */
+	uint32_t name_off;	/* into the names (zi->cd): lfs_zip_name() */
 	uint16_t name_len;
 	uint16_t method;
 	uint16_t mode;		/* permission bits only (0777) */
@@ -77,14 +77,13 @@ struct lfs_zip_index {
 	char *path;		/* for messages */
 	uint64_t file_size;
 	uint64_t junk_prefix;	/* bytes before the archive (self-extractor) */
-	uint64_t layer_id;	/* identifies the layer's content, see lfs_zip_open */
 	uint64_t count;
 	uint64_t bad_entries;	/* entries with a problem found at mount (logged:
 				 * the first LFS_ZIP_MAX_LOGGED) */
 	struct lfs_zip_entry *entries;
 	uint64_t *data_off;	/* 0 = not resolved yet; accessed atomically */
-	unsigned char *cd;	/* the central directory bytes (names live here) */
-	uint64_t cd_size;
+	unsigned char *cd;	/* the entries' names, one after another (lfs_zip_name) */
+	uint64_t cd_size;	/* bytes of them */
 	uint64_t cd_off;	/* where the directory starts: member data ends before it */
 	int64_t file_mtime;
 	int borrowed;		/* entries and cd belong to the caller (lfs_zip_from_flat) */

@@ -170,4 +170,20 @@ EOF
 fi
 lfs_umount "$T/chg"
 
+# --- the memory ceiling: budget + 32 MiB, reading every file of a stack
+# several times larger than the budget (once 80-160 MiB over it) -----------
+lfs_list "$T/mem.list" "$L/big.zip" "$L/infozip.zip" "$L/py_mixed.zip" "$L/zip64_many.zip"
+if check "memory: mounted with cache_size=16M" lfs_mount -o cache_size=16M "$T/mem.list" "$T/mem"; then
+	(cd "$T/mem" && find . -type f -print0 | xargs -0 cat >/dev/null)
+	pid=$(stat_of "$T/mem" pid)
+	hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")
+	check "memory: peak RSS ${hwm} KiB within cache_size + 32 MiB" test "$hwm" -le $(((16 + 32) * 1024))
+	check "memory: stats give rss_bytes" test "$(stat_of "$T/mem" rss_bytes)" -gt 0
+	"$LAYERFS" dropcache "$T/mem"
+	sleep 0.5
+	rss=$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status")
+	check "memory: dropcache gives memory back (${rss} KiB resident)" test "$rss" -le $(((16 + 16) * 1024))
+	lfs_umount "$T/mem"
+fi
+
 lfs_finish

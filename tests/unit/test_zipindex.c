@@ -189,31 +189,6 @@ static void test_junk_prefix(void **state)
 	free(sfx);
 }
 
-static void test_content_id(void **state)
-{
-	struct fixture *f = *state;
-	size_t len;
-	unsigned char *zip = slurp(f->zip, &len);
-	char *copy = path_in(f->dir, "copy.zip"), err[256];
-	struct lfs_zip_index *a, *b;
-
-	write_file(copy, zip, len);
-	assert_int_equal(lfs_zip_open(f->zip, NULL, &a, err, sizeof(err)), 0);
-	assert_int_equal(lfs_zip_open(copy, NULL, &b, err, sizeof(err)), 0);
-	assert_true(a->layer_id == b->layer_id); /* content, not path */
-	lfs_zip_close(b);
-	/* flip one CRC byte in the central directory */
-	zip[len - 22 - 40] ^= 1;
-	write_file(copy, zip, len);
-	if (lfs_zip_open(copy, NULL, &b, err, sizeof(err)) == 0) {
-		assert_true(a->layer_id != b->layer_id);
-		lfs_zip_close(b);
-	}
-	lfs_zip_close(a);
-	free(copy);
-	free(zip);
-}
-
 static void expect_refused(const char *dir, const char *name, const void *data, size_t len,
 			   const char *needle)
 {
@@ -529,7 +504,7 @@ static void test_cd_trailing_bytes(void **state)
 	zb_eocd(&b, 1, (uint32_t)(b.len - cd_off), (uint32_t)cd_off, 0);
 	assert_int_equal(open_zb(&b, NULL, &zi, err, sizeof(err)), 0);
 	assert_int_equal(zi->count, 1);
-	assert_int_equal(zi->cd_size, 46 + 5);
+	assert_int_equal(zi->cd_size, 5); /* only the name is kept */
 	lfs_zip_close(zi);
 	free(b.p);
 }
@@ -901,7 +876,6 @@ int main(void)
 		cmocka_unit_test(test_matches_libzip),
 		cmocka_unit_test(test_types_and_modes),
 		cmocka_unit_test(test_junk_prefix),
-		cmocka_unit_test(test_content_id),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_lho_wraps),
 		cmocka_unit_test(test_cd_size_bounded_by_count),
