@@ -59,6 +59,7 @@ CACHE := cache/source.c cache/source_file.c cache/source_mem.c cache/cache.c cac
 	cache/streams.c cache/tier.c \
 	cache/digest.c cache/hostdir.c cache/disk.c cache/source_http.c
 CORE := fs/log.c fs/layerlist.c fs/zipindex.c fs/tree.c fs/treecache.c fs/stack.c fs/notify.c \
+	fs/trace.c fs/prefetch.c \
 	$(CACHE)
 FRONT := fs/fuse_ops.c fs/inval.c fs/options.c fs/daemon.c fs/check.c fs/ctl.c fs/cachecmd.c \
 	fs/main.c

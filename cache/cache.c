@@ -20,6 +20,7 @@ struct lfs_centry {
 	size_t len;
 	size_t charge;		/* bytes counted against the budget */
 	unsigned refs;		/* shard lock */
+	int mark;		/* atomic; lfs_centry_mark */
 	enum entry_state state;	/* shard lock */
 	int err;		/* FAILED: what waiters get */
 	struct shard *shard;
@@ -423,6 +424,14 @@ void lfs_cache_ref(struct lfs_cache *c, struct lfs_centry *e)
 	pthread_mutex_lock(&e->shard->lock);
 	e->refs++;
 	pthread_mutex_unlock(&e->shard->lock);
+}
+
+void lfs_centry_mark(struct lfs_centry *e) { __atomic_store_n(&e->mark, 1, __ATOMIC_RELAXED); }
+
+int lfs_centry_take_mark(struct lfs_centry *e)
+{
+	return __atomic_load_n(&e->mark, __ATOMIC_RELAXED) &&
+	       __atomic_exchange_n(&e->mark, 0, __ATOMIC_RELAXED);
 }
 
 const void *lfs_centry_data(const struct lfs_centry *e) { return e->data; }

@@ -107,6 +107,12 @@ void lfs_cache_release(struct lfs_cache *c, struct lfs_centry *e);
 /* One more reference to an entry the caller holds a reference to. */
 void lfs_cache_ref(struct lfs_cache *c, struct lfs_centry *e);
 
+/* A mark on an entry, for whoever made it: set it, and take it (returns
+ * whether it was set, and clears it).  The read path marks what prefetch
+ * made, to count what the function then read of it. */
+void lfs_centry_mark(struct lfs_centry *e);
+int lfs_centry_take_mark(struct lfs_centry *e);
+
 const void *lfs_centry_data(const struct lfs_centry *e);
 size_t lfs_centry_len(const struct lfs_centry *e);
 

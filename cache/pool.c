@@ -21,7 +21,7 @@ struct lfs_pool {
 	uint64_t queued_at[LFS_PRIO_COUNT]; /* lock */
 	uint64_t run[LFS_PRIO_COUNT];	/* lock */
 	unsigned want, started;		/* threads wanted, started (lock); the
-					 * last one is the background thread */
+					 * second half are idle threads */
 	int stopping;			/* lock */
 	pthread_t threads[MAX_THREADS];
 };
@@ -50,14 +50,18 @@ struct worker_arg {
 	int background;
 };
 
+/* The first priority of the idle class. */
+#define IDLE_FROM LFS_PRIO_PREFETCH
+
 /* Jobs of its class waiting? */
 static int has_work(const struct lfs_pool *p, int background)
 {
-	return background ? p->queued_at[LFS_PRIO_BACKGROUND] != 0
-			  : p->queued != p->queued_at[LFS_PRIO_BACKGROUND];
+	uint64_t idle = p->queued_at[LFS_PRIO_PREFETCH] + p->queued_at[LFS_PRIO_BACKGROUND];
+
+	return background ? idle != 0 : p->queued != idle;
 }
 
-/* The background thread runs as SCHED_IDLE: what nobody waits for (writing
+/* Idle threads run as SCHED_IDLE: what nobody waits for (prefetch, writing
  * blocks out, hashing) uses only the CPU time nothing else wants, so a
  * function's start is not slowed by it. */
 static void *worker(void *arg)
@@ -80,8 +84,8 @@ static void *worker(void *arg)
 			pthread_cond_wait(&p->work, &p->lock);
 		if (p->stopping)
 			break;
-		j = a.background ? take(p, LFS_PRIO_BACKGROUND, LFS_PRIO_COUNT, &prio)
-				 : take(p, 0, LFS_PRIO_BACKGROUND, &prio);
+		j = a.background ? take(p, IDLE_FROM, LFS_PRIO_COUNT, &prio)
+				 : take(p, 0, IDLE_FROM, &prio);
 		if (!j)
 			continue;
 		p->running++;
@@ -106,7 +110,8 @@ struct lfs_pool *lfs_pool_new(unsigned threads)
 		return NULL;
 	if (!threads)
 		threads = cores > 0 ? (unsigned)cores : 1;
-	p->want = (threads > MAX_THREADS - 1 ? MAX_THREADS - 1 : threads) + 1;
+	threads = threads > MAX_THREADS / 2 ? MAX_THREADS / 2 : threads;
+	p->want = 2 * threads;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->work, NULL);
 	pthread_cond_init(&p->idle, NULL);
@@ -124,7 +129,7 @@ int lfs_pool_submit(struct lfs_pool *p, struct lfs_pool_job *job, enum lfs_prio 
 		if (!a)
 			break;
 		a->p = p;
-		a->background = p->started == p->want - 1;
+		a->background = p->started >= p->want / 2;
 		if (pthread_create(&p->threads[p->started], NULL, worker, a)) {
 			free(a);
 			break;
@@ -164,7 +169,7 @@ void lfs_pool_get_stats(struct lfs_pool *p, struct lfs_pool_stats *out)
 	for (int i = 0; i < LFS_PRIO_COUNT; i++)
 		out->run[i] = p->run[i];
 	out->queued = p->queued;
-	out->threads = p->started ? p->started - 1 : 0;
+	out->threads = p->started / 2;
 	pthread_mutex_unlock(&p->lock);
 }
 

@@ -5,9 +5,9 @@
  * held back and the FUSE workers stay free for lookups.  Jobs wait in one
  * queue per priority; a thread always takes the most urgent job first
  * (LFS_PRIO_DEMAND, then read-ahead, then prefetch), FIFO within a
- * priority.  Background jobs have a thread of their own that runs as
- * SCHED_IDLE, on CPU time nothing else wants.  A demand read itself never
- * queues here: it does its own fill in its own thread.
+ * priority.  Prefetch and background jobs have threads of their own (as
+ * many) that run as SCHED_IDLE, on CPU time nothing else wants.  A demand
+ * read itself never queues here: it does its own fill in its own thread.
  *
  * Jobs are the caller's structures with a struct lfs_pool_job in them; the
  * pool links them and calls run() once, from one of its threads, with
@@ -40,7 +40,8 @@ struct lfs_pool_stats {
 
 struct lfs_pool;
 
-/* threads: 0 picks the number of cores (plus the background thread). */
+/* threads: 0 picks the number of cores; as many idle threads come with
+ * them. */
 struct lfs_pool *lfs_pool_new(unsigned threads);
 /* Lets running jobs end, cancels queued ones, joins the threads.  NULL is
  * ignored. */

@@ -341,7 +341,7 @@ out:
 	return rc;
 }
 
-int rd_get_whole(struct lfs_reader *r, struct lfs_member *m, struct lfs_centry **out)
+int rd_get_whole(struct lfs_reader *r, struct lfs_member *m, struct lfs_centry **out, int demand)
 {
 	struct lfs_cache_key k = key_of(m, LFS_KEY_BLOCK, 0);
 	struct lfs_centry *e;
@@ -370,6 +370,8 @@ int rd_get_whole(struct lfs_reader *r, struct lfs_member *m, struct lfs_centry *
 				e = NULL;
 			} else {
 				lfs_cache_publish(r->cache, e, data, size);
+				if (demand)
+					add(&r->demand_fills, 1);
 				rd_disk_write_block(r, m, 0, e, m->d.crc);
 				rd_govern(r, size);
 			}
@@ -471,7 +473,7 @@ ssize_t lfs_reader_pin(struct lfs_reader *r, struct lfs_member *m, uint64_t off,
 		if (streamed(r, m))
 			rc = rd_get_streamed(r, m, blk, &e, &how);
 		else
-			rc = rd_get_whole(r, m, &e);
+			rc = rd_get_whole(r, m, &e, 1);
 		/* The mark of a reader that jumped rather than one going through
 		 * the member in order: a block made by a fresh stream, or by
 		 * continuing a stream from anywhere but where it stopped
@@ -492,6 +494,8 @@ ssize_t lfs_reader_pin(struct lfs_reader *r, struct lfs_member *m, uint64_t off,
 		n = lfs_centry_len(e) - in_blk;
 		if (n > len - done)
 			n = len - done;
+		if (lfs_centry_take_mark(e))
+			add(&r->prefetch_used, lfs_centry_len(e));
 		p->entries[p->count++] = e;
 		/* the cache never writes an entry's data once it is ready */
 		p->iov[p->niov].iov_base = (unsigned char *)(uintptr_t)lfs_centry_data(e) + in_blk;
@@ -543,7 +547,12 @@ void lfs_reader_get_stats(struct lfs_reader *r, struct lfs_reader_stats *out)
 	out->members_failed = __atomic_load_n(&r->members_failed, __ATOMIC_RELAXED);
 	out->source_errors = __atomic_load_n(&r->source_errors, __ATOMIC_RELAXED);
 	out->stream_waits = __atomic_load_n(&r->stream_waits, __ATOMIC_RELAXED);
+	out->demand_fills = __atomic_load_n(&r->demand_fills, __ATOMIC_RELAXED);
+	out->prefetch_waits = __atomic_load_n(&r->prefetch_waits, __ATOMIC_RELAXED);
 	out->readahead_jobs = __atomic_load_n(&r->readahead_jobs, __ATOMIC_RELAXED);
+	out->prefetch_jobs = __atomic_load_n(&r->prefetch_jobs, __ATOMIC_RELAXED);
+	out->prefetch_made = __atomic_load_n(&r->prefetch_made, __ATOMIC_RELAXED);
+	out->prefetch_used = __atomic_load_n(&r->prefetch_used, __ATOMIC_RELAXED);
 	out->spare_bytes = lfs_bufpool_bytes(r->bufs);
 	out->disk_hits = __atomic_load_n(&r->disk_hits, __ATOMIC_RELAXED);
 	out->disk_points = __atomic_load_n(&r->disk_points, __ATOMIC_RELAXED);

@@ -133,7 +133,12 @@ struct lfs_reader_stats {
 	uint64_t bytes_read, bytes_inflated, resume_points_made, members_failed;
 	uint64_t source_errors;	/* reads that failed on the source */
 	uint64_t stream_waits;	/* reads that waited for another thread's stream */
+	uint64_t demand_fills;	/* blocks reads inflated on their own threads */
+	uint64_t prefetch_waits; /* reads that waited for a block a prefetch was making */
 	uint64_t readahead_jobs; /* read-ahead jobs started */
+	uint64_t prefetch_jobs;	/* prefetch jobs run */
+	uint64_t prefetch_made;	/* bytes prefetch made (not found made) */
+	uint64_t prefetch_used;	/* of those, bytes a read then took */
 	uint64_t spare_bytes;	/* block buffers kept spare, outside the budget */
 	uint64_t held_back;	/* budget the memory governor holds back now */
 	uint64_t governor_runs;

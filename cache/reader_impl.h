@@ -47,6 +47,7 @@ struct running {
 	uint64_t pos, target;
 	int active;
 	int readahead;		/* a read-ahead job's: its target may be pushed */
+	int prefetch;		/* a prefetch job's */
 };
 
 /* A read-ahead job: make blocks [from, target] of m, continuing the
@@ -111,6 +112,8 @@ struct lfs_reader {
 	uint64_t governor_runs;
 	uint64_t bytes_read, bytes_inflated, resume_points_made, members_failed;
 	uint64_t source_errors, stream_waits, readahead_jobs;
+	uint64_t demand_fills, prefetch_waits;
+	uint64_t prefetch_jobs, prefetch_made, prefetch_used; /* bytes, for the last two */
 	uint64_t block_hits;		/* blocks found ready (lfs_cache_get) */
 };
 
@@ -167,7 +170,8 @@ static inline int streamed(const struct lfs_reader *r, const struct lfs_member *
 int rd_fetch(struct lfs_reader *r, struct lfs_member *m, void *buf, size_t len, uint64_t off);
 void rd_count_inflated(struct lfs_reader *r, struct lfs_member *m, uint64_t n);
 int rd_source_fault(struct lfs_reader *r, struct lfs_member *m, int rc);
-int rd_get_whole(struct lfs_reader *r, struct lfs_member *m, struct lfs_centry **out);
+/* demand: for a read (counted in demand_fills), not for the pool */
+int rd_get_whole(struct lfs_reader *r, struct lfs_member *m, struct lfs_centry **out, int demand);
 
 /* streams.c */
 int rd_get_streamed(struct lfs_reader *r, struct lfs_member *m, uint64_t b,

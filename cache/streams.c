@@ -24,7 +24,15 @@
 struct stream_ctx {
 	struct lfs_reader *r;
 	struct lfs_member *m;
+	int prefetch;		/* the blocks are made for a prefetch: marked */
 };
+
+/* A block a prefetch made: marked, and counted. */
+static void made_for_prefetch(struct lfs_reader *r, struct lfs_centry *e)
+{
+	lfs_centry_mark(e);
+	add(&r->prefetch_made, lfs_centry_len(e));
+}
 
 static int io_fetch(void *ctx, void *buf, size_t len, uint64_t off)
 {
@@ -221,13 +229,13 @@ static struct running *running_towards(struct lfs_reader *r, struct lfs_member *
 }
 
 static struct running *register_run(struct lfs_member *m, uint64_t pos, uint64_t target,
-				    int readahead)
+				    int readahead, int prefetch)
 {
 	for (unsigned i = 0; i < MAX_RUNNING; i++) {
 		struct running *rs = &m->s->run[i];
 
 		if (!rs->active) {
-			*rs = (struct running){ pos, target, 1, readahead };
+			*rs = (struct running){ pos, target, 1, readahead, prefetch };
 			return rs;
 		}
 	}
@@ -299,9 +307,13 @@ static int run_stream(struct lfs_reader *r, struct lfs_member *m, struct stream_
 		}
 		rd_note_reach(m, lfs_stream_pos(s));
 		rd_govern(r, len);
-		if ((out && k == want) || disk_of(m)) {
+		if (out)
+			add(&r->demand_fills, 1);
+		if ((out && k == want) || disk_of(m) || c->prefetch) {
 			struct lfs_centry *e = lfs_cache_insert_get(r->cache, &bk, buf, len);
 
+			if (e && c->prefetch)
+				made_for_prefetch(r, e);
 			if (e)
 				rd_disk_write_block(r, m, k, e, now);
 			if (out && k == want)
@@ -354,7 +366,7 @@ int rd_get_streamed(struct lfs_reader *r, struct lfs_member *m, uint64_t b,
 			struct lfs_centry **out, enum block_source *how)
 {
 	struct lfs_cache_key k = key_of(m, LFS_KEY_BLOCK, b);
-	struct stream_ctx c = { r, m };
+	struct stream_ctx c = { r, m, 0 };
 	int waited = 0;
 
 	for (;;) {
@@ -385,9 +397,9 @@ int rd_get_streamed(struct lfs_reader *r, struct lfs_member *m, uint64_t b,
 			/* again under the lock: a stream that made it since has
 			 * told the waiters already */
 			e = lfs_cache_get(r->cache, &k);
-			if (!e && running_towards(r, m, b)) {
+			if (!e && (rs = running_towards(r, m, b))) {
 				if (!waited)
-					add(&r->stream_waits, 1);
+					add(rs->prefetch ? &r->prefetch_waits : &r->stream_waits, 1);
 				waited = 1;
 				m->s->waiters++;
 				pthread_cond_wait(&m->s->moved, &m->s->lock);
@@ -397,7 +409,8 @@ int rd_get_streamed(struct lfs_reader *r, struct lfs_member *m, uint64_t b,
 			}
 			if (!e) {
 				*how = plan_stream(r, m, b, &st);
-				rs = register_run(m, (st.pos + r->block_size - 1) / r->block_size, b, 0);
+				rs = register_run(m, (st.pos + r->block_size - 1) / r->block_size, b, 0,
+						  0);
 				pthread_mutex_unlock(&m->s->lock);
 				rc = open_stream(r, &c, &st, &s);
 				if (rc) {
@@ -476,7 +489,7 @@ static int join_running(struct lfs_member *m, uint64_t b, uint64_t last)
 static void fill_range(struct lfs_reader *r, struct lfs_member *m, uint64_t from, uint64_t last,
 		       int continue_only)
 {
-	struct stream_ctx c = { r, m };
+	struct stream_ctx c = { r, m, !continue_only };
 	int hinted = 0;
 
 	if (last >= m->nblocks)
@@ -512,6 +525,8 @@ static void fill_range(struct lfs_reader *r, struct lfs_member *m, uint64_t from
 			}
 			e = rd_disk_block(r, m, k);
 			if (e) {
+				if (c.prefetch)
+					made_for_prefetch(r, e);
 				lfs_cache_release(r->cache, e);
 				from = k + 1;
 				continue;
@@ -539,7 +554,7 @@ static void fill_range(struct lfs_reader *r, struct lfs_member *m, uint64_t from
 			(void)plan_stream(r, m, k, &st);
 		}
 		rs = register_run(m, (st.pos + r->block_size - 1) / r->block_size, last,
-				  continue_only);
+				  continue_only, c.prefetch);
 		pthread_mutex_unlock(&m->s->lock);
 		rc = open_stream(r, &c, &st, &s);
 		if (rc) {
@@ -641,13 +656,16 @@ static void prefetch_run(struct lfs_pool_job *job, int cancelled)
 	struct prefetch_job *j = (struct prefetch_job *)job;
 
 	if (!cancelled) {
+		add(&j->r->prefetch_jobs, 1);
 		if (streamed(j->r, j->m)) {
 			fill_range(j->r, j->m, j->first, j->last, 0);
 		} else if (!in_place(j->r, j->m) && !failed(j->m)) {
-			struct lfs_centry *e = NULL;
+			struct lfs_cache_key k = key_of(j->m, LFS_KEY_BLOCK, 0);
+			struct lfs_centry *e = lfs_cache_get(j->r->cache, &k);
 
-			if (rd_get_whole(j->r, j->m, &e) == 0)
-				lfs_cache_release(j->r->cache, e);
+			if (!e && rd_get_whole(j->r, j->m, &e, 0) == 0)
+				made_for_prefetch(j->r, e);
+			lfs_cache_release(j->r->cache, e);
 		}
 	}
 	free(j);

@@ -70,7 +70,8 @@ int lfs_ctl_stats(const char *mnt)
 	return 0;
 }
 
-int lfs_ctl_dropcache(const char *mnt)
+/* The daemon's pid is the first line of its stats. */
+static int signal_daemon(const char *mnt, int sig)
 {
 	char *s = read_stats(mnt);
 	long pid;
@@ -79,10 +80,14 @@ int lfs_ctl_dropcache(const char *mnt)
 		return 1;
 	pid = strncmp(s, "pid ", 4) ? 0 : strtol(s + 4, NULL, 10);
 	free(s);
-	if (pid <= 0 || kill((pid_t)pid, SIGUSR1)) {
+	if (pid <= 0 || kill((pid_t)pid, sig)) {
 		fprintf(stderr, "layerfs: %s: cannot signal the daemon: %s\n", mnt,
 			strerror(errno));
 		return 1;
 	}
 	return 0;
 }
+
+int lfs_ctl_dropcache(const char *mnt) { return signal_daemon(mnt, SIGUSR1); }
+
+int lfs_ctl_trace_stop(const char *mnt) { return signal_daemon(mnt, SIGUSR2); }

@@ -3,6 +3,9 @@
 #include "fuse_ops.h"
 #include "log.h"
 #include "notify.h"
+#include "prefetch.h"
+
+#include "../cache/hostdir.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +31,10 @@ struct daemon_state {
 	int ready_fd;		/* parent waiting for readiness, or -1 */
 	int sched_batch;	/* run the workers as SCHED_BATCH */
 	sigset_t signals;	/* handled by signal_thread */
+	const struct lfs_options *opts;
+	pthread_mutex_t trace_lock;	/* recorder, between its owner and signal_thread */
+	struct lfs_recorder *recorder;	/* -o trace, or prefetch=auto's first mount */
+	struct lfs_replay *replay;	/* -o prefetch */
 };
 
 /* FUSE splits -o values at commas; "\\," keeps one in a value. */
@@ -149,7 +156,8 @@ static void *ready_thread(void *arg)
 	return NULL;
 }
 
-/* SIGUSR1 drops cached blocks; taken synchronously so it can take locks. */
+/* SIGUSR1 drops cached blocks, SIGUSR2 ends the trace's recording
+ * (`layerfs trace stop`); taken synchronously so they can take locks. */
 static void *signal_thread(void *arg)
 {
 	struct daemon_state *d = arg;
@@ -159,9 +167,63 @@ static void *signal_thread(void *arg)
 		if (sig == SIGUSR1) {
 			lfs_stack_drop_blocks(d->stack);
 			lfs_info("dropped cached blocks on request");
+		} else if (sig == SIGUSR2) {
+			pthread_mutex_lock(&d->trace_lock);
+			if (d->recorder)
+				(void)lfs_recorder_stop(d->recorder);
+			else
+				lfs_info("trace stop: this mount is not recording a trace");
+			pthread_mutex_unlock(&d->trace_lock);
 		}
 	}
 	return NULL;
+}
+
+/* -o prefetch=auto keeps a stack's trace in cache_dir/traces under the
+ * stack's key: a mount that finds one replays it, else it records one. */
+static int auto_trace_dir(const struct lfs_options *o, char **dir)
+{
+	char err[512];
+	int fd, sub, rc;
+
+	rc = lfs_hostdir_open(o->cache_dir, &fd, err, sizeof(err));
+	if (!rc) {
+		rc = lfs_hostdir_sub(fd, "traces", &sub, err, sizeof(err));
+		if (!rc)
+			close(sub);
+		close(fd);
+	}
+	if (rc) {
+		lfs_warn("prefetch=auto: %s; no trace recorded or replayed", err);
+		return rc;
+	}
+	return asprintf(dir, "%s/traces", o->cache_dir) < 0 ? -ENOMEM : 0;
+}
+
+/* Started once the stack is: recording needs the served tree, replaying
+ * the inflate pool. */
+static void start_traces(struct daemon_state *d)
+{
+	const struct lfs_options *o = d->opts;
+	char *dir = NULL, *path = NULL, hex[65];
+
+	pthread_mutex_lock(&d->trace_lock);
+	if (o->prefetch && strcmp(o->prefetch, "auto"))
+		d->replay = lfs_replay_start(d->stack, o->prefetch);
+	if (o->trace) {
+		d->recorder = lfs_recorder_start(d->stack, o->trace, NULL, o->trace_seconds);
+	} else if (o->prefetch && !strcmp(o->prefetch, "auto") && !auto_trace_dir(o, &dir)) {
+		struct stat st;
+
+		if (!lfs_stack_key_hex(d->stack, hex) && asprintf(&path, "%s/%s", dir, hex) >= 0 &&
+		    stat(path, &st) == 0)
+			d->replay = lfs_replay_start(d->stack, path);
+		if (!d->replay)
+			d->recorder = lfs_recorder_start(d->stack, NULL, dir, o->trace_seconds);
+	}
+	pthread_mutex_unlock(&d->trace_lock);
+	free(path);
+	free(dir);
 }
 
 static int run_daemon(struct daemon_state *d)
@@ -176,6 +238,7 @@ static int run_daemon(struct daemon_state *d)
 	}
 	sigemptyset(&d->signals);
 	sigaddset(&d->signals, SIGUSR1);
+	sigaddset(&d->signals, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &d->signals, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	pthread_create(&sigt, NULL, signal_thread, d);
@@ -197,6 +260,7 @@ static int run_daemon(struct daemon_state *d)
 			lfs_warn("cannot run the workers as SCHED_BATCH; going on without");
 	}
 	lfs_stack_start(d->stack);
+	start_traces(d);
 	cfg = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_max_threads(cfg, 16);
 	/* Workers never exit once started: with few idle workers allowed,
@@ -207,6 +271,12 @@ static int run_daemon(struct daemon_state *d)
 	fuse_loop_cfg_destroy(cfg);
 	lfs_inval_stop(d->ctx->inval);
 	d->ctx->inval = NULL;
+	lfs_replay_free(d->replay);
+	d->replay = NULL;
+	pthread_mutex_lock(&d->trace_lock);
+	lfs_recorder_free(d->recorder);
+	d->recorder = NULL;
+	pthread_mutex_unlock(&d->trace_lock);
 	lfs_notify("STOPPING=1");
 	fuse_session_unmount(d->se);
 	fuse_remove_signal_handlers(d->se);
@@ -236,7 +306,7 @@ static int fuse_mount_args(struct lfs_options *o, const char *list)
 int lfs_daemon_mount(struct lfs_options *o)
 {
 	struct lfs_fuse_ctx ctx = { 0 };
-	struct daemon_state d = { .ready_fd = -1 };
+	struct daemon_state d = { .ready_fd = -1, .trace_lock = PTHREAD_MUTEX_INITIALIZER };
 	char err[1024] = "", *mnt;
 	int rc = 1, pipefd[2];
 	pid_t pid;
@@ -255,6 +325,7 @@ int lfs_daemon_mount(struct lfs_options *o)
 	}
 	d.mountpoint = mnt;
 	d.sched_batch = o->sched_batch;
+	d.opts = o;
 	if (served_by_layerfs(mnt)) {
 		lfs_err("%s: layerfs already serves this mount point (layerfs umount it first)", mnt);
 		goto out;

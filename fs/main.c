@@ -1,5 +1,5 @@
 /* layerfs: the command line.  Each command lives in its own file: mount
- * (daemon.c), check (check.c), umount, stats and dropcache (ctl.c); the
+ * (daemon.c), check (check.c), umount, stats, dropcache and trace stop (ctl.c); the
  * options are options.c's. */
 #include "cachecmd.h"
 #include "check.h"
@@ -77,6 +77,8 @@ int main(int argc, char **argv)
 		return lfs_ctl_stats(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "dropcache"))
 		return lfs_ctl_dropcache(argv[2]);
+	if (argc == 4 && !strcmp(argv[1], "trace") && !strcmp(argv[2], "stop"))
+		return lfs_ctl_trace_stop(argv[3]);
 	/* mount.fuse3 runs "layerfs LIST MOUNTPOINT -o OPTIONS" for
 	 * `mount -t fuse.layerfs` and fstab lines. */
 	if (argc >= 3 && argv[1][0] != '-')

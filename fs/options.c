@@ -32,6 +32,7 @@ enum target {
 	O_CACHE_SIZE, O_BLOCK_SIZE, O_SPACING, O_READAHEAD, O_MAX_READ, O_THREADS,
 	O_ENTRY_TIMEOUT, O_ATTR_TIMEOUT, O_TIMEOUT, O_UID, O_GID, O_MAX_LAYERS,
 	O_MAX_ENTRIES, O_MAX_TOTAL, O_MAX_NAME, O_CACHE_DIR, O_CACHE_DIR_SIZE, O_CACHE_LEVEL,
+	O_TRACE, O_TRACE_SECONDS, O_PREFETCH,
 	O_SCHED, O_DEBUG, O_JOURNAL,
 };
 
@@ -84,6 +85,16 @@ static const struct optdef defs[] = {
 	  "quota of cache_dir (default 4G, or a quarter of its file system)" },
 	{ "cache_level", T_COUNT, O_CACHE_LEVEL, 0, 19, "N",
 	  "zstd level of the blocks written to cache_dir (default 1; 0: raw)" },
+	{ "trace", T_STRING, O_TRACE, 0, 0, "FILE",
+	  "record what the function reads as it starts, into FILE\n"
+	  "                           (written when trace_seconds are up, at `layerfs\n"
+	  "                           trace stop` or at unmount, whichever is first)" },
+	{ "trace_seconds", T_SECONDS, O_TRACE_SECONDS, 0, 0, "SECONDS",
+	  "how long a recording lasts from the first read (default 60)" },
+	{ "prefetch", T_STRING, O_PREFETCH, 0, 0, "FILE|auto",
+	  "replay a recorded trace at mount: make what it names ahead;\n"
+	  "                           auto: with cache_dir, record a stack's first start\n"
+	  "                           and replay it at its later mounts" },
 	{ "sched", T_SCHED, O_SCHED, 0, 0, "batch|normal",
 	  "scheduling policy of the serving threads (default batch:\n"
 	  "                           their wake-ups do not preempt the inflater)" },
@@ -104,6 +115,7 @@ void lfs_options_usage(FILE *out)
 	      "       layerfs stats MOUNTPOINT\n"
 	      "       layerfs dropcache MOUNTPOINT\n"
 	      "       layerfs cache stats|verify|prune|clear [-o cache_dir=DIR,...]\n"
+	      "       layerfs trace stop MOUNTPOINT\n"
 	      "       layerfs LIST MOUNTPOINT [-o OPTIONS]   (as run by mount.fuse3)\n"
 	      "       layerfs --help | --version\n"
 	      "\n"
@@ -135,6 +147,7 @@ void lfs_options_usage(FILE *out)
 	      "stats      prints the running daemon's counters (hits, misses, bytes\n"
 	      "           inflated, bytes read from the zips, ...), one 'key value' a line.\n"
 	      "dropcache  drops the daemon's cached blocks (keeps resume points).\n"
+	      "trace stop ends the daemon's recording (-o trace) and writes the trace.\n"
 	      "cache      the host's cache directory (default /var/cache/layerfs): stats\n"
 	      "           (size, quota, layers, hit rates), verify (checks every record,\n"
 	      "           drops bad ones), prune (down to cache_dir_size), clear.\n"
@@ -209,6 +222,10 @@ static int apply(struct lfs_options *o, const struct optdef *d, const char *val)
 		sec = strtod(val, &end);
 		if (errno || end == val || *end || !(sec >= 0) || sec > MAX_TIMEOUT)
 			return bad(d, val, "needs a number of seconds from 0 to 10 years");
+		if (d->target == O_TRACE_SECONDS) {
+			o->trace_seconds = sec;
+			return 0;
+		}
 		if (d->target == O_ENTRY_TIMEOUT || d->target == O_TIMEOUT)
 			o->entry_timeout = sec;
 		if (d->target == O_ATTR_TIMEOUT || d->target == O_TIMEOUT)
@@ -250,6 +267,17 @@ static int apply(struct lfs_options *o, const struct optdef *d, const char *val)
 			return -1;
 		o->stack.cache_dir = o->cache_dir;
 		break;
+	case O_TRACE:
+	case O_PREFETCH: {
+		char **slot = d->target == O_TRACE ? &o->trace : &o->prefetch;
+
+		free(*slot);
+		*slot = strdup(val);
+		if (!*slot)
+			return -1;
+		break;
+	}
+	case O_TRACE_SECONDS: break;
 	case O_CACHE_DIR_SIZE: o->stack.cache_dir_size = v; break;
 	case O_CACHE_LEVEL: o->stack.cache_level = (int)v; break;
 	case O_SCHED: o->sched_batch = !strcmp(val, "batch"); break;
@@ -315,11 +343,16 @@ int lfs_options_parse(int argc, char **argv, struct lfs_options *o)
 	o->max_read = DEFAULT_MAX_READ;
 	o->sched_batch = 1;
 	o->stack.cache_level = DEFAULT_CACHE_LEVEL;
+	o->trace_seconds = 60;
 	if (fuse_opt_parse(&args, o, opts, proc)) {
 		fuse_opt_free_args(&args);
 		return -1;
 	}
 	o->fuse_args = args;
+	if (o->prefetch && !strcmp(o->prefetch, "auto") && !o->cache_dir) {
+		lfs_err("prefetch=auto keeps its traces in the host cache: it needs cache_dir");
+		return -1;
+	}
 	return 0;
 }
 
@@ -327,5 +360,7 @@ void lfs_options_free(struct lfs_options *o)
 {
 	fuse_opt_free_args(&o->fuse_args);
 	free(o->cache_dir);
-	o->cache_dir = NULL;
+	free(o->trace);
+	free(o->prefetch);
+	o->cache_dir = o->trace = o->prefetch = NULL;
 }

@@ -27,6 +27,9 @@ struct lfs_options {
 	int npos;
 	struct fuse_args fuse_args; /* what goes to FUSE, argv[0] first */
 	char *cache_dir;	/* owned; stack.cache_dir points here */
+	char *trace;		/* owned: record the start-up trace here */
+	char *prefetch;		/* owned: replay this trace ("auto": see README) */
+	double trace_seconds;	/* how long a recording lasts */
 };
 
 /* Parses argv (argv[0] is the command's name) into o, with the defaults

@@ -59,6 +59,9 @@ struct lfs_stack {
 	struct lfs_disk *disk;		/* the disk tier, or NULL */
 	uint32_t block_size;
 	uint64_t metadata_bytes;	/* tree and indexes, reserved in the budget */
+	void (*observer)(void *ctx, uint64_t ino, uint64_t off, size_t len);
+	void *observer_ctx;
+	uint64_t replay_ranges, replay_skipped, replay_bytes; /* atomic */
 	pthread_mutex_t slab_lock;	/* the handle slabs */
 	struct slab *slabs;
 };
@@ -728,12 +731,21 @@ ssize_t lfs_stack_pin(struct lfs_stack *s, uint64_t ino, uint64_t off, size_t le
 {
 	struct lfs_member *m;
 	int rc = member_of(s, ino, &m);
+	ssize_t n;
 
 	if (rc) {
 		memset(p, 0, sizeof(*p));
 		return rc;
 	}
-	return lfs_reader_pin(s->reader, m, off, len, p);
+	n = lfs_reader_pin(s->reader, m, off, len, p);
+	if (n > 0) {
+		void (*fn)(void *, uint64_t, uint64_t, size_t) =
+			__atomic_load_n(&s->observer, __ATOMIC_ACQUIRE);
+
+		if (fn)
+			fn(__atomic_load_n(&s->observer_ctx, __ATOMIC_RELAXED), ino, off, (size_t)n);
+	}
+	return n;
 }
 
 void lfs_stack_unpin(struct lfs_stack *s, struct lfs_pin *p)
@@ -848,7 +860,8 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    "hits %llu\nmisses %llu\nevictions %llu\n"
 		    "bytes_read %llu\nbytes_inflated %llu\n"
 		    "resume_points %llu\nresume_points_made %llu\nmembers_failed %llu\n"
-		    "source_errors %llu\nstream_waits %llu\nreadahead_jobs %llu\n"
+		    "source_errors %llu\nstream_waits %llu\ndemand_fills %llu\nprefetch_waits %llu\n"
+		    "readahead_jobs %llu\n"
 		    "pool_threads %u\npool_queued %llu\nspare_bytes %llu\n"
 		    "disk_hits %llu\ndisk_misses %llu\ndisk_points %llu\ndisk_bytes_read %llu\n"
 		    "disk_bytes_written %llu\ndisk_plain_written %llu\ndisk_records_written %llu\n"
@@ -856,7 +869,9 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    "disk_bad_records %llu\n"
 		    "disk_evictions %llu\ndisk_usage %llu\ndisk_quota %llu\ndisk_writing %d\n"
 		    "rss_bytes %llu\nheap_in_use %llu\nheap_free %llu\nheap_mapped %llu\n"
-		    "memory_held_back %llu\n",
+		    "memory_held_back %llu\n"
+		    "prefetch_ranges %llu\nprefetch_skipped %llu\nprefetch_asked %llu\n"
+		    "prefetch_jobs %llu\nprefetch_bytes %llu\nprefetch_used %llu\nprefetch_unused %llu\n",
 		    (long)getpid(), s->nlayers, (unsigned long long)entries,
 		    lfs_tree_count(s->tree), (unsigned long long)s->zip_bytes,
 		    (unsigned long long)uncompressed, s->open_seconds, s->tree_cached,
@@ -869,7 +884,8 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    (unsigned long long)st.cache.resume_points,
 		    (unsigned long long)st.resume_points_made,
 		    (unsigned long long)st.members_failed, (unsigned long long)st.source_errors,
-		    (unsigned long long)st.stream_waits, (unsigned long long)st.readahead_jobs,
+		    (unsigned long long)st.stream_waits, (unsigned long long)st.demand_fills,
+		    (unsigned long long)st.prefetch_waits, (unsigned long long)st.readahead_jobs,
 		    st.pool.threads, (unsigned long long)st.pool.queued,
 		    (unsigned long long)st.spare_bytes, (unsigned long long)st.disk_hits,
 		    (unsigned long long)st.disk.misses, (unsigned long long)st.disk_points,
@@ -883,7 +899,11 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    (unsigned long long)st.disk.quota, s->disk ? st.disk.writing : 0,
 		    (unsigned long long)rss_bytes(), (unsigned long long)mi.uordblks,
 		    (unsigned long long)mi.fordblks, (unsigned long long)mi.hblkhd,
-		    (unsigned long long)st.held_back);
+		    (unsigned long long)st.held_back, load(&s->replay_ranges), load(&s->replay_skipped),
+		    load(&s->replay_bytes), (unsigned long long)st.prefetch_jobs,
+		    (unsigned long long)st.prefetch_made, (unsigned long long)st.prefetch_used,
+		    (unsigned long long)(st.prefetch_made > st.prefetch_used
+					  ? st.prefetch_made - st.prefetch_used : 0));
 	for (size_t i = 0; i < s->nlayers && !rc; i++) {
 		const struct lfs_layer *l = &s->layers[i];
 		char hex[LFS_DIGEST_HEX];
@@ -904,4 +924,68 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 }
 
 void lfs_stack_drop_blocks(struct lfs_stack *s) { lfs_reader_drop_blocks(s->reader); }
+
+void lfs_stack_set_observer(struct lfs_stack *s,
+			    void (*fn)(void *ctx, uint64_t ino, uint64_t off, size_t len),
+			    void *ctx)
+{
+	__atomic_store_n(&s->observer_ctx, ctx, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->observer, fn, __ATOMIC_RELEASE);
+}
+
+void lfs_stack_layer_id(const struct lfs_stack *s, size_t i, char *buf, size_t size)
+{
+	char hex[LFS_DIGEST_HEX];
+
+	if (lfs_stack_layer_digest(s, i, hex))
+		snprintf(buf, size, "sha256:%s", hex);
+	else
+		snprintf(buf, size, "version:%s", s->layers[i].zi->src->version);
+	/* a trace line takes the identity as one word */
+	for (char *c = buf; *c; c++)
+		if (*c == ' ')
+			*c = '_';
+}
+
+int lfs_stack_key_hex(const struct lfs_stack *s, char hex[65])
+{
+	struct lfs_treecache_key key;
+
+	for (size_t i = 0; i < s->nlayers; i++)
+		if (!__atomic_load_n(&s->layers[i].digest_known, __ATOMIC_ACQUIRE))
+			return -EAGAIN;
+	if (stack_key(s, NULL, s->nlayers, &key))
+		return -ENOMEM;
+	lfs_digest_hex(key.k, hex);
+	return 0;
+}
+
+int lfs_stack_prefetch(struct lfs_stack *s, uint64_t ino, uint64_t off, uint64_t len)
+{
+	uint32_t B = lfs_reader_block_size(s->reader);
+	struct lfs_member *m;
+	int rc = member_of(s, ino, &m);
+
+	if (rc || !len)
+		return rc;
+	return lfs_reader_prefetch(s->reader, m, off / B, (off + len - 1) / B, LFS_PRIO_PREFETCH);
+}
+
+uint64_t lfs_stack_cache_budget(struct lfs_stack *s)
+{
+	struct lfs_reader_stats st;
+
+	lfs_reader_get_stats(s->reader, &st);
+	return st.cache.budget;
+}
+
+uint32_t lfs_stack_block_size(const struct lfs_stack *s) { return s->block_size; }
+
+void lfs_stack_note_replay(struct lfs_stack *s, uint64_t ranges, uint64_t skipped,
+			   uint64_t bytes)
+{
+	__atomic_add_fetch(&s->replay_ranges, ranges, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&s->replay_skipped, skipped, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&s->replay_bytes, bytes, __ATOMIC_RELAXED);
+}
 void lfs_stack_wait_idle(struct lfs_stack *s) { lfs_reader_wait_idle(s->reader); }

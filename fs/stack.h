@@ -93,6 +93,32 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size);
 /* Drops cached blocks (keeps resume points); see lfs_reader_drop_blocks. */
 void lfs_stack_drop_blocks(struct lfs_stack *s);
 
+/* Called after every read the stack served (ino, bytes [off, off + len)),
+ * from the thread that served it; NULL stops it.  For the start-up trace
+ * (fs/prefetch.c).  Set it before the mount serves, or once it no longer
+ * does: the pair is read without a lock, so changing it from one
+ * observer to another while reads are served could pair them wrongly. */
+void lfs_stack_set_observer(struct lfs_stack *s,
+			    void (*fn)(void *ctx, uint64_t ino, uint64_t off, size_t len),
+			    void *ctx);
+
+/* Layer i's identity in a trace: "sha256:HEX" when its digest is known,
+ * else "version:" and its source's version. */
+void lfs_stack_layer_id(const struct lfs_stack *s, size_t i, char *buf, size_t size);
+
+/* The stack's identity (its tree cache key) as hex: 0, or -EAGAIN while a
+ * layer's digest is not known. */
+int lfs_stack_key_hex(const struct lfs_stack *s, char hex[65]);
+
+/* Has bytes [off, off + len) of ino made ahead (the inflate pool's
+ * prefetch class).  0, or a negative errno. */
+int lfs_stack_prefetch(struct lfs_stack *s, uint64_t ino, uint64_t off, uint64_t len);
+uint64_t lfs_stack_cache_budget(struct lfs_stack *s);
+uint32_t lfs_stack_block_size(const struct lfs_stack *s);
+/* What a replay did, for the stats. */
+void lfs_stack_note_replay(struct lfs_stack *s, uint64_t ranges, uint64_t skipped,
+			   uint64_t bytes);
+
 /* Waits until no read-ahead or prefetch is queued or running (tests). */
 void lfs_stack_wait_idle(struct lfs_stack *s);
 

@@ -98,21 +98,27 @@ RR=("$PY" "$LFS_IT_DIR/randread.py")
 mkdir -m 700 "$T/cache2"
 if lfs_mount -o cache_dir="$T/cache2" "$T/ab.list" "$T/d1" &&
 	lfs_mount -o cache_dir="$T/cache2" "$T/ab.list" "$T/d2"; then
-	pids=()
+	pids=() logs=()
 	for m in d1 d2; do
 		for i in 1 2 3 4; do
 			timeout 300 "${RR[@]}" --seed "$i" --reads 60 "$T/$m/big/big40.bin" "$T/ref_ab/big/big40.bin" \
 				>"$T/$m.$i.log" 2>&1 &
-			pids+=($!)
+			pids+=($!) logs+=("$T/$m.$i.log")
 			(timeout 300 bash -c 'cmp "$1" "$2" && cmp "$3" "$4"' _ "$T/$m/big/mid6.bin" \
 				"$T/ref_ab/big/mid6.bin" "$T/$m/big/mid6_stored.bin" "$T/ref_ab/big/mid6_stored.bin" \
 				>"$T/$m.c$i.log" 2>&1) &
-			pids+=($!)
+			pids+=($!) logs+=("$T/$m.c$i.log")
 		done
 	done
-	bad=0
-	for p in "${pids[@]}"; do wait "$p" || bad=$((bad + 1)); done
-	check "two daemons, 8 readers each: every byte right" eq "$bad" 0 "readers that failed ($(cat "$T"/d*.log | grep -v '^ok' | head -3))"
+	bad=0 why=
+	for i in "${!pids[@]}"; do
+		wait "${pids[$i]}"
+		rc=$?
+		[[ $rc -eq 0 ]] && continue
+		bad=$((bad + 1))
+		why+="${logs[$i]##*/} (exit $rc): $(tail -n 3 "${logs[$i]}" | tr '\n' ' ') "
+	done
+	check "two daemons, 8 readers each: every byte right" eq "$bad" 0 "readers that failed: $why"
 	settle "$T/d1" >/dev/null
 	settle "$T/d2" >/dev/null
 	drop_all "$T/d1"

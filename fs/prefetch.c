@@ -1,0 +1,354 @@
+#include "prefetch.h"
+
+#include "log.h"
+#include "trace.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <uthash.h>
+
+struct touched {
+	uint64_t key;		/* ino << 32 | block */
+	UT_hash_handle hh;
+};
+
+struct run {
+	uint64_t ino, first, last;
+};
+
+struct lfs_recorder {
+	struct lfs_stack *s;
+	char *path;		/* the trace, or NULL: dir/<stack key> */
+	char *dir;
+	double seconds;
+	pthread_t timer;	/* writes the trace when `seconds` are up */
+	pthread_mutex_t lock;	/* the fields below */
+	pthread_cond_t wake;	/* the first read; freeing */
+	double started;		/* at the first read (0: none yet) */
+	int stopped, written, quit;
+	struct touched *set;
+	struct run *runs;
+	size_t nruns, cap;
+};
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The first touch of each block, in order; consecutive blocks of one file
+ * make one run. */
+static void note(void *ctx, uint64_t ino, uint64_t off, size_t len)
+{
+	struct lfs_recorder *rec = ctx;
+	uint32_t B = lfs_stack_block_size(rec->s);
+	uint64_t first = off / B, last = (off + len - 1) / B;
+
+	if (!len || __atomic_load_n(&rec->stopped, __ATOMIC_RELAXED))
+		return;
+	pthread_mutex_lock(&rec->lock);
+	if (!rec->started) {
+		rec->started = now();
+		pthread_cond_signal(&rec->wake);
+	} else if (now() - rec->started > rec->seconds)
+		__atomic_store_n(&rec->stopped, 1, __ATOMIC_RELAXED);
+	for (uint64_t b = first; !rec->stopped && b <= last; b++) {
+		uint64_t key = ino << 32 | (b & 0xffffffffu);
+		struct touched *t;
+		struct run *r;
+
+		HASH_FIND(hh, rec->set, &key, sizeof(key), t);
+		if (t)
+			continue;
+		t = malloc(sizeof(*t));
+		if (!t)
+			break;
+		t->key = key;
+		HASH_ADD(hh, rec->set, key, sizeof(t->key), t);
+		r = rec->nruns ? &rec->runs[rec->nruns - 1] : NULL;
+		if (r && r->ino == ino && r->last + 1 == b) {
+			r->last = b;
+			continue;
+		}
+		if (rec->nruns == rec->cap) {
+			size_t cap = rec->cap ? 2 * rec->cap : 1024;
+			struct run *n = realloc(rec->runs, cap * sizeof(*n));
+
+			if (!n)
+				break;
+			rec->runs = n;
+			rec->cap = cap;
+		}
+		rec->runs[rec->nruns++] = (struct run){ ino, b, b };
+	}
+	pthread_mutex_unlock(&rec->lock);
+}
+
+/* A warm environment stays mounted for hours: the trace is written when
+ * the recording ends, so that the next environment on the host finds it,
+ * not only at unmount. */
+static void *timer_main(void *arg)
+{
+	struct lfs_recorder *rec = arg;
+	int expired = 0;
+
+	pthread_mutex_lock(&rec->lock);
+	while (!rec->quit && !rec->stopped && !expired) {
+		if (!rec->started) {
+			pthread_cond_wait(&rec->wake, &rec->lock);
+		} else {
+			double end = rec->started + rec->seconds;
+			struct timespec ts = { (time_t)end, (long)((end - (double)(time_t)end) * 1e9) };
+
+			expired = pthread_cond_timedwait(&rec->wake, &rec->lock, &ts) == ETIMEDOUT;
+		}
+	}
+	pthread_mutex_unlock(&rec->lock);
+	if (expired)
+		(void)lfs_recorder_stop(rec);
+	return NULL;
+}
+
+struct lfs_recorder *lfs_recorder_start(struct lfs_stack *s, const char *path, const char *dir,
+				       double seconds)
+{
+	struct lfs_recorder *rec = calloc(1, sizeof(*rec));
+	pthread_condattr_t ca;
+
+	if (!rec || (path && !(rec->path = strdup(path))) || (dir && !(rec->dir = strdup(dir)))) {
+		if (rec)
+			free(rec->path);
+		free(rec);
+		return NULL;
+	}
+	rec->s = s;
+	rec->seconds = seconds;
+	pthread_mutex_init(&rec->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&rec->wake, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&rec->timer, NULL, timer_main, rec)) {
+		pthread_cond_destroy(&rec->wake);
+		pthread_mutex_destroy(&rec->lock);
+		free(rec->path);
+		free(rec->dir);
+		free(rec);
+		return NULL;
+	}
+	lfs_stack_set_observer(s, note, rec);
+	return rec;
+}
+
+/* The path of ino in the tree, "a/b/c". */
+static int path_of(const struct lfs_tree *t, uint64_t ino, char *buf, size_t size)
+{
+	uint32_t chain[LFS_TREE_MAX_PATH / 2 + 1];
+	size_t n = 0, len = 0;
+
+	for (uint64_t i = ino; i != LFS_TREE_ROOT && n < sizeof(chain) / sizeof(chain[0]);) {
+		const struct lfs_node *node = lfs_tree_node(t, i);
+
+		if (!node)
+			return -ENOENT;
+		chain[n++] = (uint32_t)i;
+		i = node->parent;
+	}
+	while (n--) {
+		const struct lfs_node *node = lfs_tree_node(t, chain[n]);
+
+		if (len + node->name_len + 2 > size)
+			return -ENAMETOOLONG;
+		if (len)
+			buf[len++] = '/';
+		memcpy(buf + len, lfs_tree_name(t, node), node->name_len);
+		len += node->name_len;
+	}
+	buf[len] = '\0';
+	return (int)len;
+}
+
+int lfs_recorder_stop(struct lfs_recorder *rec)
+{
+	const struct lfs_tree *t = lfs_stack_tree(rec->s);
+	struct lfs_trace tr;
+	char path[LFS_TREE_MAX_PATH + 1], id[512];
+	int rc;
+
+	pthread_mutex_lock(&rec->lock);
+	__atomic_store_n(&rec->stopped, 1, __ATOMIC_RELAXED);
+	pthread_cond_signal(&rec->wake);
+	if (rec->written) {
+		pthread_mutex_unlock(&rec->lock);
+		return 0;
+	}
+	rec->written = 1;
+	rc = lfs_trace_init(&tr, lfs_stack_block_size(rec->s), lfs_stack_layer_count(rec->s));
+	for (size_t i = 0; !rc && i < lfs_stack_layer_count(rec->s); i++) {
+		struct lfs_stack_layer_info li;
+
+		lfs_stack_layer_info(rec->s, i, &li);
+		lfs_stack_layer_id(rec->s, i, id, sizeof(id));
+		rc = lfs_trace_set_layer(&tr, i, id, li.label);
+	}
+	for (size_t i = 0; !rc && i < rec->nruns; i++) {
+		const struct run *r = &rec->runs[i];
+		int len = path_of(t, r->ino, path, sizeof(path));
+
+		if (len > 0)
+			rc = lfs_trace_add(&tr, lfs_tree_node(t, r->ino)->layer, r->first, r->last, path,
+					   (size_t)len);
+	}
+	pthread_mutex_unlock(&rec->lock);
+	if (!rc && !rec->path) {
+		/* The stack's key needs every layer's digest; hashing a layer
+		 * takes well under a second per 100 MB, a recording a minute. */
+		char hex[65];
+
+		if (lfs_stack_key_hex(rec->s, hex)) {
+			lfs_warn("trace: not written: the layers' digests are not all known yet");
+			lfs_trace_free(&tr);
+			return -EAGAIN;
+		}
+		if (asprintf(&rec->path, "%s/%s", rec->dir, hex) < 0) {
+			rec->path = NULL;
+			rc = -ENOMEM;
+		}
+	}
+	if (!rc)
+		rc = lfs_trace_write(&tr, rec->path);
+	if (rc)
+		lfs_err("trace %s: cannot write it: %s", rec->path ? rec->path : rec->dir,
+			strerror(-rc));
+	else
+		lfs_info("trace %s: %zu ranges written", rec->path, tr.nranges);
+	lfs_trace_free(&tr);
+	return rc;
+}
+
+void lfs_recorder_free(struct lfs_recorder *rec)
+{
+	struct touched *t, *tmp;
+
+	if (!rec)
+		return;
+	lfs_stack_set_observer(rec->s, NULL, NULL);
+	pthread_mutex_lock(&rec->lock);
+	rec->quit = 1;
+	pthread_cond_signal(&rec->wake);
+	pthread_mutex_unlock(&rec->lock);
+	pthread_join(rec->timer, NULL);
+	(void)lfs_recorder_stop(rec);
+	HASH_ITER(hh, rec->set, t, tmp) {
+		HASH_DEL(rec->set, t);
+		free(t);
+	}
+	free(rec->runs);
+	free(rec->path);
+	free(rec->dir);
+	pthread_cond_destroy(&rec->wake);
+	pthread_mutex_destroy(&rec->lock);
+	free(rec);
+}
+
+/* ---- replay ---- */
+
+/* every layer of a stack has its slot in a trace */
+_Static_assert(LFS_TRACE_MAX_LAYERS >= LFS_TREE_MAX_LAYERS, "trace layers");
+
+struct lfs_replay {
+	struct lfs_stack *s;
+	struct lfs_trace tr;
+	pthread_t thread;
+	int stop;		/* atomic: abandon */
+};
+
+static void *replay_main(void *arg)
+{
+	struct lfs_replay *rp = arg;
+	struct lfs_stack *s = rp->s;
+	const struct lfs_tree *t = lfs_stack_tree(s);
+	uint64_t budget = lfs_stack_cache_budget(s) / 2, asked = 0, done = 0, skipped = 0;
+	char id[512];
+	int match[LFS_TRACE_MAX_LAYERS] = { 0 }, known[LFS_TRACE_MAX_LAYERS] = { 0 };
+
+	for (size_t i = 0; i < rp->tr.nranges && !__atomic_load_n(&rp->stop, __ATOMIC_RELAXED);
+	     i++) {
+		const struct lfs_trace_range *r = &rp->tr.ranges[i];
+		uint32_t ino = lfs_tree_resolve(t, r->path);
+		const struct lfs_node *n = ino ? lfs_tree_node(t, ino) : NULL;
+		uint64_t off = r->first * rp->tr.block_size, end = (r->last + 1) * rp->tr.block_size;
+
+		if (n && !known[n->layer]) {
+			/* does the layer that provides it now have the identity of
+			 * the one that did when the trace was made? */
+			lfs_stack_layer_id(s, n->layer, id, sizeof(id));
+			known[n->layer] = 1;
+			for (size_t j = 0; j < rp->tr.nlayers; j++)
+				if (rp->tr.layer_id[j] && !strcmp(rp->tr.layer_id[j], id))
+					match[n->layer] = (int)j + 1;
+		}
+		if (!n || !S_ISREG(n->mode) || match[n->layer] != (int)r->layer + 1 ||
+		    off >= n->size) {
+			skipped++;
+			continue;
+		}
+		if (end > n->size)
+			end = n->size; /* off < size: the range is not empty */
+		if (asked + (end - off) > budget)
+			break; /* what is beyond would evict what was made */
+		if (lfs_stack_prefetch(s, ino, off, end - off) == 0) {
+			asked += end - off;
+			done++;
+		}
+	}
+	lfs_stack_note_replay(s, done, skipped, asked);
+	if (skipped)
+		lfs_warn("prefetch: %llu of %zu ranges of the trace skipped (paths gone, or layers changed since it was made)",
+			 (unsigned long long)skipped, rp->tr.nranges);
+	return NULL;
+}
+
+struct lfs_replay *lfs_replay_start(struct lfs_stack *s, const char *path)
+{
+	struct lfs_replay *rp = calloc(1, sizeof(*rp));
+	char err[512];
+	int rc;
+
+	if (!rp)
+		return NULL;
+	rp->s = s;
+	rc = lfs_trace_read(path, &rp->tr, err, sizeof(err));
+	if (rc) {
+		if (rc == -ENOENT)
+			lfs_info("prefetch: no trace %s yet", path);
+		else
+			lfs_warn("prefetch: trace refused: %s", err);
+		free(rp);
+		return NULL;
+	}
+	if (pthread_create(&rp->thread, NULL, replay_main, rp)) {
+		lfs_trace_free(&rp->tr);
+		free(rp);
+		return NULL;
+	}
+	return rp;
+}
+
+void lfs_replay_free(struct lfs_replay *rp)
+{
+	if (!rp)
+		return;
+	__atomic_store_n(&rp->stop, 1, __ATOMIC_RELAXED);
+	pthread_join(rp->thread, NULL);
+	lfs_trace_free(&rp->tr);
+	free(rp);
+}

@@ -1,0 +1,45 @@
+/* Start-up prefetch: record what a function reads while it starts (a
+ * trace, trace.h) and replay it at the next mount, so what it will read is
+ * made ahead, in the inflate pool's idle class, before it asks.
+ *
+ * Recording notes every read the stack serves (lfs_stack_set_observer)
+ * until `seconds` have passed since the first one or it is stopped: the
+ * first touch of each block of each file, in order, coalesced into ranges.
+ * The trace is written (atomically) when recording is stopped or the
+ * recorder is freed, whichever comes first.
+ *
+ * Replaying runs in a thread of its own: it reads the trace, resolves each
+ * range's path in the mounted tree and checks that the same layer (by
+ * identity) provides it, and asks the stack to prefetch it, in the trace's
+ * order, up to half the cache budget.  Ranges of paths that are gone or of
+ * layers that changed are skipped, counted in one log line; a trace that
+ * does not parse is refused with one line and nothing is done.  Nothing
+ * waits for a replay: the function's own reads go first (prefetch runs on
+ * idle CPU), and a replay not finished at unmount is abandoned. */
+#ifndef LFS_PREFETCH_H
+#define LFS_PREFETCH_H
+
+#include "stack.h"
+
+struct lfs_recorder;
+struct lfs_replay;
+
+/* Starts recording s's reads into a trace for `path`, or, when path is
+ * NULL, for `dir`/<the stack's key> (prefetch=auto: the key is taken when
+ * the trace is written, once the layers' digests are known).  NULL when
+ * memory ran out. */
+struct lfs_recorder *lfs_recorder_start(struct lfs_stack *s, const char *path, const char *dir,
+				       double seconds);
+/* Stops recording and writes the trace (once).  0 or a negative errno. */
+int lfs_recorder_stop(struct lfs_recorder *rec);
+/* Stops (writing the trace if it was not), detaches, frees.  NULL is
+ * ignored. */
+void lfs_recorder_free(struct lfs_recorder *rec);
+
+/* Starts replaying the trace at `path` against s.  NULL when it cannot
+ * start (logged). */
+struct lfs_replay *lfs_replay_start(struct lfs_stack *s, const char *path);
+/* Abandons what is left of it, and frees.  NULL is ignored. */
+void lfs_replay_free(struct lfs_replay *rp);
+
+#endif

@@ -1,0 +1,65 @@
+/* Start-up traces: what a function read while it started, in the order it
+ * first touched it, so that the next start can have it ready before it
+ * asks (`-o trace=FILE` records, `-o prefetch=FILE` replays).
+ *
+ * A trace is a text file, versioned, independent of inode numbers:
+ *
+ *   layerfs-trace 1
+ *   block_size 262144
+ *   layer 0 sha256:<hex> name:version
+ *   layer 1 version:<the source's version identity> /srv/layers/x.zip
+ *   range 0 0 3 python/numpy/__init__.py
+ *   ...
+ *   end 1234
+ *
+ * `layer` lines name the stack's layers by identity: their SHA-256 when
+ * known, else the file's version (device, inode, size, mtime, ctime).  A
+ * `range LAYER FIRST LAST PATH` line says that the function's reads first
+ * touched blocks FIRST..LAST of PATH, which layer LAYER provided; ranges
+ * are in first-touch order.  Paths are percent-encoded where a byte is not
+ * a printable, non-space ASCII character or is '%'.  `end N` closes the
+ * trace with its number of ranges: a trace without it, with anything
+ * after it, or with any line that does not parse is refused whole.
+ * Replaying applies a range only where the path still names a file of a
+ * layer with the same identity. */
+#ifndef LFS_TRACE_H
+#define LFS_TRACE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LFS_TRACE_VERSION 1
+#define LFS_TRACE_MAX_LAYERS 64
+
+struct lfs_trace_range {
+	uint32_t layer;		/* index into the trace's layers */
+	uint64_t first, last;	/* blocks */
+	char *path;		/* decoded, NUL-terminated */
+};
+
+struct lfs_trace {
+	uint32_t block_size;
+	size_t nlayers;
+	char *layer_id[LFS_TRACE_MAX_LAYERS];	/* "sha256:HEX" or "version:..." */
+	char *layer_label[LFS_TRACE_MAX_LAYERS];
+	struct lfs_trace_range *ranges;
+	size_t nranges, cap;
+};
+
+/* Empty trace of a stack with nlayers layers. */
+int lfs_trace_init(struct lfs_trace *t, uint32_t block_size, size_t nlayers);
+void lfs_trace_free(struct lfs_trace *t);
+int lfs_trace_set_layer(struct lfs_trace *t, size_t i, const char *id, const char *label);
+/* Appends a range (the path is copied); 0 or -ENOMEM. */
+int lfs_trace_add(struct lfs_trace *t, uint32_t layer, uint64_t first, uint64_t last,
+		  const char *path, size_t path_len);
+
+/* Writes t to path atomically (a temporary name, renamed).  0 or a
+ * negative errno. */
+int lfs_trace_write(const struct lfs_trace *t, const char *path);
+/* Reads a trace.  0, or a negative errno with a one-line reason in err
+ * (-ENOENT: no such file; -EINVAL: not a trace of this version, or a line
+ * that does not parse: the whole file is refused). */
+int lfs_trace_read(const char *path, struct lfs_trace *t, char *err, size_t errlen);
+
+#endif
