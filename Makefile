@@ -13,9 +13,16 @@ MANDIR ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 SBINDIR ?= /sbin
-# The files in systemd/ name the default paths; install rewrites them.
+LIBEXECDIR ?= $(PREFIX)/libexec
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+# The files in systemd/ name the default paths; install rewrites them.  The
+# mount helper's PATH is BINDIR, then the usual folders that are not BINDIR.
+empty :=
+space := $(empty) $(empty)
+HELPER_PATH = $(subst $(space),:,$(strip $(BINDIR) $(filter-out $(BINDIR),/usr/sbin /usr/bin /sbin /bin)))
 SYSTEMD_SED = -e 's|/usr/local/bin/layerfs|$(BINDIR)/layerfs|g' \
-	-e 's|^PATH=/usr/local/bin:|PATH=$(BINDIR):|' -e 's|/etc/layerfs|$(SYSCONFDIR)/layerfs|g'
+	-e 's|/usr/local/libexec/layerfs|$(LIBEXECDIR)/layerfs|g' \
+	-e 's|^PATH=.*|PATH=$(HELPER_PATH)|' -e 's|/etc/layerfs|$(SYSCONFDIR)/layerfs|g'
 DESTDIR ?=
 BUILD ?= build
 
@@ -57,13 +64,14 @@ CACHE := cache/source.c cache/source_file.c cache/source_mem.c cache/cache.c cac
 	cache/bufpool.c cache/codec.c cache/resume.c cache/stream.c cache/pool.c cache/reader.c \
 	cache/digest.c cache/hostdir.c
 CORE := fs/log.c fs/layerlist.c fs/zipindex.c fs/tree.c fs/stack.c fs/notify.c $(CACHE)
-FRONT := fs/fuse_ops.c fs/inval.c fs/options.c fs/daemon.c fs/check.c fs/ctl.c fs/main.c
+FRONT := fs/fuse_ops.c fs/inval.c fs/options.c fs/metrics.c fs/privs.c fs/daemon.c fs/check.c fs/ctl.c \
+	fs/main.c
 CORE_OBJ := $(CORE:%.c=$(BUILD)/%.o)
 FRONT_OBJ := $(FRONT:%.c=$(BUILD)/%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
 .PHONY: all check unit it hostile-test systemd-test root-tests asan tsan bench fuzz install \
-	uninstall clean demo test-libs layering
+	uninstall clean demo test-libs layering test-user
 all: $(BUILD)/layerfs
 
 $(BUILD)/%.o: %.c
@@ -78,8 +86,8 @@ $(BUILD)/version.h: FORCE
 	@mkdir -p $(BUILD)
 	@printf '#define LAYERFS_VERSION "%s"\n#define LAYERFS_COMMIT "%s"\n' '$(VERSION)' '$(COMMIT)' >$@.tmp
 	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
-$(BUILD)/fs/main.o: $(BUILD)/version.h
-$(BUILD)/fs/main.o: CPPFLAGS += -I$(BUILD)
+$(BUILD)/fs/main.o $(BUILD)/fs/daemon.o: $(BUILD)/version.h
+$(BUILD)/fs/main.o $(BUILD)/fs/daemon.o: CPPFLAGS += -I$(BUILD)
 FORCE:
 
 $(BUILD)/layerfs: $(CORE_OBJ) $(FRONT_OBJ)
@@ -136,7 +144,12 @@ check: all unit
 		exit 1; fi
 	$(MAKE) root-tests
 
-root-tests: all it hostile-test systemd-test
+root-tests: all test-user it hostile-test systemd-test
+
+# Mounts drop to the daemon's user (-o user=, default layerfs): created as
+# make install creates it, from the sysusers.d file.
+test-user:
+	@id -u layerfs >/dev/null 2>&1 || systemd-sysusers $(abspath systemd/layerfs.sysusers)
 
 # Sanitizer reports go to files, because a background daemon has no stderr;
 # any report fails the target.  The test that boots a real systemd is left
@@ -169,16 +182,26 @@ demo: $(BUILD)/layerfs
 	LAYERFS=$(abspath $(BUILD)/layerfs) bash examples/demo.sh
 
 # Also installs systemd/ (see systemd/README.md): the layerfs@.service
-# template to UNITDIR, the mount.fuse.layerfs helper to SBINDIR, and
-# example.conf/example.list to SYSCONFDIR/layerfs unless they exist there.
-# uninstall removes those two only while they are unmodified.
+# template to UNITDIR and its helper script to LIBEXECDIR/layerfs/unit,
+# the sysusers.d file for the daemon's user to SYSUSERSDIR (and, without
+# DESTDIR, creates the user), the mount.fuse.layerfs helper to SBINDIR,
+# and example.conf/example.list to SYSCONFDIR/layerfs unless they exist
+# there.  uninstall removes those two only while they are unmodified, and
+# never the user.
 install: $(BUILD)/layerfs
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(UNITDIR) \
-		$(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/layerfs
+		$(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/layerfs $(DESTDIR)$(LIBEXECDIR)/layerfs \
+		$(DESTDIR)$(SYSUSERSDIR)
 	install -m 755 $(BUILD)/layerfs $(DESTDIR)$(BINDIR)/layerfs
 	install -m 644 docs/layerfs.1 $(DESTDIR)$(MANDIR)/man1/layerfs.1
 	sed $(SYSTEMD_SED) systemd/layerfs@.service >$(DESTDIR)$(UNITDIR)/layerfs@.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/layerfs@.service
+	sed $(SYSTEMD_SED) systemd/layerfs-unit >$(DESTDIR)$(LIBEXECDIR)/layerfs/unit
+	chmod 755 $(DESTDIR)$(LIBEXECDIR)/layerfs/unit
+	install -m 644 systemd/layerfs.sysusers $(DESTDIR)$(SYSUSERSDIR)/layerfs.conf
+	@if [ -z "$(DESTDIR)" ] && command -v systemd-sysusers >/dev/null; then \
+		systemd-sysusers $(SYSUSERSDIR)/layerfs.conf; \
+	else echo "the daemon's user: systemd-sysusers $(SYSUSERSDIR)/layerfs.conf (once installed)"; fi
 	sed $(SYSTEMD_SED) systemd/mount.fuse.layerfs >$(DESTDIR)$(SBINDIR)/mount.fuse.layerfs
 	chmod 755 $(DESTDIR)$(SBINDIR)/mount.fuse.layerfs
 	@set -e; for f in example.conf example.list; do \
@@ -189,7 +212,9 @@ install: $(BUILD)/layerfs
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/layerfs $(DESTDIR)$(MANDIR)/man1/layerfs.1 \
-		$(DESTDIR)$(UNITDIR)/layerfs@.service $(DESTDIR)$(SBINDIR)/mount.fuse.layerfs
+		$(DESTDIR)$(UNITDIR)/layerfs@.service $(DESTDIR)$(SBINDIR)/mount.fuse.layerfs \
+		$(DESTDIR)$(LIBEXECDIR)/layerfs/unit $(DESTDIR)$(SYSUSERSDIR)/layerfs.conf
+	@rmdir $(DESTDIR)$(LIBEXECDIR)/layerfs 2>/dev/null || :
 	@for f in example.conf example.list; do \
 		dst=$(DESTDIR)$(SYSCONFDIR)/layerfs/$$f; \
 		if sed $(SYSTEMD_SED) systemd/$$f | cmp -s - "$$dst"; then rm -f "$$dst"; \

@@ -2,7 +2,17 @@
 
 #include "fuse_ops.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
+#include "privs.h"
+
+#include "version.h" /* made by the Makefile */
+
+#include <grp.h>
+#include <linux/fuse.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,15 +30,46 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Restarts.  Under systemd the daemon keeps the /dev/fuse descriptor of a
+ * mount it made in the service's file descriptor store, named after the
+ * mount point and the stack (lfs_stack_fingerprint).  A daemon stopped or
+ * crashed leaves the mount in place: requests wait in the kernel.  The
+ * next start finds the descriptor among those systemd passes
+ * ($LISTEN_FDS) and, when the name matches, serves the same connection:
+ * the kernel keeps its inodes (and their lookup counts, which forget
+ * ignores: inodes live as long as the mount) under numbers the tree
+ * assigns the same way from the same list.  The kernel had its INIT from
+ * the first daemon, so the new session is given one of its own making.
+ * The daemon serves through a clone of the stored connection (a /dev/fuse
+ * file of its own, FUSE_DEV_IOC_CLONE): requests a crashed daemon had read
+ * but not answered then fail with ECONNABORTED when its clone closes,
+ * instead of waiting forever on the store's copy. */
 struct daemon_state {
 	struct fuse_session *se;
 	struct lfs_fuse_ctx *ctx;
 	struct lfs_stack *stack;
+	struct lfs_options *o;
+	struct lfs_privs privs;
 	char *mountpoint;
 	int ready_fd;		/* parent waiting for readiness, or -1 */
 	int sched_batch;	/* run the workers as SCHED_BATCH */
 	sigset_t signals;	/* handled by signal_thread */
+	int stored;		/* the connection is in systemd's store */
+	int took_over;		/* ... and came from there */
+	char fdname[64];
+	int unmounter;		/* the unmount helper's socket, or -1 */
+	int metrics_dir;	/* metrics_file's folder, or -1 */
+	const char *metrics_name;
+	pthread_t metrics_thread;
+	int metrics_running;
+	/* lock: init_done (set once the session had its INIT) and stopping */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int init_done, stopping;
 };
+
+/* The one daemon of this process, for the INIT hook. */
+static struct daemon_state *daemon_of_process;
 
 /* FUSE splits -o values at commas; "\\," keeps one in a value. */
 static char *escape_commas(const char *s)
@@ -107,17 +148,86 @@ static int prepare_mountpoint(const char *mnt)
 	return 0;
 }
 
+/* The session's INIT callback, then the readiness it means: INIT is the
+ * first request of a mount, answered before any other is sent. */
+static void daemon_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct daemon_state *d = daemon_of_process;
+
+	lfs_fuse_ops.init(userdata, conn);
+	pthread_mutex_lock(&d->lock);
+	d->init_done = 1;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* A taken-over connection had its INIT long ago: the kernel sends none and
+ * libfuse answers nothing before one.  This one, made here with what the
+ * kernel offered the first daemon that matters to the session, sets the
+ * session up; its reply goes to a request id the kernel never used
+ * (refused with ENOENT, which libfuse does not report). */
+static void replay_init(struct daemon_state *d)
+{
+	struct {
+		struct fuse_in_header h;
+		struct fuse_init_in in;
+	} msg;
+	struct fuse_buf buf = { .size = sizeof(msg), .mem = &msg };
+
+	memset(&msg, 0, sizeof(msg));
+	msg.h.len = sizeof(msg);
+	msg.h.opcode = FUSE_INIT;
+	msg.h.unique = UINT64_MAX - 1; /* the kernel's ids are even and count up from 0 */
+	msg.in.major = FUSE_KERNEL_VERSION;
+	msg.in.minor = FUSE_KERNEL_MINOR_VERSION;
+	msg.in.max_readahead = d->ctx->max_read;
+	msg.in.flags = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_DO_READDIRPLUS |
+		       FUSE_READDIRPLUS_AUTO | FUSE_PARALLEL_DIROPS | FUSE_CACHE_SYMLINKS |
+		       FUSE_MAX_PAGES;
+	fuse_session_process_buf(d->se, &buf);
+}
+
+/* Waits for the session's INIT (or its end); 1 once it came. */
+static int wait_init(struct daemon_state *d)
+{
+	int ok;
+
+	pthread_mutex_lock(&d->lock);
+	while (!d->init_done && !d->stopping && !fuse_session_exited(d->se)) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&d->cond, &d->lock, &ts);
+	}
+	ok = d->init_done;
+	pthread_mutex_unlock(&d->lock);
+	return ok;
+}
+
 /* Confirms the mount answers, then tells whoever waits (the parent of a
  * background daemon, systemd) and keeps the systemd watchdog fed. */
 static void *ready_thread(void *arg)
 {
 	struct daemon_state *d = arg;
 	const struct lfs_tree *t = lfs_stack_tree(d->stack);
-	struct stat st;
-	char status[256];
+	char status[512];
 	uint64_t wd;
+	struct statfs sfs;
 
-	if (stat(d->mountpoint, &st) < 0) {
+	if (!wait_init(d))
+		return NULL;
+	/* statfs, not stat: the kernel answers stat from its attribute cache
+	 * (valid for the attribute timeout, a day by default) even after the
+	 * daemon died; statfs is always a request.  A daemon that may not
+	 * reach its own mount (no allow_other, not the mount's owner, or a
+	 * folder on the way closed to it) cannot look: INIT has shown the
+	 * loop serves. */
+	if (statfs(d->mountpoint, &sfs) < 0 && errno != EACCES) {
 		lfs_err("%s: the mount does not answer: %s", d->mountpoint, strerror(errno));
 		fuse_session_exit(d->se);
 		return NULL;
@@ -128,28 +238,33 @@ static void *ready_thread(void *arg)
 		close(d->ready_fd);
 		d->ready_fd = -1;
 	}
-	snprintf(status, sizeof(status), "READY=1\nSTATUS=serving %zu layers, %u inodes at %s",
-		 lfs_stack_layer_count(d->stack), lfs_tree_count(t), d->mountpoint);
+	snprintf(status, sizeof(status), "READY=1\nSTATUS=serving %zu layers, %u inodes at %s%s",
+		 lfs_stack_layer_count(d->stack), lfs_tree_count(t), d->mountpoint,
+		 d->took_over ? " (taken over)" : "");
 	lfs_notify(status);
-	lfs_info("%s: serving %zu layers, %u inodes (opened in %.1f ms)", d->mountpoint,
-		 lfs_stack_layer_count(d->stack), lfs_tree_count(t),
-		 lfs_stack_open_seconds(d->stack) * 1e3);
+	lfs_info("%s: serving %zu layers, %u inodes as user %s (opened in %.1f ms%s)",
+		 d->mountpoint, lfs_stack_layer_count(d->stack), lfs_tree_count(t), d->privs.name,
+		 lfs_stack_open_seconds(d->stack) * 1e3,
+		 d->took_over ? "; took over the mount a previous daemon left" : "");
 	wd = lfs_notify_watchdog_usec();
+	if (wd && statfs(d->mountpoint, &sfs) < 0 && errno == EACCES)
+		lfs_warn("%s: user %s cannot reach the mount: the watchdog shows only that the daemon runs, not that it answers",
+			 d->mountpoint, d->privs.name);
 	while (wd && !fuse_session_exited(d->se)) {
 		struct timespec ts = { (time_t)(wd / 2000000), (long)(wd / 2 % 1000000) * 1000 };
-		struct statfs sfs;
 
-		/* statfs is never cached by the kernel: it answers only while
-		 * the FUSE loop does, so a hung loop stops the pings and
-		 * systemd restarts us. */
-		if (statfs(d->mountpoint, &sfs) == 0)
+		/* answered only while the FUSE loop is: a hung loop stops the
+		 * pings and systemd restarts us */
+		if (statfs(d->mountpoint, &sfs) == 0 || errno == EACCES)
 			lfs_notify("WATCHDOG=1");
 		nanosleep(&ts, NULL);
 	}
 	return NULL;
 }
 
-/* SIGUSR1 drops cached blocks; taken synchronously so it can take locks. */
+/* SIGUSR1 drops cached blocks; SIGHUP is ignored (nothing can be reloaded
+ * in place: the tree and its inode numbers are fixed for the mount's
+ * life).  Taken synchronously so they can take locks. */
 static void *signal_thread(void *arg)
 {
 	struct daemon_state *d = arg;
@@ -159,44 +274,136 @@ static void *signal_thread(void *arg)
 		if (sig == SIGUSR1) {
 			lfs_stack_drop_blocks(d->stack);
 			lfs_info("dropped cached blocks on request");
+		} else if (sig == SIGHUP) {
+			lfs_info("SIGHUP ignored: nothing is reloaded in place (a restart takes the mount over)");
 		}
 	}
 	return NULL;
+}
+
+static void *metrics_thread(void *arg)
+{
+	struct daemon_state *d = arg;
+	int failed = 0;
+
+	pthread_mutex_lock(&d->lock);
+	while (!d->stopping) {
+		struct timespec ts;
+		double next;
+		int rc;
+
+		pthread_mutex_unlock(&d->lock);
+		rc = lfs_metrics_write_file(d->ctx->metrics, d->stack, d->metrics_dir, d->metrics_name);
+		if (rc && !failed)
+			lfs_warn("metrics_file %s: cannot write it: %s (retrying quietly)",
+				 d->o->metrics_file, strerror(-rc));
+		else if (!rc && failed)
+			lfs_info("metrics_file %s: written again", d->o->metrics_file);
+		failed = rc != 0;
+		pthread_mutex_lock(&d->lock);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		next = (double)ts.tv_nsec / 1e9 + d->o->metrics_interval;
+		ts.tv_sec += (time_t)next;
+		ts.tv_nsec = (long)((next - (double)(time_t)next) * 1e9);
+		while (!d->stopping && pthread_cond_timedwait(&d->cond, &d->lock, &ts) == 0)
+			;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return NULL;
+}
+
+/* 1 when the connection is gone (unmounted, aborted). */
+static int connection_gone(struct fuse_session *se)
+{
+	struct pollfd p = { .fd = fuse_session_fd(se), .events = 0 };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
+}
+
+/* At the end: unmount, unless the mount is gone already or the service
+ * manager keeps it for the next start. */
+static void release_mount(struct daemon_state *d)
+{
+	if (connection_gone(d->se)) {
+		lfs_info("%s: unmounted", d->mountpoint);
+	} else if (d->stored) {
+		lfs_info("%s: stopped; the mount stays, its connection in the service's file descriptor store for the next start",
+			 d->mountpoint);
+	} else if (d->unmounter >= 0) {
+		lfs_unmounter_unmount(d->unmounter);
+		d->unmounter = -1;
+		lfs_info("%s: unmounted", d->mountpoint);
+	} else if (d->privs.keep_root || !d->privs.switch_user) {
+		/* root, or an unprivileged user's mount fusermount3 made */
+		fuse_session_unmount(d->se);
+		lfs_info("%s: unmounted", d->mountpoint);
+	}
 }
 
 static int run_daemon(struct daemon_state *d)
 {
 	struct fuse_loop_config *cfg;
 	pthread_t ready, sigt;
+	char err[512];
 	int rc;
 
+	/* Before any thread: the helper is a fork, the drop and the filter
+	 * are for every thread to come. */
+	if (d->privs.switch_user && !d->stored) {
+		d->unmounter = lfs_unmounter_start(d->mountpoint);
+		if (d->unmounter < 0)
+			lfs_warn("%s: no unmount helper (%s): the mount stays when the daemon stops",
+				 d->mountpoint, strerror(errno));
+	}
+	/* The workers, and the pool and buffer threads they start, inherit
+	 * this.  A batch thread woken by a request or a reply does not preempt
+	 * whatever runs on its core: left to the scheduler's normal wake-up
+	 * preemption, the workers kept interrupting the thread inflating ahead
+	 * of a sequential reader (docs/performance.md).  Unprivileged, and it
+	 * gives way to others rather than taking anything from them.  The
+	 * unit starts us as batch already (its filter forbids the call). */
+	if (d->sched_batch && sched_getscheduler(0) != SCHED_BATCH) {
+		struct sched_param sp = { 0 };
+
+		if (pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp))
+			lfs_warn("cannot run the workers as SCHED_BATCH; going on without");
+	}
+	if (lfs_privs_drop(&d->privs, err, sizeof(err)) ||
+	    lfs_seccomp_install((enum lfs_seccomp_mode)d->o->seccomp, err, sizeof(err))) {
+		lfs_err("%s", err);
+		release_mount(d);
+		return 1;
+	}
+	if (d->metrics_dir >= 0) {
+		rc = lfs_metrics_write_file(d->ctx->metrics, d->stack, d->metrics_dir,
+					    d->metrics_name);
+		if (rc) {
+			lfs_err("metrics_file %s: cannot write it as user %s: %s", d->o->metrics_file,
+				d->privs.name, strerror(-rc));
+			release_mount(d);
+			return 1;
+		}
+	}
 	if (fuse_set_signal_handlers(d->se)) {
 		lfs_err("cannot install signal handlers");
+		release_mount(d);
 		return 1;
 	}
 	sigemptyset(&d->signals);
 	sigaddset(&d->signals, SIGUSR1);
+	sigaddset(&d->signals, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &d->signals, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	pthread_create(&sigt, NULL, signal_thread, d);
 	pthread_detach(sigt);
 	pthread_create(&ready, NULL, ready_thread, d);
 	pthread_detach(ready);
+	if (d->metrics_dir >= 0)
+		d->metrics_running = !pthread_create(&d->metrics_thread, NULL, metrics_thread, d);
 	d->ctx->inval = lfs_inval_start(d->se);
-
-	/* The workers, and the pool and buffer threads they start, inherit
-	 * this.  A batch thread woken by a request or a reply does not preempt
-	 * whatever runs on its core: left to the scheduler's normal wake-up
-	 * preemption, the workers kept interrupting the thread inflating ahead
-	 * of a sequential reader (docs/performance.md).  Unprivileged, and it
-	 * gives way to others rather than taking anything from them. */
-	if (d->sched_batch) {
-		struct sched_param sp = { 0 };
-
-		if (pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp))
-			lfs_warn("cannot run the workers as SCHED_BATCH; going on without");
-	}
 	lfs_stack_start(d->stack);
+	if (d->took_over)
+		replay_init(d);
 	cfg = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_max_threads(cfg, 16);
 	/* Workers never exit once started: with few idle workers allowed,
@@ -205,12 +412,19 @@ static int run_daemon(struct daemon_state *d)
 	fuse_loop_cfg_set_idle_threads(cfg, 16);
 	rc = fuse_session_loop_mt(d->se, cfg);
 	fuse_loop_cfg_destroy(cfg);
+	pthread_mutex_lock(&d->lock);
+	d->stopping = 1;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	if (d->metrics_running) {
+		pthread_join(d->metrics_thread, NULL);
+		unlinkat(d->metrics_dir, d->metrics_name, 0);
+	}
 	lfs_inval_stop(d->ctx->inval);
 	d->ctx->inval = NULL;
 	lfs_notify("STOPPING=1");
-	fuse_session_unmount(d->se);
+	release_mount(d);
 	fuse_remove_signal_handlers(d->se);
-	lfs_info("%s: unmounted", d->mountpoint);
 	return rc < 0 ? 1 : 0;
 }
 
@@ -228,56 +442,251 @@ static int fuse_mount_args(struct lfs_options *o, const char *list)
 	    !fuse_opt_add_arg(&o->fuse_args, fsname) &&
 	    (!o->debug || !fuse_opt_add_arg(&o->fuse_args, "-odebug")))
 		rc = 0;
+	/* A mount made by another user than root (the unit's layerfs, with
+	 * CAP_SYS_ADMIN) is that user's: without allow_other only it could
+	 * use the mount.  Root keeps the access it has to a mount it makes. */
+	if (!rc && geteuid() != 0) {
+		int other = 0;
+
+		for (int i = 1; i < o->fuse_args.argc; i++)
+			other |= strstr(o->fuse_args.argv[i], "allow_other") ||
+				 strstr(o->fuse_args.argv[i], "allow_root");
+		if (!other && fuse_opt_add_arg(&o->fuse_args, "-oallow_root"))
+			rc = -1;
+	}
 	free(fsname);
 	free(escaped);
 	return rc;
 }
 
+/* The mount point as the daemon names it: its folder resolved, its own
+ * name kept.  Nothing looks at the mount point itself, which may be a live
+ * mount no daemon serves yet (the one to take over): any access would
+ * wait for an answer only this process could give. */
+static char *mount_path(const char *arg)
+{
+	char *copy = strdup(arg), *slash, *dir, *out = NULL;
+	const char *base;
+
+	if (!copy)
+		return NULL;
+	while (strlen(copy) > 1 && copy[strlen(copy) - 1] == '/')
+		copy[strlen(copy) - 1] = '\0';
+	slash = strrchr(copy, '/');
+	base = slash ? slash + 1 : copy;
+	if (slash == copy)
+		dir = realpath("/", NULL);
+	else if (slash) {
+		*slash = '\0';
+		dir = realpath(copy, NULL);
+	} else {
+		dir = realpath(".", NULL);
+	}
+	if (dir && (!strcmp(base, ".") || !strcmp(base, "..") || !base[0]))
+		out = realpath(arg, NULL); /* not a name of its own */
+	else if (dir && asprintf(&out, "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", base) < 0)
+		out = NULL;
+	free(dir);
+	free(copy);
+	return out;
+}
+
+static uint32_t hash32(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+/* Makes fd (a /dev/fuse connection) a clone of itself: a file of this
+ * process's own, so that what it reads and leaves unanswered ends with it.
+ * Keeps the original when the kernel cannot clone. */
+static void own_clone(int fd)
+{
+	int c = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+
+	if (c >= 0 && ioctl(c, FUSE_DEV_IOC_CLONE, &(uint32_t){ (uint32_t)fd }) == 0 &&
+	    dup2(c, fd) == fd)
+		(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+	else
+		lfs_warn("cannot clone the FUSE connection (%s): a crash leaves requests it was answering waiting",
+			 strerror(errno));
+	if (c >= 0)
+		close(c);
+}
+
+/* Of the descriptors systemd passed, the connection of this mount point
+ * and stack (its fd, or -1).  Others named after this mount point are
+ * another stack's: its mount is detached and its descriptor dropped, so
+ * this start mounts afresh. */
+static int find_stored(struct daemon_state *d)
+{
+	struct lfs_listen_fd fds[LFS_NOTIFY_MAX_FDS];
+	char mine[16];
+	int n = lfs_notify_listen_fds(fds, LFS_NOTIFY_MAX_FDS), found = -1;
+
+	snprintf(mine, sizeof(mine), "fuse-%08x-", hash32(d->mountpoint));
+	for (int i = 0; i < n; i++) {
+		struct pollfd p = { .fd = fds[i].fd, .events = 0 };
+		int dead = poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLNVAL));
+
+		if (found < 0 && !dead && !strcmp(fds[i].name, d->fdname)) {
+			found = fds[i].fd;
+			continue;
+		}
+		if (!strncmp(fds[i].name, "fuse-", 5))
+			(void)lfs_notify_forget_fd(fds[i].name);
+		if (!dead && !strncmp(fds[i].name, mine, strlen(mine))) {
+			lfs_warn("%s: the stack changed since the mount was made (list or zips): mounting afresh",
+				 d->mountpoint);
+			if (umount2(d->mountpoint, MNT_DETACH) && errno != EINVAL)
+				lfs_warn("%s: cannot detach the previous mount: %s", d->mountpoint,
+					 strerror(errno));
+		}
+		close(fds[i].fd);
+	}
+	return found;
+}
+
+/* -o admin_group=: a group name or number. */
+static int admin_group(const char *name, gid_t *gid)
+{
+	struct group *g = getgrnam(name);
+	char *end;
+	unsigned long v;
+
+	if (g) {
+		*gid = g->gr_gid;
+		return 0;
+	}
+	v = strtoul(name, &end, 10);
+	if (name[0] >= '0' && name[0] <= '9' && !*end && v < (gid_t)-1) {
+		*gid = (gid_t)v;
+		return 0;
+	}
+	lfs_err("-o admin_group=%s: no such group", name);
+	return -1;
+}
+
+/* metrics_file's folder, opened now (as whoever started us), and its name. */
+static int open_metrics_dir(struct daemon_state *d)
+{
+	const char *path = d->o->metrics_file, *slash = strrchr(path, '/');
+	char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+
+	d->metrics_name = slash ? slash + 1 : path;
+	if (dir)
+		d->metrics_dir = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (!dir || d->metrics_dir < 0 || !d->metrics_name[0]) {
+		lfs_err("metrics_file %s: %s", path,
+			!d->metrics_name[0] ? "names a folder, not a file" : strerror(errno));
+		free(dir);
+		return -1;
+	}
+	free(dir);
+	return 0;
+}
+
 int lfs_daemon_mount(struct lfs_options *o)
 {
+	static struct fuse_lowlevel_ops ops;
 	struct lfs_fuse_ctx ctx = { 0 };
-	struct daemon_state d = { .ready_fd = -1 };
+	struct daemon_state d = { .ready_fd = -1, .unmounter = -1,
+				  .metrics_dir = -1, .o = o };
 	char err[1024] = "", *mnt;
-	int rc = 1, pipefd[2];
+	int rc = 1, pipefd[2], stored_fd = -1;
 	pid_t pid;
 
 	if (o->npos != 2) {
 		fprintf(stderr, "usage: layerfs mount [-f] [-o OPTIONS] LIST MOUNTPOINT\n");
 		return 1;
 	}
+	pthread_mutex_init(&d.lock, NULL);
+	pthread_cond_init(&d.cond, NULL);
+	daemon_of_process = &d;
 	o->stack.list_path = o->pos[0];
-	if (prepare_mountpoint(o->pos[1]))
+	if (lfs_privs_resolve(o->user, &d.privs, err, sizeof(err))) {
+		lfs_err("%s", err);
 		return 1;
-	mnt = realpath(o->pos[1], NULL);
+	}
+	if (o->admin_group && admin_group(o->admin_group, &ctx.admin_gid))
+		return 1;
+	ctx.has_admin_gid = o->admin_group != NULL;
+	mnt = mount_path(o->pos[1]);
 	if (!mnt) {
 		lfs_err("%s: %s", o->pos[1], strerror(errno));
 		return 1;
 	}
 	d.mountpoint = mnt;
 	d.sched_batch = o->sched_batch;
-	if (served_by_layerfs(mnt)) {
-		lfs_err("%s: layerfs already serves this mount point (layerfs umount it first)", mnt);
-		goto out;
-	}
 	if (lfs_stack_open(&o->stack, &d.stack, err, sizeof(err))) {
 		lfs_err("%s", err);
 		goto out;
 	}
+	if (o->cache_dir && d.privs.switch_user)
+		lfs_warn("cache_dir %s: opened as root, but the daemon serves as %s and cannot record digests there (-o user=root, or the unit's CacheDirectory=, which belongs to %s)",
+			 o->cache_dir, d.privs.name, d.privs.name);
+	snprintf(d.fdname, sizeof(d.fdname), "fuse-%08x-%016llx", hash32(mnt),
+		 (unsigned long long)lfs_stack_fingerprint(d.stack));
+	if (o->foreground)
+		stored_fd = find_stored(&d);
+	if (stored_fd < 0) {
+		struct stat lst;
+		char *real;
+
+		/* a symlink is followed by mount(2): name what it mounts on */
+		if (lstat(mnt, &lst) == 0 && S_ISLNK(lst.st_mode) && (real = realpath(mnt, NULL))) {
+			free(mnt);
+			mnt = d.mountpoint = real;
+		}
+		if (prepare_mountpoint(mnt))
+			goto out;
+		if (served_by_layerfs(mnt)) {
+			lfs_err("%s: layerfs already serves this mount point (layerfs umount it first)", mnt);
+			goto out;
+		}
+	}
+	if (o->metrics_file && open_metrics_dir(&d))
+		goto out;
 	ctx.stack = d.stack;
 	ctx.entry_timeout = o->entry_timeout;
 	ctx.attr_timeout = o->attr_timeout;
 	ctx.max_read = o->max_read;
-	if (fuse_mount_args(o, o->pos[0]))
+	ctx.provenance = o->provenance;
+	ctx.metrics = lfs_metrics_new(LAYERFS_VERSION, LAYERFS_COMMIT, mnt);
+	if (!ctx.metrics || fuse_mount_args(o, o->pos[0]))
 		goto out;
-	d.se = fuse_session_new(&o->fuse_args, &lfs_fuse_ops, sizeof(lfs_fuse_ops), &ctx);
+	ops = lfs_fuse_ops;
+	ops.init = daemon_init;
+	d.se = fuse_session_new(&o->fuse_args, &ops, sizeof(ops), &ctx);
 	d.ctx = &ctx;
 	if (!d.se) {
 		lfs_err("cannot start a FUSE session (bad -o option?)");
 		goto out;
 	}
-	if (fuse_session_mount(d.se, mnt)) {
-		lfs_err("%s: cannot mount (is /dev/fuse available?)", mnt);
-		goto out_session;
+	if (stored_fd >= 0) {
+		char dev[32];
+
+		own_clone(stored_fd);
+		snprintf(dev, sizeof(dev), "/dev/fd/%d", stored_fd);
+		if (fuse_session_mount(d.se, dev)) {
+			lfs_err("%s: cannot take over the mount's connection", mnt);
+			goto out_session;
+		}
+		d.stored = d.took_over = 1;
+	} else {
+		if (fuse_session_mount(d.se, mnt)) {
+			lfs_err("%s: cannot mount (is /dev/fuse available?)", mnt);
+			goto out_session;
+		}
+		/* Only a daemon systemd runs itself (-f) keeps the connection
+		 * there: a forked one is not the service's main process. */
+		d.stored = o->foreground && getenv("NOTIFY_SOCKET") &&
+			   lfs_notify_store_fd(fuse_session_fd(d.se), d.fdname) == 0;
+		if (d.stored)
+			own_clone(fuse_session_fd(d.se));
 	}
 	if (o->foreground) {
 		rc = run_daemon(&d);
@@ -332,10 +741,14 @@ int lfs_daemon_mount(struct lfs_options *o)
 	rc = 1;
 	goto out_session;
 out_unmount:
-	fuse_session_unmount(d.se);
+	if (!d.took_over)
+		fuse_session_unmount(d.se);
 out_session:
 	fuse_session_destroy(d.se);
 out:
+	if (d.metrics_dir >= 0)
+		close(d.metrics_dir);
+	lfs_metrics_free(ctx.metrics);
 	lfs_stack_free(d.stack);
 	free(d.mountpoint);
 	return rc;

@@ -65,8 +65,8 @@ int main(int argc, char **argv)
 		return with_options(argc - 1, argv + 1, lfs_check_run);
 	if (argc == 3 && !strcmp(argv[1], "umount"))
 		return lfs_ctl_umount(argv[2]);
-	if (argc == 3 && !strcmp(argv[1], "stats"))
-		return lfs_ctl_stats(argv[2]);
+	if (!strcmp(argv[1], "stats"))
+		return lfs_ctl_stats(argc - 2, argv + 2);
 	if (argc == 3 && !strcmp(argv[1], "dropcache"))
 		return lfs_ctl_dropcache(argv[2]);
 	/* mount.fuse3 runs "layerfs LIST MOUNTPOINT -o OPTIONS" for

@@ -27,6 +27,13 @@ struct lfs_options {
 	int npos;
 	struct fuse_args fuse_args; /* what goes to FUSE, argv[0] first */
 	char *cache_dir;	/* owned; stack.cache_dir points here */
+	char *user;		/* -o user= (NULL: the default, layerfs) */
+	int seccomp;		/* enum lfs_seccomp_mode */
+	char *admin_group;	/* may read stats besides root; NULL: nobody */
+	int provenance;		/* 0 name, 1 path, 2 off */
+	char *metrics_file;	/* NULL: none */
+	double metrics_interval; /* seconds */
+	int strict;		/* check --strict */
 };
 
 /* Parses argv (argv[0] is the command's name) into o, with the defaults
