@@ -312,6 +312,21 @@ static void *metrics_thread(void *arg)
 	return NULL;
 }
 
+/* An error before serving: logged, and for a background daemon given to
+ * the parent waiting for readiness, which prints it (the one line a
+ * refused mount shows). */
+static void daemon_fail(struct daemon_state *d, const char *msg)
+{
+	lfs_err("%s", msg);
+	if (d->ready_fd >= 0) {
+		if (write(d->ready_fd, "E", 1) == 1 && write(d->ready_fd, msg, strlen(msg)) < 0) {
+			/* the parent says the daemon exited */
+		}
+		close(d->ready_fd);
+		d->ready_fd = -1;
+	}
+}
+
 /* 1 when the connection is gone (unmounted, aborted). */
 static int connection_gone(struct fuse_session *se)
 {
@@ -370,7 +385,7 @@ static int run_daemon(struct daemon_state *d)
 	}
 	if (lfs_privs_drop(&d->privs, err, sizeof(err)) ||
 	    lfs_seccomp_install((enum lfs_seccomp_mode)d->o->seccomp, err, sizeof(err))) {
-		lfs_err("%s", err);
+		daemon_fail(d, err);
 		release_mount(d);
 		return 1;
 	}
@@ -378,14 +393,15 @@ static int run_daemon(struct daemon_state *d)
 		rc = lfs_metrics_write_file(d->ctx->metrics, d->stack, d->metrics_dir,
 					    d->metrics_name);
 		if (rc) {
-			lfs_err("metrics_file %s: cannot write it as user %s: %s", d->o->metrics_file,
-				d->privs.name, strerror(-rc));
+			snprintf(err, sizeof(err), "metrics_file %s: cannot write it as user %s: %s",
+				 d->o->metrics_file, d->privs.name, strerror(-rc));
+			daemon_fail(d, err);
 			release_mount(d);
 			return 1;
 		}
 	}
 	if (fuse_set_signal_handlers(d->se)) {
-		lfs_err("cannot install signal handlers");
+		daemon_fail(d, "cannot install signal handlers");
 		release_mount(d);
 		return 1;
 	}
@@ -724,18 +740,25 @@ int lfs_daemon_mount(struct lfs_options *o)
 	}
 	close(pipefd[1]);
 	{
-		char c;
+		char msg[1024];
+		size_t len = 0;
 		ssize_t n;
 
-		do
-			n = read(pipefd[0], &c, 1);
-		while (n < 0 && errno == EINTR);
-		if (n == 1) {
+		do {
+			n = read(pipefd[0], msg + len, sizeof(msg) - 1 - len);
+			if (n > 0)
+				len += (size_t)n;
+		} while ((n > 0 && len < sizeof(msg) - 1) || (n < 0 && errno == EINTR));
+		msg[len] = '\0';
+		if (len && msg[0] == '1') {
 			/* The daemon owns the mount now. */
 			_exit(0);
 		}
+		if (len > 1 && msg[0] == 'E')
+			lfs_err("%s", msg + 1);
+		else
+			lfs_err("%s: the daemon exited before the mount was ready", mnt);
 	}
-	lfs_err("%s: the daemon exited before the mount was ready", mnt);
 	waitpid(pid, NULL, 0);
 	umount2(mnt, MNT_DETACH);
 	rc = 1;
