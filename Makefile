@@ -50,7 +50,7 @@ MISSING := $(call missing,$(LIBS))
 ifneq ($(MISSING),)
 $(error missing libraries: apt-get install $(MISSING) (or run tools/bootstrap deps))
 endif
-COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 PC_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(foreach l,$(LIBS),$(call module,$(l))))
 PC_LIBS := $(shell $(PKG_CONFIG) --libs $(foreach l,$(LIBS),$(call module,$(l))))
 endif
@@ -71,7 +71,7 @@ FRONT_OBJ := $(FRONT:%.c=$(BUILD)/%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
 .PHONY: all check unit it hostile-test systemd-test root-tests asan tsan bench fuzz install \
-	uninstall clean demo test-libs layering test-user
+	uninstall clean demo test-libs layering test-user install-examples package package-test
 all: $(BUILD)/layerfs
 
 $(BUILD)/%.o: %.c
@@ -210,6 +210,19 @@ install: $(BUILD)/layerfs
 		else echo "installing $$dst"; sed $(SYSTEMD_SED) systemd/$$f >"$$dst"; chmod 644 "$$dst"; fi; \
 	done
 
+# The demo stack of examples/layers as zips and a list, for a first mount
+# (the Debian package ships it): layerfs mount DATADIR/layerfs/examples/demo.list MNT
+DATADIR ?= $(PREFIX)/share
+install-examples:
+	install -d $(DESTDIR)$(DATADIR)/layerfs/examples
+	@set -e; for l in base patch config; do \
+		rm -f $(DESTDIR)$(DATADIR)/layerfs/examples/$$l.zip; \
+		(cd examples/layers/$$l && zip -q -r -y -X $(abspath $(DESTDIR)$(DATADIR))/layerfs/examples/$$l.zip .); \
+	done
+	printf '# lowest first; later layers win\nbase.zip name=demo-base version=1\npatch.zip name=demo-patch version=3\nconfig.zip name=demo-config version=1\n' \
+		>$(DESTDIR)$(DATADIR)/layerfs/examples/demo.list
+	chmod 644 $(DESTDIR)$(DATADIR)/layerfs/examples/*
+
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/layerfs $(DESTDIR)$(MANDIR)/man1/layerfs.1 \
 		$(DESTDIR)$(UNITDIR)/layerfs@.service $(DESTDIR)$(SBINDIR)/mount.fuse.layerfs \
@@ -221,6 +234,17 @@ uninstall:
 		elif [ -e "$$dst" ]; then echo "keeping modified $$dst"; fi; \
 	done
 	@rmdir $(DESTDIR)$(SYSCONFDIR)/layerfs 2>/dev/null || :
+
+# The Debian package: dpkg-buildpackage in a copy of the tree, the .deb in
+# build/package/ (needs debhelper; tools/ensure-debs.sh debhelper).
+package:
+	bash tests/package/run.sh --build-only
+
+# Builds the package, runs lintian, installs it into a fresh Debian root
+# (debootstrap) and mounts the example stack there; minutes, root, network
+# to the Debian archive.  Not part of make check.
+package-test:
+	bash tests/package/run.sh
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

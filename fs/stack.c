@@ -376,6 +376,7 @@ static void digest_run(struct lfs_pool_job *job, int cancelled)
 		return;
 	rc = lfs_digest_source(l->zi->src, d);
 	if (rc) {
+		__atomic_add_fetch(&l->source_errors, 1, __ATOMIC_RELAXED);
 		lfs_warn("%s: cannot hash it: %s; it shares nothing with other mounts", l->zi->path,
 			 strerror(-rc));
 		return;

@@ -648,6 +648,11 @@ t_install_destdir() {
 	cat "$D/usr/lib/systemd/system/layerfs@.service" "$D/sbin/mount.fuse.layerfs" | grep -v "^#" | grep -q /usr/local &&
 		{ echo "/usr/local left in an installed file"; return 1; }
 	[[ -x $D/sbin/mount.fuse.layerfs ]] || { echo "helper not executable"; return 1; }
+	# PREFIX=/usr: the helper's PATH names /usr/bin once
+	grep -qx 'PATH=/usr/bin:/usr/sbin:/sbin:/bin' "$D/sbin/mount.fuse.layerfs" ||
+		{ grep '^PATH=' "$D/sbin/mount.fuse.layerfs"; return 1; }
+	[[ -x $D/usr/libexec/layerfs/unit && -f $D/usr/lib/sysusers.d/layerfs.conf ]] ||
+		{ echo "the unit's helper or the sysusers.d file missing"; return 1; }
 	# config is not overwritten, the unit is
 	echo "# edited" >>"$D/etc/layerfs/example.conf"
 	echo "# stale" >>"$D/usr/lib/systemd/system/layerfs@.service"
