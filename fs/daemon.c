@@ -646,7 +646,7 @@ int lfs_daemon_mount(struct lfs_options *o)
 			 o->cache_dir, d.privs.name, d.privs.name);
 	snprintf(d.fdname, sizeof(d.fdname), "fuse-%08x-%016llx", hash32(mnt),
 		 (unsigned long long)lfs_stack_fingerprint(d.stack));
-	if (o->foreground)
+	if (o->foreground && o->fdstore)
 		stored_fd = find_stored(&d);
 	if (stored_fd < 0) {
 		struct stat lst;
@@ -698,8 +698,10 @@ int lfs_daemon_mount(struct lfs_options *o)
 			goto out_session;
 		}
 		/* Only a daemon systemd runs itself (-f) keeps the connection
-		 * there: a forked one is not the service's main process. */
-		d.stored = o->foreground && getenv("NOTIFY_SOCKET") &&
+		 * there: a forked one is not the service's main process.  And
+		 * only when asked: a unit without a store (FileDescriptorStoreMax=)
+		 * would drop it, and the daemon would leave its mount dead. */
+		d.stored = o->foreground && o->fdstore && getenv("NOTIFY_SOCKET") &&
 			   lfs_notify_store_fd(fuse_session_fd(d.se), d.fdname) == 0;
 		if (d.stored)
 			own_clone(fuse_session_fd(d.se));

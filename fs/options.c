@@ -33,6 +33,7 @@ enum target {
 	O_ENTRY_TIMEOUT, O_ATTR_TIMEOUT, O_TIMEOUT, O_UID, O_GID, O_MAX_LAYERS,
 	O_MAX_ENTRIES, O_MAX_TOTAL, O_MAX_NAME, O_CACHE_DIR, O_SCHED, O_DEBUG, O_JOURNAL,
 	O_USER, O_SECCOMP, O_ADMIN_GROUP, O_PROVENANCE, O_METRICS_FILE, O_METRICS_INTERVAL,
+	O_FDSTORE,
 };
 
 struct optdef {
@@ -99,6 +100,9 @@ static const struct optdef defs[] = {
 	  "                           (node_exporter's textfile collector)" },
 	{ "metrics_interval", T_SECONDS, O_METRICS_INTERVAL, 0, 0, "SECONDS",
 	  "how often metrics_file is written (default 15)" },
+	{ "fdstore", T_FLAG, O_FDSTORE, 0, 0, NULL,
+	  "with -f under systemd: keep the mount's connection in the\n"
+	  "                           unit's fd store, for the next start to take over" },
 	{ "debug", T_FLAG, O_DEBUG, 0, 0, NULL, "log at debug level (also -d)" },
 	{ "journal", T_FLAG, O_JOURNAL, 0, 0, NULL,
 	  "prefix log lines with syslog priorities (for journald)" },
@@ -292,6 +296,7 @@ static int apply(struct lfs_options *o, const struct optdef *d, const char *val)
 		break;
 	}
 	case O_DEBUG: o->debug = 1; break;
+	case O_FDSTORE: o->fdstore = 1; break;
 	case O_JOURNAL: o->journal = 1; break;
 	case O_ENTRY_TIMEOUT: case O_ATTR_TIMEOUT: case O_TIMEOUT: case O_METRICS_INTERVAL: break;
 	}

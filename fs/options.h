@@ -34,6 +34,7 @@ struct lfs_options {
 	char *metrics_file;	/* NULL: none */
 	double metrics_interval; /* seconds */
 	int strict;		/* check --strict */
+	int fdstore;		/* keep the connection in systemd's fd store */
 };
 
 /* Parses argv (argv[0] is the command's name) into o, with the defaults

@@ -344,7 +344,7 @@ t_execstart_argv() {
 	# ${VAR} must be one argument (the mount point has a space), the options
 	# follow "journal,", and the binary is the one make install rewrites.
 	unit_cmd ExecStart "$CONF" || return 1
-	local want=("$LAYERFS" mount -f -o "journal,allow_other,default_permissions,cache_size=16M" "$LIST" "$MNT")
+	local want=("$LAYERFS" mount -f -o "journal,fdstore,allow_other,default_permissions,cache_size=16M" "$LIST" "$MNT")
 	[[ -z $FLAGS ]] || { echo "ExecStart= has prefix '$FLAGS'"; return 1; }
 	if [[ ${#ARGV[@]} -ne ${#want[@]} || "${ARGV[*]}" != "${want[*]}" ]]; then
 		printf 'got : %q\n' "${ARGV[@]}"
@@ -553,7 +553,7 @@ t_recovered() {
 check "next start detaches the stale mount and serves (warning logged)" t_recovered
 t_empty_options() {
 	unit_cmd ExecStart "$CONF2" || return 1
-	[[ ${ARGV[4]} == journal, ]] || { echo "options argument: ${ARGV[4]}"; return 1; }
+	[[ ${ARGV[4]} == journal,fdstore, ]] || { echo "options argument: ${ARGV[4]}"; return 1; }
 	[[ $(cat "$MNT/nodejs/x.js") == "module.exports = 1" ]]
 }
 check "empty LAYERFS_OPTIONS works" t_empty_options
@@ -643,7 +643,7 @@ t_install_destdir() {
 		etc/layerfs/example.list sbin/mount.fuse.layerfs usr/share/man/man1/layerfs.1; do
 		[[ -e $D/$f ]] || { echo "not installed: $f"; (cd "$D" && find . -type f); return 1; }
 	done
-	grep -qx 'ExecStart=/usr/bin/layerfs mount -f -o journal,${LAYERFS_OPTIONS} ${LAYERFS_LIST} ${LAYERFS_MOUNTPOINT}' \
+	grep -qx 'ExecStart=/usr/bin/layerfs mount -f -o journal,fdstore,${LAYERFS_OPTIONS} ${LAYERFS_LIST} ${LAYERFS_MOUNTPOINT}' \
 		"$D/usr/lib/systemd/system/layerfs@.service" || { echo "ExecStart not rewritten"; return 1; }
 	cat "$D/usr/lib/systemd/system/layerfs@.service" "$D/sbin/mount.fuse.layerfs" | grep -v "^#" | grep -q /usr/local &&
 		{ echo "/usr/local left in an installed file"; return 1; }
@@ -673,7 +673,7 @@ P=$T/prefix
 t_install_prefix() {
 	mk install PREFIX="$P" SYSCONFDIR="$P/etc" SBINDIR="$P/sbin" >"$T/install2.log" 2>&1 ||
 		{ cat "$T/install2.log"; return 1; }
-	grep -qx "ExecStart=$P/bin/layerfs mount -f -o journal,\${LAYERFS_OPTIONS} \${LAYERFS_LIST} \${LAYERFS_MOUNTPOINT}" \
+	grep -qx "ExecStart=$P/bin/layerfs mount -f -o journal,fdstore,\${LAYERFS_OPTIONS} \${LAYERFS_LIST} \${LAYERFS_MOUNTPOINT}" \
 		"$P/lib/systemd/system/layerfs@.service" || return 1
 	grep -qx "EnvironmentFile=$P/etc/layerfs/%i.conf" "$P/lib/systemd/system/layerfs@.service" || return 1
 	grep -qx "LAYERFS_LIST=$P/etc/layerfs/example.list" "$P/etc/layerfs/example.conf" || return 1
