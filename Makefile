@@ -152,11 +152,12 @@ test-user:
 	@id -u layerfs >/dev/null 2>&1 || systemd-sysusers $(abspath systemd/layerfs.sysusers)
 
 # Sanitizer reports go to files, because a background daemon has no stderr;
-# any report fails the target.  The test that boots a real systemd is left
+# any report fails the target.  Their folder is writable by the daemon's
+# user, which the daemon is by the time it could report.  The test that boots a real systemd is left
 # out: the unit's system call filter forbids the ptrace LeakSanitizer needs.
 ASAN_REPORTS := $(abspath build-asan/reports)
 asan:
-	rm -rf $(ASAN_REPORTS) && mkdir -p $(ASAN_REPORTS)
+	rm -rf $(ASAN_REPORTS) && mkdir -p $(ASAN_REPORTS) && chmod 1777 $(ASAN_REPORTS)
 	LFS_SD_BOOT=0 ASAN_OPTIONS=log_path=$(ASAN_REPORTS)/asan:detect_leaks=1 \
 	UBSAN_OPTIONS=log_path=$(ASAN_REPORTS)/ubsan:print_stacktrace=1:halt_on_error=1 \
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \

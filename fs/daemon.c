@@ -58,6 +58,7 @@ struct daemon_state {
 	int took_over;		/* ... and came from there */
 	char fdname[64];
 	int unmounter;		/* the unmount helper's socket, or -1 */
+	int spare_fd;		/* an unattached /dev/fuse file, or -1 (release_mount) */
 	int metrics_dir;	/* metrics_file's folder, or -1 */
 	const char *metrics_name;
 	pthread_t metrics_thread;
@@ -336,7 +337,8 @@ static int connection_gone(struct fuse_session *se)
 }
 
 /* At the end: unmount, unless the mount is gone already or the service
- * manager keeps it for the next start. */
+ * manager keeps it for the next start.  Only a daemon that kept root may
+ * do it itself; the others ask their helper. */
 static void release_mount(struct daemon_state *d)
 {
 	if (connection_gone(d->se)) {
@@ -344,15 +346,21 @@ static void release_mount(struct daemon_state *d)
 	} else if (d->stored) {
 		lfs_info("%s: stopped; the mount stays, its connection in the service's file descriptor store for the next start",
 			 d->mountpoint);
+	} else if (d->privs.keep_root) {
+		fuse_session_unmount(d->se);
+		lfs_info("%s: unmounted", d->mountpoint);
 	} else if (d->unmounter >= 0) {
 		lfs_unmounter_unmount(d->unmounter);
 		d->unmounter = -1;
 		lfs_info("%s: unmounted", d->mountpoint);
-	} else if (d->privs.keep_root || !d->privs.switch_user) {
-		/* root, or an unprivileged user's mount fusermount3 made */
-		fuse_session_unmount(d->se);
-		lfs_info("%s: unmounted", d->mountpoint);
+	} else {
+		lfs_warn("%s: cannot unmount (no helper): the mount stays stale", d->mountpoint);
 	}
+	/* libfuse unmounts in fuse_session_unmount, which also frees what
+	 * it keeps of the mount: given a connection that looks gone (a
+	 * /dev/fuse file of no mount), it only frees and closes. */
+	if (d->spare_fd >= 0 && dup2(d->spare_fd, fuse_session_fd(d->se)) >= 0)
+		fuse_session_unmount(d->se);
 }
 
 static int run_daemon(struct daemon_state *d)
@@ -364,7 +372,8 @@ static int run_daemon(struct daemon_state *d)
 
 	/* Before any thread: the helper is a fork, the drop and the filter
 	 * are for every thread to come. */
-	if (d->privs.switch_user && !d->stored) {
+	d->spare_fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	if (!d->privs.keep_root && !d->stored) {
 		d->unmounter = lfs_unmounter_start(d->mountpoint);
 		if (d->unmounter < 0)
 			lfs_warn("%s: no unmount helper (%s): the mount stays when the daemon stops",
@@ -460,8 +469,9 @@ static int fuse_mount_args(struct lfs_options *o, const char *list)
 		rc = 0;
 	/* A mount made by another user than root (the unit's layerfs, with
 	 * CAP_SYS_ADMIN) is that user's: without allow_other only it could
-	 * use the mount.  Root keeps the access it has to a mount it makes. */
-	if (!rc && geteuid() != 0) {
+	 * use the mount.  Root keeps the access it has to a mount it makes.
+	 * (A user's own mount is fusermount3's, whose rules are its own.) */
+	if (!rc && geteuid() != 0 && lfs_privs_can_mount()) {
 		int other = 0;
 
 		for (int i = 1; i < o->fuse_args.argc; i++)
@@ -609,7 +619,7 @@ int lfs_daemon_mount(struct lfs_options *o)
 {
 	static struct fuse_lowlevel_ops ops;
 	struct lfs_fuse_ctx ctx = { 0 };
-	struct daemon_state d = { .ready_fd = -1, .unmounter = -1,
+	struct daemon_state d = { .ready_fd = -1, .unmounter = -1, .spare_fd = -1,
 				  .metrics_dir = -1, .o = o };
 	char err[1024] = "", *mnt;
 	int rc = 1, pipefd[2], stored_fd = -1;
@@ -773,6 +783,8 @@ out_session:
 out:
 	if (d.metrics_dir >= 0)
 		close(d.metrics_dir);
+	if (d.spare_fd >= 0)
+		close(d.spare_fd);
 	lfs_metrics_free(ctx.metrics);
 	lfs_stack_free(d.stack);
 	free(d.mountpoint);

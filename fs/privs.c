@@ -44,11 +44,14 @@ int lfs_privs_resolve(const char *user, struct lfs_privs *p, char *err, size_t e
 	uid_t euid = geteuid();
 
 	memset(p, 0, sizeof(*p));
+	/* started as someone else than root: that user, unless told */
+	if (!user && euid != 0 && (pw = getpwuid(euid)))
+		user = pw->pw_name;
 	if (!user)
 		user = LFS_DAEMON_USER;
 	snprintf(p->name, sizeof(p->name), "%s", user);
 	errno = 0;
-	pw = getpwnam(user);
+	pw = getpwnam(p->name);
 	if (!pw) {
 		if (!strcmp(user, LFS_DAEMON_USER))
 			snprintf(err, errlen,
@@ -98,6 +101,14 @@ static int caps_empty(void)
 	if (syscall(SYS_capget, &h, d))
 		return 0;
 	return !(d[0].effective | d[0].permitted | d[1].effective | d[1].permitted);
+}
+
+int lfs_privs_can_mount(void)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+
+	return syscall(SYS_capget, &h, d) == 0 && (d[0].effective & (1u << CAP_SYS_ADMIN));
 }
 
 int lfs_privs_drop(const struct lfs_privs *p, char *err, size_t errlen)
@@ -225,7 +236,7 @@ static const long serving_calls[] = {
 	SYS_readlinkat, SYS_faccessat, SYS_faccessat2, SYS_splice, SYS_pipe2, SYS_poll,
 	SYS_ppoll, SYS_umount2,
 #ifdef SYS_open
-	SYS_open, SYS_stat, SYS_lstat, SYS_readlink, SYS_access, SYS_pipe, SYS_rename,
+	SYS_open, SYS_stat, SYS_lstat, SYS_readlink, SYS_access, SYS_pipe, SYS_rename, SYS_dup2,
 	SYS_unlink, SYS_mkdir,
 #endif
 	/* memory */
@@ -315,8 +326,13 @@ static int unmounter_filter(void) { return 0; }
 
 #endif
 
+/* A helper with CAP_SYS_ADMIN (root's, or the unit's ambient one) keeps
+ * only that and unmounts itself; one without (a user's mount, which
+ * fusermount3 made) runs fusermount3, the setuid helper, so it may not set
+ * no_new_privs: it is the user's own process, with nothing to give away. */
 static void unmounter_main(int fd, const char *mnt)
 {
+	int capable = set_caps(1u << CAP_SYS_ADMIN) == 0 && !caps_empty();
 	char c;
 	ssize_t n;
 
@@ -325,16 +341,28 @@ static void unmounter_main(int fd, const char *mnt)
 	signal(SIGINT, SIG_IGN);
 	signal(SIGTERM, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
-	if (set_caps(1u << CAP_SYS_ADMIN) || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
-	    unmounter_filter())
+	if (capable && (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || unmounter_filter()))
 		_exit(1);
 	do
 		n = read(fd, &c, 1);
 	while (n < 0 && errno == EINTR);
-	if (n == 1 && c == 'u' && umount2(mnt, MNT_DETACH) && errno != EINVAL && errno != ENOENT) {
-		static const char msg[] = "layerfs: cannot unmount at exit\n";
+	if (n == 1 && c == 'u') {
+		if (!capable) {
+			pid_t pid = fork();
 
-		(void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+			if (pid == 0) {
+				execlp("fusermount3", "fusermount3", "-u", "-q", "-z", "--", mnt,
+				       (char *)NULL);
+				_exit(127);
+			}
+			if (pid > 0)
+				while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+					;
+		} else if (umount2(mnt, MNT_DETACH) && errno != EINVAL && errno != ENOENT) {
+			static const char msg[] = "layerfs: cannot unmount at exit\n";
+
+			(void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+		}
 	}
 	if (n == 1)
 		(void)!write(fd, "d", 1);

@@ -24,11 +24,15 @@ struct lfs_privs {
 	char name[64];
 };
 
-/* Resolves -o user= (NULL: LFS_DAEMON_USER) against how we were started.
- * Root may become anyone; anyone else may only stay who they are (the unit
- * starts the daemon as its User= with CAP_SYS_ADMIN).  0, or -1 with a
- * one-line reason in err. */
+/* Resolves -o user= (NULL: LFS_DAEMON_USER for root, else whoever started
+ * us) against how we were started.  Root may become anyone; anyone else may
+ * only stay who they are (the unit starts the daemon as its User= with
+ * CAP_SYS_ADMIN).  0, or -1 with a one-line reason in err. */
 int lfs_privs_resolve(const char *user, struct lfs_privs *p, char *err, size_t errlen);
+
+/* 1 when this process may mount(2) itself (CAP_SYS_ADMIN), not through
+ * fusermount3. */
+int lfs_privs_can_mount(void);
 
 /* Becomes p's user with no capabilities (unless keep_root) and
  * no_new_privs, and checks that it worked.  Call before any thread is
@@ -45,11 +49,13 @@ enum lfs_seccomp_mode {
  * -1 with a reason in err.  Needs no_new_privs (lfs_privs_drop). */
 int lfs_seccomp_install(enum lfs_seccomp_mode mode, char *err, size_t errlen);
 
-/* The unmount helper: a child that keeps only CAP_SYS_ADMIN, may make only
- * the few calls it needs, and detaches `mnt` (lazily) when asked, so that
- * a daemon that is no longer root can still unmount when it stops.  It
- * ignores SIGINT, SIGTERM and SIGHUP (the daemon decides) and exits when
- * the daemon's end of its pipe closes.  Returns the daemon's end, or -1. */
+/* The unmount helper: a child that detaches `mnt` (lazily) when asked, so
+ * that a daemon without privileges can still unmount when it stops.  With
+ * CAP_SYS_ADMIN to start from (root, the unit) it keeps only that and may
+ * make only the few calls it needs; without (a user's own mount) it runs
+ * fusermount3.  It ignores SIGINT, SIGTERM and SIGHUP (the daemon decides)
+ * and exits when the daemon's end of its socket closes.  Returns the
+ * daemon's end, or -1. */
 int lfs_unmounter_start(const char *mnt);
 /* Asks the helper to unmount and waits until it has tried; closes fd. */
 void lfs_unmounter_unmount(int fd);
