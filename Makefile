@@ -6,6 +6,8 @@
 #   make bench      benchmarks, with baselines measured in the same run
 #   make fuzz       libFuzzer targets (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make package    the Debian package (build/package/*.deb)
+#   make package-test  that package installed into a fresh Debian root and mounted
 VERSION := 0.1.0
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin

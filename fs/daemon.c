@@ -772,7 +772,9 @@ int lfs_daemon_mount(struct lfs_options *o)
 			lfs_err("%s: the daemon exited before the mount was ready", mnt);
 	}
 	waitpid(pid, NULL, 0);
-	umount2(mnt, MNT_DETACH);
+	/* detaches it (lazily, as root), unless the daemon did; and frees
+	 * libfuse's copy of the mount point */
+	fuse_session_unmount(d.se);
 	rc = 1;
 	goto out_session;
 out_unmount:
