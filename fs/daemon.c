@@ -363,6 +363,20 @@ static void release_mount(struct daemon_state *d)
 		fuse_session_unmount(d->se);
 }
 
+/* A layer named by a URL (http://, https://, s3://) is read over the
+ * network: the filter must let its source open sockets. */
+static int has_remote(const struct lfs_stack *s)
+{
+	for (size_t i = 0; i < lfs_stack_layer_count(s); i++) {
+		struct lfs_stack_layer_info li;
+
+		lfs_stack_layer_info(s, i, &li);
+		if (strstr(li.path, "://"))
+			return 1;
+	}
+	return 0;
+}
+
 static int run_daemon(struct daemon_state *d)
 {
 	struct fuse_loop_config *cfg;
@@ -393,7 +407,8 @@ static int run_daemon(struct daemon_state *d)
 			lfs_warn("cannot run the workers as SCHED_BATCH; going on without");
 	}
 	if (lfs_privs_drop(&d->privs, err, sizeof(err)) ||
-	    lfs_seccomp_install((enum lfs_seccomp_mode)d->o->seccomp, err, sizeof(err))) {
+	    lfs_seccomp_install((enum lfs_seccomp_mode)d->o->seccomp, has_remote(d->stack), err,
+				sizeof(err))) {
 		daemon_fail(d, err);
 		release_mount(d);
 		return 1;

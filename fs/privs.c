@@ -186,6 +186,20 @@ static void allow_if(struct prog *p, long nr, int i, int jset, uint32_t val, uin
 	emit(p, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, deny));
 }
 
+/* nr allowed when argument i is one of vals; otherwise `deny`. */
+static void allow_one_of(struct prog *p, long nr, int i, const uint32_t *vals, unsigned n,
+			 uint32_t deny)
+{
+	emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0,
+					      (unsigned char)(n + 3)));
+	emit(p, (struct sock_filter)LOAD_ARG(i));
+	for (unsigned k = 0; k < n; k++)
+		emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, vals[k],
+						      (unsigned char)(n - k), 0));
+	emit(p, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, deny));
+	emit(p, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+}
+
 static void begin(struct prog *p, uint32_t deny)
 {
 	p->n = 0;
@@ -234,7 +248,7 @@ static const long serving_calls[] = {
 	SYS_fdatasync, SYS_ftruncate, SYS_fallocate, SYS_fadvise64, SYS_readahead, SYS_mkdirat,
 	SYS_unlinkat, SYS_renameat, SYS_renameat2, SYS_getdents64, SYS_fchmod, SYS_flock,
 	SYS_readlinkat, SYS_faccessat, SYS_faccessat2, SYS_splice, SYS_pipe2, SYS_poll,
-	SYS_ppoll, SYS_umount2,
+	SYS_ppoll, SYS_umount2, SYS_utimensat,
 #ifdef SYS_open
 	SYS_open, SYS_stat, SYS_lstat, SYS_readlink, SYS_access, SYS_pipe, SYS_rename, SYS_dup2,
 	SYS_unlink, SYS_mkdir,
@@ -248,6 +262,9 @@ static const long serving_calls[] = {
 	SYS_getpid, SYS_gettid, SYS_getppid, SYS_getuid, SYS_geteuid, SYS_getgid,
 	SYS_getegid, SYS_getresuid, SYS_getresgid, SYS_getgroups, SYS_tgkill, SYS_getcpu,
 	SYS_getrandom, SYS_membarrier, SYS_prlimit64, SYS_sysinfo, SYS_uname,
+	/* a thread lowering its own policy (SCHED_IDLE, SCHED_BATCH); without
+	 * a capability or an RLIMIT_RTPRIO nothing higher is allowed */
+	SYS_sched_setscheduler, SYS_sched_setparam,
 #ifdef SYS_time
 	SYS_time,
 #endif
@@ -258,8 +275,19 @@ static const long serving_calls[] = {
 	SYS_sendto, SYS_sendmsg, SYS_connect,
 };
 
-int lfs_seccomp_install(enum lfs_seccomp_mode mode, char *err, size_t errlen)
+/* What a remote source (libcurl: name lookups, TCP, TLS) adds. */
+static const long network_calls[] = {
+	SYS_connect, SYS_bind, SYS_getsockopt, SYS_setsockopt, SYS_getsockname, SYS_getpeername,
+	SYS_recvfrom, SYS_recvmsg, SYS_recvmmsg, SYS_sendmmsg, SYS_shutdown, SYS_socketpair,
+	SYS_epoll_create1, SYS_epoll_ctl, SYS_epoll_wait, SYS_epoll_pwait, SYS_eventfd2,
+};
+
+int lfs_seccomp_install(enum lfs_seccomp_mode mode, int network, char *err, size_t errlen)
 {
+	static const uint32_t local[] = { AF_UNIX };
+	/* glibc's name lookup asks the kernel for the host's addresses over
+	 * netlink */
+	static const uint32_t net[] = { AF_UNIX, AF_INET, AF_INET6, AF_NETLINK };
 	static struct prog p;
 	uint32_t deny = mode == LFS_SECCOMP_LOG ? SECCOMP_RET_LOG : SECCOMP_RET_KILL_PROCESS;
 
@@ -285,8 +313,16 @@ int lfs_seccomp_install(enum lfs_seccomp_mode mode, char *err, size_t errlen)
 	/* glibc names threads and asks for its own ones' state */
 	allow_if(&p, SYS_prctl, 0, 0, PR_GET_NAME, SECCOMP_RET_ERRNO | EPERM);
 #endif
-	/* the notify socket and syslog: local sockets only */
-	allow_if(&p, SYS_socket, 0, 0, AF_UNIX, SECCOMP_RET_ERRNO | EAFNOSUPPORT);
+	/* the notify socket and syslog: local sockets only, unless a layer
+	 * is remote */
+	if (network) {
+		for (size_t i = 0; i < sizeof(network_calls) / sizeof(network_calls[0]); i++)
+			allow(&p, network_calls[i]);
+		allow_one_of(&p, SYS_socket, 0, net, sizeof(net) / sizeof(net[0]),
+			     SECCOMP_RET_ERRNO | EAFNOSUPPORT);
+	} else {
+		allow_one_of(&p, SYS_socket, 0, local, 1, SECCOMP_RET_ERRNO | EAFNOSUPPORT);
+	}
 	/* no ioctl: isatty() learns "not a terminal" */
 	answer(&p, SYS_ioctl, SECCOMP_RET_ERRNO | ENOTTY);
 	return load(&p, deny, SECCOMP_FILTER_FLAG_TSYNC, err, errlen);
@@ -314,8 +350,9 @@ static int unmounter_filter(void)
 
 #else /* no filter for this architecture */
 
-int lfs_seccomp_install(enum lfs_seccomp_mode mode, char *err, size_t errlen)
+int lfs_seccomp_install(enum lfs_seccomp_mode mode, int network, char *err, size_t errlen)
 {
+	(void)network;
 	if (mode == LFS_SECCOMP_OFF)
 		return 0;
 	snprintf(err, errlen, "no system call filter for this architecture (-o seccomp=off)");

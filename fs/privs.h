@@ -45,9 +45,10 @@ enum lfs_seccomp_mode {
 	LFS_SECCOMP_OFF,
 };
 
-/* Installs the serving loop's system call filter on every thread.  0, or
- * -1 with a reason in err.  Needs no_new_privs (lfs_privs_drop). */
-int lfs_seccomp_install(enum lfs_seccomp_mode mode, char *err, size_t errlen);
+/* Installs the serving loop's system call filter on every thread; with
+ * `network`, what a remote layer's source needs (IP sockets).  0, or -1
+ * with a reason in err.  Needs no_new_privs (lfs_privs_drop). */
+int lfs_seccomp_install(enum lfs_seccomp_mode mode, int network, char *err, size_t errlen);
 
 /* The unmount helper: a child that detaches `mnt` (lazily) when asked, so
  * that a daemon without privileges can still unmount when it stops.  With
