@@ -192,11 +192,12 @@ demo: $(BUILD)/layerfs
 # there.  uninstall removes those two only while they are unmodified, and
 # never the user.
 install: $(BUILD)/layerfs
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(UNITDIR) \
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
 		$(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/layerfs $(DESTDIR)$(LIBEXECDIR)/layerfs \
 		$(DESTDIR)$(SYSUSERSDIR)
 	install -m 755 $(BUILD)/layerfs $(DESTDIR)$(BINDIR)/layerfs
 	install -m 644 docs/layerfs.1 $(DESTDIR)$(MANDIR)/man1/layerfs.1
+	install -m 644 docs/mount.fuse.layerfs.8 $(DESTDIR)$(MANDIR)/man8/mount.fuse.layerfs.8
 	sed $(SYSTEMD_SED) systemd/layerfs@.service >$(DESTDIR)$(UNITDIR)/layerfs@.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/layerfs@.service
 	sed $(SYSTEMD_SED) systemd/layerfs-unit >$(DESTDIR)$(LIBEXECDIR)/layerfs/unit
@@ -228,6 +229,7 @@ install-examples:
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/layerfs $(DESTDIR)$(MANDIR)/man1/layerfs.1 \
+		$(DESTDIR)$(MANDIR)/man8/mount.fuse.layerfs.8 \
 		$(DESTDIR)$(UNITDIR)/layerfs@.service $(DESTDIR)$(SBINDIR)/mount.fuse.layerfs \
 		$(DESTDIR)$(LIBEXECDIR)/layerfs/unit $(DESTDIR)$(SYSUSERSDIR)/layerfs.conf
 	@rmdir $(DESTDIR)$(LIBEXECDIR)/layerfs 2>/dev/null || :
