@@ -163,10 +163,11 @@ static void daemon_init(void *userdata, struct fuse_conn_info *conn)
 }
 
 /* A taken-over connection had its INIT long ago: the kernel sends none and
- * libfuse answers nothing before one.  This one, made here with what the
- * kernel offered the first daemon that matters to the session, sets the
- * session up; its reply goes to a request id the kernel never used
- * (refused with ENOENT, which libfuse does not report). */
+ * libfuse answers nothing before one.  This one, made here, offers what
+ * lfs_init asks for (what the kernel agreed to with the first daemon stays
+ * as it was; the session only sizes its buffers by it) and sets the session
+ * up; its reply goes to a request id the kernel never used (refused with
+ * ENOENT, which libfuse does not report). */
 static void replay_init(struct daemon_state *d)
 {
 	struct {
