@@ -7,6 +7,8 @@
 #   make bench      benchmarks, with baselines measured in the same run
 #   make fuzz       libFuzzer targets (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make package    the Debian package (build/package/*.deb)
+#   make package-test  that package installed into a fresh Debian root and mounted
 VERSION := 0.1.0
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
@@ -14,9 +16,16 @@ MANDIR ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 SBINDIR ?= /sbin
-# The files in systemd/ name the default paths; install rewrites them.
+LIBEXECDIR ?= $(PREFIX)/libexec
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+# The files in systemd/ name the default paths; install rewrites them.  The
+# mount helper's PATH is BINDIR, then the usual folders that are not BINDIR.
+empty :=
+space := $(empty) $(empty)
+HELPER_PATH = $(subst $(space),:,$(strip $(BINDIR) $(filter-out $(BINDIR),/usr/sbin /usr/bin /sbin /bin)))
 SYSTEMD_SED = -e 's|/usr/local/bin/layerfs|$(BINDIR)/layerfs|g' \
-	-e 's|^PATH=/usr/local/bin:|PATH=$(BINDIR):|' -e 's|/etc/layerfs|$(SYSCONFDIR)/layerfs|g'
+	-e 's|/usr/local/libexec/layerfs|$(LIBEXECDIR)/layerfs|g' \
+	-e 's|^PATH=.*|PATH=$(HELPER_PATH)|' -e 's|/etc/layerfs|$(SYSCONFDIR)/layerfs|g'
 DESTDIR ?=
 BUILD ?= build
 
@@ -44,7 +53,7 @@ MISSING := $(call missing,$(LIBS))
 ifneq ($(MISSING),)
 $(error missing libraries: apt-get install $(MISSING) (or run tools/bootstrap deps))
 endif
-COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 PC_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(foreach l,$(LIBS),$(call module,$(l))))
 PC_LIBS := $(shell $(PKG_CONFIG) --libs $(foreach l,$(LIBS),$(call module,$(l))))
 endif
@@ -61,14 +70,16 @@ CACHE := cache/source.c cache/source_file.c cache/source_mem.c cache/cache.c cac
 CORE := fs/log.c fs/layerlist.c fs/zipindex.c fs/tree.c fs/treecache.c fs/stack.c fs/notify.c \
 	fs/trace.c fs/prefetch.c \
 	$(CACHE)
-FRONT := fs/fuse_ops.c fs/inval.c fs/options.c fs/daemon.c fs/check.c fs/ctl.c fs/cachecmd.c \
+FRONT := fs/fuse_ops.c fs/inval.c fs/options.c fs/metrics.c fs/privs.c fs/daemon.c fs/check.c \
+	fs/ctl.c fs/cachecmd.c \
 	fs/main.c
 CORE_OBJ := $(CORE:%.c=$(BUILD)/%.o)
 FRONT_OBJ := $(FRONT:%.c=$(BUILD)/%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
 .PHONY: all check unit it hostile-test systemd-test root-tests asan tsan bench fuzz install \
-	uninstall clean demo test-libs layering remote-test
+	uninstall clean demo test-libs layering remote-test test-user install-examples package \
+	package-test
 all: $(BUILD)/layerfs
 
 $(BUILD)/%.o: %.c
@@ -83,8 +94,8 @@ $(BUILD)/version.h: FORCE
 	@mkdir -p $(BUILD)
 	@printf '#define LAYERFS_VERSION "%s"\n#define LAYERFS_COMMIT "%s"\n' '$(VERSION)' '$(COMMIT)' >$@.tmp
 	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
-$(BUILD)/fs/main.o: $(BUILD)/version.h
-$(BUILD)/fs/main.o: CPPFLAGS += -I$(BUILD)
+$(BUILD)/fs/main.o $(BUILD)/fs/daemon.o: $(BUILD)/version.h
+$(BUILD)/fs/main.o $(BUILD)/fs/daemon.o: CPPFLAGS += -I$(BUILD)
 FORCE:
 
 $(BUILD)/layerfs: $(CORE_OBJ) $(FRONT_OBJ)
@@ -156,14 +167,20 @@ check: all unit
 		exit 1; fi
 	$(MAKE) root-tests
 
-root-tests: all it hostile-test systemd-test remote-test
+root-tests: all test-user it hostile-test systemd-test remote-test
+
+# Mounts drop to the daemon's user (-o user=, default layerfs): created as
+# make install creates it, from the sysusers.d file.
+test-user:
+	@id -u layerfs >/dev/null 2>&1 || systemd-sysusers $(abspath systemd/layerfs.sysusers)
 
 # Sanitizer reports go to files, because a background daemon has no stderr;
-# any report fails the target.  The test that boots a real systemd is left
+# any report fails the target.  Their folder is writable by the daemon's
+# user, which the daemon is by the time it could report.  The test that boots a real systemd is left
 # out: the unit's system call filter forbids the ptrace LeakSanitizer needs.
 ASAN_REPORTS := $(abspath build-asan/reports)
 asan:
-	rm -rf $(ASAN_REPORTS) && mkdir -p $(ASAN_REPORTS)
+	rm -rf $(ASAN_REPORTS) && mkdir -p $(ASAN_REPORTS) && chmod 1777 $(ASAN_REPORTS)
 	LFS_SD_BOOT=0 ASAN_OPTIONS=log_path=$(ASAN_REPORTS)/asan:detect_leaks=1 \
 	UBSAN_OPTIONS=log_path=$(ASAN_REPORTS)/ubsan:print_stacktrace=1:halt_on_error=1 \
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
@@ -190,16 +207,27 @@ demo: $(BUILD)/layerfs
 	LAYERFS=$(abspath $(BUILD)/layerfs) bash examples/demo.sh
 
 # Also installs systemd/ (see systemd/README.md): the layerfs@.service
-# template to UNITDIR, the mount.fuse.layerfs helper to SBINDIR, and
-# example.conf/example.list to SYSCONFDIR/layerfs unless they exist there.
-# uninstall removes those two only while they are unmodified.
+# template to UNITDIR and its helper script to LIBEXECDIR/layerfs/unit,
+# the sysusers.d file for the daemon's user to SYSUSERSDIR (and, without
+# DESTDIR, creates the user), the mount.fuse.layerfs helper to SBINDIR,
+# and example.conf/example.list to SYSCONFDIR/layerfs unless they exist
+# there.  uninstall removes those two only while they are unmodified, and
+# never the user.
 install: $(BUILD)/layerfs
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(UNITDIR) \
-		$(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/layerfs
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/layerfs $(DESTDIR)$(LIBEXECDIR)/layerfs \
+		$(DESTDIR)$(SYSUSERSDIR)
 	install -m 755 $(BUILD)/layerfs $(DESTDIR)$(BINDIR)/layerfs
 	install -m 644 docs/layerfs.1 $(DESTDIR)$(MANDIR)/man1/layerfs.1
+	install -m 644 docs/mount.fuse.layerfs.8 $(DESTDIR)$(MANDIR)/man8/mount.fuse.layerfs.8
 	sed $(SYSTEMD_SED) systemd/layerfs@.service >$(DESTDIR)$(UNITDIR)/layerfs@.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/layerfs@.service
+	sed $(SYSTEMD_SED) systemd/layerfs-unit >$(DESTDIR)$(LIBEXECDIR)/layerfs/unit
+	chmod 755 $(DESTDIR)$(LIBEXECDIR)/layerfs/unit
+	install -m 644 systemd/layerfs.sysusers $(DESTDIR)$(SYSUSERSDIR)/layerfs.conf
+	@if [ -z "$(DESTDIR)" ] && command -v systemd-sysusers >/dev/null; then \
+		systemd-sysusers $(SYSUSERSDIR)/layerfs.conf; \
+	else echo "the daemon's user: systemd-sysusers $(SYSUSERSDIR)/layerfs.conf (once installed)"; fi
 	sed $(SYSTEMD_SED) systemd/mount.fuse.layerfs >$(DESTDIR)$(SBINDIR)/mount.fuse.layerfs
 	chmod 755 $(DESTDIR)$(SBINDIR)/mount.fuse.layerfs
 	@set -e; for f in example.conf example.list; do \
@@ -208,15 +236,42 @@ install: $(BUILD)/layerfs
 		else echo "installing $$dst"; sed $(SYSTEMD_SED) systemd/$$f >"$$dst"; chmod 644 "$$dst"; fi; \
 	done
 
+# The demo stack of examples/layers as zips and a list, for a first mount
+# (the Debian package ships it): layerfs mount DATADIR/layerfs/examples/demo.list MNT
+DATADIR ?= $(PREFIX)/share
+install-examples:
+	install -d $(DESTDIR)$(DATADIR)/layerfs/examples
+	@set -e; for l in base patch config; do \
+		rm -f $(DESTDIR)$(DATADIR)/layerfs/examples/$$l.zip; \
+		(cd examples/layers/$$l && zip -q -r -y -X $(abspath $(DESTDIR)$(DATADIR))/layerfs/examples/$$l.zip .); \
+	done
+	printf '# lowest first; later layers win\nbase.zip name=demo-base version=1\npatch.zip name=demo-patch version=3\nconfig.zip name=demo-config version=1\n' \
+		>$(DESTDIR)$(DATADIR)/layerfs/examples/demo.list
+	chmod 644 $(DESTDIR)$(DATADIR)/layerfs/examples/*
+
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/layerfs $(DESTDIR)$(MANDIR)/man1/layerfs.1 \
-		$(DESTDIR)$(UNITDIR)/layerfs@.service $(DESTDIR)$(SBINDIR)/mount.fuse.layerfs
+		$(DESTDIR)$(MANDIR)/man8/mount.fuse.layerfs.8 \
+		$(DESTDIR)$(UNITDIR)/layerfs@.service $(DESTDIR)$(SBINDIR)/mount.fuse.layerfs \
+		$(DESTDIR)$(LIBEXECDIR)/layerfs/unit $(DESTDIR)$(SYSUSERSDIR)/layerfs.conf
+	@rmdir $(DESTDIR)$(LIBEXECDIR)/layerfs 2>/dev/null || :
 	@for f in example.conf example.list; do \
 		dst=$(DESTDIR)$(SYSCONFDIR)/layerfs/$$f; \
 		if sed $(SYSTEMD_SED) systemd/$$f | cmp -s - "$$dst"; then rm -f "$$dst"; \
 		elif [ -e "$$dst" ]; then echo "keeping modified $$dst"; fi; \
 	done
 	@rmdir $(DESTDIR)$(SYSCONFDIR)/layerfs 2>/dev/null || :
+
+# The Debian package: dpkg-buildpackage in a copy of the tree, the .deb in
+# build/package/ (needs debhelper; tools/ensure-debs.sh debhelper).
+package:
+	bash tests/package/run.sh --build-only
+
+# Builds the package, runs lintian, installs it into a fresh Debian root
+# (debootstrap) and mounts the example stack there; minutes, root, network
+# to the Debian archive.  Not part of make check.
+package-test:
+	bash tests/package/run.sh
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

@@ -367,10 +367,11 @@ struct lfs_centry *lfs_cache_insert_get(struct lfs_cache *c, const struct lfs_ca
 
 	e = calloc(1, sizeof(*e));
 	pthread_mutex_lock(&s->lock);
-	have = find(s, k);
+	/* A fill of k that fails (a disk record that missed or was bad) frees
+	 * the key: then this data goes in, it is as good as any. */
+	while ((have = find(s, k)) != NULL && !(have = ref_ready(s, have, &err)))
+		;
 	if (have || !e) {
-		if (have)
-			have = ref_ready(s, have, &err);
 		pthread_mutex_unlock(&s->lock);
 		free(e);
 		data_free(c, data, len);

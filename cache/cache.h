@@ -94,7 +94,8 @@ void lfs_cache_insert(struct lfs_cache *c, const struct lfs_cache_key *k, void *
 
 /* Like lfs_cache_insert, and returns a referenced entry for k: the new one,
  * or the one already there (data is then freed).  Waits for a key being
- * filled.  NULL when memory ran out or that fill failed. */
+ * filled; when that fill fails, data goes in.  NULL only when memory ran
+ * out. */
 struct lfs_centry *lfs_cache_insert_get(struct lfs_cache *c, const struct lfs_cache_key *k,
 					void *data, size_t len);
 

@@ -1,5 +1,7 @@
 #include "digest.h"
 
+#include "hostdir.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -123,7 +125,8 @@ int lfs_digest_memo_put(int dirfd, const char *version, const unsigned char d[LF
 	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	if (write(fd, text, (size_t)len) != len)
+	rc = lfs_hostdir_own(fd);
+	if (!rc && write(fd, text, (size_t)len) != len)
 		rc = errno ? -errno : -EIO;
 	if (close(fd) && !rc)
 		rc = -errno;

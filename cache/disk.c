@@ -169,6 +169,9 @@ static void save_stats(struct lfs_disk *d)
 {
 	int fd = openat(d->v1fd, "stats", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	unsigned long long hits = 0, misses = 0;
+
+	if (fd >= 0)
+		(void)lfs_hostdir_own(fd);
 	char buf[128];
 	ssize_t n;
 	int len;
@@ -455,6 +458,9 @@ static int put_record(struct lfs_disk_layer *l, const char *name, const struct h
 	fd = openat(l->fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		rc = -errno;
+	} else if ((rc = lfs_hostdir_own(fd)) != 0) {
+		close(fd);
+		unlinkat(l->fd, tmp, 0);
 	} else {
 		size_t len = HEAD + h.payload_len, done = 0;
 

@@ -7,8 +7,27 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+static uid_t owner_uid;
+static gid_t owner_gid;
+static int owner_set;
+
+void lfs_hostdir_set_owner(uid_t uid, gid_t gid)
+{
+	owner_uid = uid;
+	owner_gid = gid;
+	owner_set = 1;
+}
+
+int lfs_hostdir_own(int fd)
+{
+	if (!owner_set || geteuid() != 0 || owner_uid == 0)
+		return 0;
+	return fchown(fd, owner_uid, owner_gid) ? -errno : 0;
+}
+
 static int check_dir(int fd, const char *what, char *err, size_t errlen)
 {
+	uid_t want = owner_set ? owner_uid : geteuid();
 	struct stat st;
 
 	if (fstat(fd, &st) < 0) {
@@ -19,9 +38,9 @@ static int check_dir(int fd, const char *what, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: not a directory", what);
 		return -ENOTDIR;
 	}
-	if (st.st_uid != geteuid()) {
+	if (st.st_uid != want) {
 		snprintf(err, errlen, "%s: owned by uid %u, not by the daemon's user (uid %u); refused",
-			 what, (unsigned)st.st_uid, (unsigned)geteuid());
+			 what, (unsigned)st.st_uid, (unsigned)want);
 		return -EPERM;
 	}
 	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
@@ -35,11 +54,14 @@ static int check_dir(int fd, const char *what, char *err, size_t errlen)
 static int open_at(int dirfd, const char *path, const char *what, int *out, char *err,
 		   size_t errlen)
 {
-	int fd, rc;
+	int fd, rc, made = 1;
 
-	if (mkdirat(dirfd, path, 0700) < 0 && errno != EEXIST) {
-		snprintf(err, errlen, "%s: cannot create it: %s", what, strerror(errno));
-		return -errno;
+	if (mkdirat(dirfd, path, 0700) < 0) {
+		if (errno != EEXIST) {
+			snprintf(err, errlen, "%s: cannot create it: %s", what, strerror(errno));
+			return -errno;
+		}
+		made = 0;
 	}
 	fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
@@ -52,7 +74,12 @@ static int open_at(int dirfd, const char *path, const char *what, int *out, char
 			snprintf(err, errlen, "%s: %s", what, strerror(-rc));
 		return rc;
 	}
-	rc = check_dir(fd, what, err, errlen);
+	rc = made ? lfs_hostdir_own(fd) : 0;
+	if (rc)
+		snprintf(err, errlen, "%s: cannot give it to the daemon's user: %s", what,
+			 strerror(-rc));
+	else
+		rc = check_dir(fd, what, err, errlen);
 	if (rc) {
 		close(fd);
 		return rc;

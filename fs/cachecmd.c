@@ -4,6 +4,7 @@
 #include "../cache/hostdir.h"
 #include "log.h"
 #include "options.h"
+#include "privs.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -103,6 +104,13 @@ int lfs_cache_command(int argc, char **argv)
 		fputs(usage, stderr);
 		lfs_options_free(&o);
 		return 2;
+	}
+	{
+		/* the directory is the daemon's user's, as mount makes it */
+		struct lfs_privs p;
+
+		if (lfs_privs_resolve(o.user, &p, err, sizeof(err)) == 0 && p.switch_user)
+			lfs_hostdir_set_owner(p.uid, p.gid);
 	}
 	if (lfs_hostdir_open(dir, &dirfd, err, sizeof(err))) {
 		lfs_err("%s", err);

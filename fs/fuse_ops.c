@@ -109,6 +109,7 @@ static void lfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct lfs_pin pin;
 	ssize_t n;
 	enum lfs_seq sequential;
+	uint64_t t0 = ctx->metrics ? lfs_metrics_clock() : 0;
 
 	(void)fi;
 	if (off < 0) {
@@ -121,6 +122,7 @@ static void lfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, (int)-n);
 	else
 		fuse_reply_iov(req, pin.iov, (int)pin.niov);
+	lfs_metrics_read(ctx->metrics, t0, n < 0);
 	sequential = pin.sequential;
 	lfs_stack_unpin(s, &pin);
 	/* the member failed: what the kernel cached of it before must go too */
@@ -230,16 +232,49 @@ static void reply_value(fuse_req_t req, const char *val, size_t len, size_t size
 		fuse_reply_buf(req, val, len);
 }
 
+/* Root, or a member of the admin group (by its primary group, or by the
+ * supplementary groups the kernel lists for the requesting thread). */
+static int is_admin(fuse_req_t req, const struct lfs_fuse_ctx *ctx)
+{
+	const struct fuse_ctx *who = fuse_req_ctx(req);
+	gid_t few[64], *groups = few;
+	int n, yes = 0;
+
+	if (who->uid == 0)
+		return 1;
+	if (!ctx->has_admin_gid)
+		return 0;
+	if (who->gid == ctx->admin_gid)
+		return 1;
+	n = fuse_req_getgroups(req, 64, few);
+	if (n > 64 && (groups = malloc(sizeof(gid_t) * (size_t)n)))
+		n = fuse_req_getgroups(req, n, groups);
+	for (int i = 0; i < n && (groups != few || i < 64); i++)
+		yes |= groups[i] == ctx->admin_gid;
+	if (groups != few)
+		free(groups);
+	return yes;
+}
+
 static void lfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	struct lfs_stack *s = ctx_of(req)->stack;
+	struct lfs_fuse_ctx *ctx = ctx_of(req);
+	struct lfs_stack *s = ctx->stack;
+	int layer = !strcmp(name, LFS_XATTR_LAYER);
+	int stats = ino == FUSE_ROOT_ID && !strcmp(name, LFS_XATTR_STATS);
+	int metrics = ino == FUSE_ROOT_ID && ctx->metrics && !strcmp(name, LFS_XATTR_METRICS);
+	int admin;
 	size_t cap = 64 << 10;
 	char *buf;
 	int n;
 
-	if (strcmp(name, LFS_XATTR_LAYER) &&
-	    !(ino == FUSE_ROOT_ID && !strcmp(name, LFS_XATTR_STATS))) {
+	if ((!layer && !stats && !metrics) || (layer && ctx->provenance == 2)) {
 		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	admin = is_admin(req, ctx);
+	if (!layer && !admin) {
+		fuse_reply_err(req, EACCES);
 		return;
 	}
 	buf = malloc(cap);
@@ -247,8 +282,18 @@ static void lfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	n = strcmp(name, LFS_XATTR_LAYER) ? lfs_stack_stats_text(s, buf, cap)
-					  : lfs_stack_provenance(s, ino, buf, cap);
+	if (layer)
+		n = lfs_stack_provenance_as(s, ino, admin		    ? LFS_LABEL_OPERATOR
+						   : ctx->provenance == 1 ? LFS_LABEL_PATH
+									  : LFS_LABEL_NAME,
+					    buf, cap);
+	else if (metrics)
+		n = lfs_metrics_prometheus(ctx->metrics, s, buf, cap);
+	else
+		n = ctx->metrics ? lfs_metrics_stats_text(ctx->metrics, s, buf, cap)
+				 : lfs_stack_stats_text(s, buf, cap);
+	if (n == -ERANGE && !layer)
+		n = -E2BIG; /* past what an attribute may hold, whatever the caller's size */
 	if (n < 0)
 		fuse_reply_err(req, -n);
 	else
@@ -258,14 +303,23 @@ static void lfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_
 
 static void lfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	static const char both[] = LFS_XATTR_LAYER "\0" LFS_XATTR_STATS;
-	size_t len = ino == FUSE_ROOT_ID ? sizeof(both) : sizeof(LFS_XATTR_LAYER);
+	struct lfs_fuse_ctx *ctx = ctx_of(req);
+	static const char all[] = LFS_XATTR_LAYER "\0" LFS_XATTR_STATS "\0" LFS_XATTR_METRICS;
+	const char *names = all;
+	size_t len = sizeof(LFS_XATTR_LAYER);
 
-	if (!lfs_tree_node(lfs_stack_tree(ctx_of(req)->stack), ino)) {
+	if (!lfs_tree_node(lfs_stack_tree(ctx->stack), ino)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	reply_value(req, both, len, size);
+	/* only what the caller may read */
+	if (ino == FUSE_ROOT_ID && is_admin(req, ctx))
+		len = ctx->metrics ? sizeof(all) : sizeof(LFS_XATTR_LAYER) + sizeof(LFS_XATTR_STATS);
+	if (ctx->provenance == 2) {
+		names += sizeof(LFS_XATTR_LAYER);
+		len -= len > sizeof(LFS_XATTR_LAYER) ? sizeof(LFS_XATTR_LAYER) : len;
+	}
+	reply_value(req, names, len, size);
 }
 
 /* access(2) as the mode bits say (the kernel only checks them itself with

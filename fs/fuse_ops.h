@@ -12,10 +12,12 @@
 #include <fuse_lowlevel.h>
 
 #include "inval.h"
+#include "metrics.h"
 #include "stack.h"
 
 #define LFS_XATTR_LAYER "user.layerfs.layer"
 #define LFS_XATTR_STATS "user.layerfs.stats"
+#define LFS_XATTR_METRICS "user.layerfs.metrics"	/* Prometheus text */
 
 struct lfs_fuse_ctx {
 	struct lfs_stack *stack;
@@ -24,6 +26,13 @@ struct lfs_fuse_ctx {
 	unsigned max_read;	/* largest read request to ask the kernel for */
 	struct lfs_inval *inval; /* page caches to drop after a member fails
 				  * (NULL: none) */
+	/* Stats and metrics are the operator's: they answer root and, when
+	 * has_admin_gid, the members of admin_gid.  Everyone else sees
+	 * user.layerfs.layer as `provenance` says. */
+	struct lfs_metrics *metrics; /* read timing; NULL: none */
+	int provenance;		/* 0 names, 1 paths, 2 off (-o provenance=) */
+	int has_admin_gid;
+	gid_t admin_gid;
 };
 
 extern const struct fuse_lowlevel_ops lfs_fuse_ops;

@@ -73,8 +73,8 @@ int main(int argc, char **argv)
 		return lfs_cache_command(argc - 1, argv + 1);
 	if (argc == 3 && !strcmp(argv[1], "umount"))
 		return lfs_ctl_umount(argv[2]);
-	if (argc == 3 && !strcmp(argv[1], "stats"))
-		return lfs_ctl_stats(argv[2]);
+	if (!strcmp(argv[1], "stats"))
+		return lfs_ctl_stats(argc - 2, argv + 2);
 	if (argc == 3 && !strcmp(argv[1], "dropcache"))
 		return lfs_ctl_dropcache(argv[2]);
 	if (argc == 4 && !strcmp(argv[1], "trace") && !strcmp(argv[2], "stop"))

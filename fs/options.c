@@ -24,6 +24,7 @@ enum type {
 	T_SECONDS,
 	T_STRING,
 	T_SCHED,	/* batch | normal */
+	T_CHOICE,	/* one of the words of arg, "a|b|c": its index */
 	T_FLAG,		/* no value */
 };
 
@@ -32,8 +33,9 @@ enum target {
 	O_CACHE_SIZE, O_BLOCK_SIZE, O_SPACING, O_READAHEAD, O_MAX_READ, O_THREADS,
 	O_ENTRY_TIMEOUT, O_ATTR_TIMEOUT, O_TIMEOUT, O_UID, O_GID, O_MAX_LAYERS,
 	O_MAX_ENTRIES, O_MAX_TOTAL, O_MAX_NAME, O_CACHE_DIR, O_CACHE_DIR_SIZE, O_CACHE_LEVEL,
-	O_TRACE, O_TRACE_SECONDS, O_PREFETCH,
-	O_SCHED, O_DEBUG, O_JOURNAL,
+	O_TRACE, O_TRACE_SECONDS, O_PREFETCH, O_SCHED, O_DEBUG, O_JOURNAL,
+	O_USER, O_SECCOMP, O_ADMIN_GROUP, O_PROVENANCE, O_METRICS_FILE, O_METRICS_INTERVAL,
+	O_FDSTORE,
 };
 
 struct optdef {
@@ -98,6 +100,27 @@ static const struct optdef defs[] = {
 	{ "sched", T_SCHED, O_SCHED, 0, 0, "batch|normal",
 	  "scheduling policy of the serving threads (default batch:\n"
 	  "                           their wake-ups do not preempt the inflater)" },
+	{ "user", T_STRING, O_USER, 0, 0, "NAME",
+	  "the user the daemon serves as once mounted, with no\n"
+	  "                           capabilities (default layerfs; root keeps root)" },
+	{ "seccomp", T_CHOICE, O_SECCOMP, 0, 0, "kill|log|off",
+	  "what a system call outside the serving loop's list does:\n"
+	  "                           end the daemon (default), be logged, or nothing" },
+	{ "admin_group", T_STRING, O_ADMIN_GROUP, 0, 0, "GROUP",
+	  "besides root, who may read the stats and metrics\n"
+	  "                           attributes (default: root only)" },
+	{ "provenance", T_CHOICE, O_PROVENANCE, 0, 0, "name|path|off",
+	  "what user.layerfs.layer shows other users: layer names\n"
+	  "                           (default; file names for unnamed layers), zip\n"
+	  "                           paths, or nothing" },
+	{ "metrics_file", T_STRING, O_METRICS_FILE, 0, 0, "PATH",
+	  "write Prometheus metrics there every metrics_interval\n"
+	  "                           (node_exporter's textfile collector)" },
+	{ "metrics_interval", T_SECONDS, O_METRICS_INTERVAL, 0, 0, "SECONDS",
+	  "how often metrics_file is written (default 15)" },
+	{ "fdstore", T_FLAG, O_FDSTORE, 0, 0, NULL,
+	  "with -f under systemd: keep the mount's connection in the\n"
+	  "                           unit's fd store, for the next start to take over" },
 	{ "debug", T_FLAG, O_DEBUG, 0, 0, NULL, "log at debug level (also -d)" },
 	{ "journal", T_FLAG, O_JOURNAL, 0, 0, NULL,
 	  "prefix log lines with syslog priorities (for journald)" },
@@ -105,14 +128,14 @@ static const struct optdef defs[] = {
 
 #define NDEFS (sizeof(defs) / sizeof(defs[0]))
 
-enum { KEY_FOREGROUND = 1000, KEY_DEBUG };
+enum { KEY_FOREGROUND = 1000, KEY_DEBUG, KEY_STRICT };
 
 void lfs_options_usage(FILE *out)
 {
 	fputs("usage: layerfs mount [-f] [-d] [-o OPTION[,OPTION...]] LIST MOUNTPOINT\n"
-	      "       layerfs check [-o OPTION[,OPTION...]] LIST\n"
+	      "       layerfs check [--strict] [-o OPTION[,OPTION...]] LIST\n"
 	      "       layerfs umount MOUNTPOINT\n"
-	      "       layerfs stats MOUNTPOINT\n"
+	      "       layerfs stats [--format=text|prometheus] MOUNTPOINT\n"
 	      "       layerfs dropcache MOUNTPOINT\n"
 	      "       layerfs cache stats|verify|prune|clear [-o cache_dir=DIR,...]\n"
 	      "       layerfs trace stop MOUNTPOINT\n"
@@ -142,10 +165,12 @@ void lfs_options_usage(FILE *out)
 	      "\n"
 	      "check      opens LIST as mount would, without mounting: reports each layer\n"
 	      "           and warns where the platform's limits (5 layers, 262,144,000 bytes\n"
-	      "           unzipped, 50 MB per uploaded zip) would be exceeded.\n"
+	      "           unzipped, 50 MB per uploaded zip) would be exceeded, and counts\n"
+	      "           entries with problems; --strict exits 1 on any warning or problem.\n"
 	      "umount     unmounts MOUNTPOINT; the daemon exits.\n"
 	      "stats      prints the running daemon's counters (hits, misses, bytes\n"
-	      "           inflated, bytes read from the zips, ...), one 'key value' a line.\n"
+	      "           inflated, bytes read from the zips, ...), one 'key value' a line,\n"
+	      "           or in Prometheus's text format; root (or admin_group) only.\n"
 	      "dropcache  drops the daemon's cached blocks (keeps resume points).\n"
 	      "trace stop ends the daemon's recording (-o trace) and writes the trace.\n"
 	      "cache      the host's cache directory (default /var/cache/layerfs): stats\n"
@@ -212,6 +237,19 @@ static int apply(struct lfs_options *o, const struct optdef *d, const char *val)
 		if (!val || (strcmp(val, "batch") && strcmp(val, "normal")))
 			return bad(d, val ? val : "", "is batch or normal");
 		break;
+	case T_CHOICE: {
+		const char *w = d->arg;
+		size_t n = val ? strlen(val) : 0;
+
+		for (v = 0; val && w; v++, w = strchr(w, '|') ? strchr(w, '|') + 1 : NULL)
+			if (!strncmp(w, val, n) && (w[n] == '|' || !w[n]))
+				break;
+		if (!val || !w) {
+			snprintf(why, sizeof(why), "is one of %s", d->arg ? d->arg : "");
+			return bad(d, val ? val : "", why);
+		}
+		break;
+	}
 	case T_SECONDS: {
 		char *end;
 		double sec;
@@ -230,6 +268,11 @@ static int apply(struct lfs_options *o, const struct optdef *d, const char *val)
 			o->entry_timeout = sec;
 		if (d->target == O_ATTR_TIMEOUT || d->target == O_TIMEOUT)
 			o->attr_timeout = sec;
+		if (d->target == O_METRICS_INTERVAL) {
+			if (sec < 1)
+				return bad(d, val, "needs at least 1 second");
+			o->metrics_interval = sec;
+		}
 		return 0;
 	}
 	case T_SIZE:
@@ -281,9 +324,22 @@ static int apply(struct lfs_options *o, const struct optdef *d, const char *val)
 	case O_CACHE_DIR_SIZE: o->stack.cache_dir_size = v; break;
 	case O_CACHE_LEVEL: o->stack.cache_level = (int)v; break;
 	case O_SCHED: o->sched_batch = !strcmp(val, "batch"); break;
+	case O_SECCOMP: o->seccomp = (int)v; break;
+	case O_PROVENANCE: o->provenance = (int)v; break;
+	case O_USER: case O_ADMIN_GROUP: case O_METRICS_FILE: {
+		char **slot = d->target == O_USER ? &o->user
+			    : d->target == O_ADMIN_GROUP ? &o->admin_group : &o->metrics_file;
+
+		free(*slot);
+		*slot = strdup(val);
+		if (!*slot)
+			return -1;
+		break;
+	}
 	case O_DEBUG: o->debug = 1; break;
+	case O_FDSTORE: o->fdstore = 1; break;
 	case O_JOURNAL: o->journal = 1; break;
-	case O_ENTRY_TIMEOUT: case O_ATTR_TIMEOUT: case O_TIMEOUT: break;
+	case O_ENTRY_TIMEOUT: case O_ATTR_TIMEOUT: case O_TIMEOUT: case O_METRICS_INTERVAL: break;
 	}
 	return 0;
 }
@@ -299,6 +355,9 @@ static int proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 		return 0;
 	case KEY_DEBUG:
 		o->debug = 1;
+		return 0;
+	case KEY_STRICT:
+		o->strict = 1;
 		return 0;
 	case FUSE_OPT_KEY_NONOPT:
 		if (o->npos == 2) {
@@ -328,6 +387,7 @@ int lfs_options_parse(int argc, char **argv, struct lfs_options *o)
 	static const struct fuse_opt opts[] = {
 		FUSE_OPT_KEY("-f", KEY_FOREGROUND),
 		FUSE_OPT_KEY("-d", KEY_DEBUG),
+		FUSE_OPT_KEY("--strict", KEY_STRICT),
 		FUSE_OPT_END,
 	};
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -344,6 +404,7 @@ int lfs_options_parse(int argc, char **argv, struct lfs_options *o)
 	o->sched_batch = 1;
 	o->stack.cache_level = DEFAULT_CACHE_LEVEL;
 	o->trace_seconds = 60;
+	o->metrics_interval = 15;
 	if (fuse_opt_parse(&args, o, opts, proc)) {
 		fuse_opt_free_args(&args);
 		return -1;
@@ -363,4 +424,8 @@ void lfs_options_free(struct lfs_options *o)
 	free(o->trace);
 	free(o->prefetch);
 	o->cache_dir = o->trace = o->prefetch = NULL;
+	free(o->user);
+	free(o->admin_group);
+	free(o->metrics_file);
+	o->cache_dir = o->user = o->admin_group = o->metrics_file = NULL;
 }

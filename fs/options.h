@@ -30,6 +30,14 @@ struct lfs_options {
 	char *trace;		/* owned: record the start-up trace here */
 	char *prefetch;		/* owned: replay this trace ("auto": see README) */
 	double trace_seconds;	/* how long a recording lasts */
+	char *user;		/* -o user= (NULL: the default, layerfs) */
+	int seccomp;		/* enum lfs_seccomp_mode */
+	char *admin_group;	/* may read stats besides root; NULL: nobody */
+	int provenance;		/* 0 name, 1 path, 2 off */
+	char *metrics_file;	/* NULL: none */
+	double metrics_interval; /* seconds */
+	int strict;		/* check --strict */
+	int fdstore;		/* keep the connection in systemd's fd store */
 };
 
 /* Parses argv (argv[0] is the command's name) into o, with the defaults

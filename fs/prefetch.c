@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <uthash.h>
 
 struct touched {
@@ -23,8 +24,10 @@ struct run {
 
 struct lfs_recorder {
 	struct lfs_stack *s;
-	char *path;		/* the trace, or NULL: dir/<stack key> */
-	char *dir;
+	int dirfd;		/* the trace's folder (owned) */
+	char *name;		/* the trace's name in it, or NULL: the stack's key */
+	char *label;		/* the trace's path (keyed: its folder's), for messages */
+	int keyed;		/* named by the stack's key */
 	double seconds;
 	pthread_t timer;	/* writes the trace when `seconds` are up */
 	pthread_mutex_t lock;	/* the fields below */
@@ -117,18 +120,21 @@ static void *timer_main(void *arg)
 	return NULL;
 }
 
-struct lfs_recorder *lfs_recorder_start(struct lfs_stack *s, const char *path, const char *dir,
-				       double seconds)
+struct lfs_recorder *lfs_recorder_start(struct lfs_stack *s, int dirfd, const char *name,
+				       const char *label, double seconds)
 {
 	struct lfs_recorder *rec = calloc(1, sizeof(*rec));
 	pthread_condattr_t ca;
 
-	if (!rec || (path && !(rec->path = strdup(path))) || (dir && !(rec->dir = strdup(dir)))) {
+	if (!rec || (name && !(rec->name = strdup(name))) || !(rec->label = strdup(label))) {
 		if (rec)
-			free(rec->path);
+			free(rec->name);
 		free(rec);
+		close(dirfd);
 		return NULL;
 	}
+	rec->dirfd = dirfd;
+	rec->keyed = !name;
 	rec->s = s;
 	rec->seconds = seconds;
 	pthread_mutex_init(&rec->lock, NULL);
@@ -139,8 +145,9 @@ struct lfs_recorder *lfs_recorder_start(struct lfs_stack *s, const char *path, c
 	if (pthread_create(&rec->timer, NULL, timer_main, rec)) {
 		pthread_cond_destroy(&rec->wake);
 		pthread_mutex_destroy(&rec->lock);
-		free(rec->path);
-		free(rec->dir);
+		close(rec->dirfd);
+		free(rec->name);
+		free(rec->label);
 		free(rec);
 		return NULL;
 	}
@@ -208,28 +215,29 @@ int lfs_recorder_stop(struct lfs_recorder *rec)
 					   (size_t)len);
 	}
 	pthread_mutex_unlock(&rec->lock);
-	if (!rc && !rec->path) {
+	if (!rc && !rec->name) {
 		/* The stack's key needs every layer's digest; hashing a layer
 		 * takes well under a second per 100 MB, a recording a minute. */
 		char hex[65];
 
 		if (lfs_stack_key_hex(rec->s, hex)) {
-			lfs_warn("trace: not written: the layers' digests are not all known yet");
+			lfs_warn("trace %s: not written: the layers' digests are not all known yet",
+				 rec->label);
 			lfs_trace_free(&tr);
 			return -EAGAIN;
 		}
-		if (asprintf(&rec->path, "%s/%s", rec->dir, hex) < 0) {
-			rec->path = NULL;
+		rec->name = strdup(hex);
+		if (!rec->name)
 			rc = -ENOMEM;
-		}
 	}
 	if (!rc)
-		rc = lfs_trace_write(&tr, rec->path);
+		rc = lfs_trace_write(&tr, rec->dirfd, rec->name);
 	if (rc)
-		lfs_err("trace %s: cannot write it: %s", rec->path ? rec->path : rec->dir,
-			strerror(-rc));
+		lfs_err("trace %s%s%s: cannot write it: %s", rec->label, rec->keyed ? "/" : "",
+			rec->keyed && rec->name ? rec->name : "", strerror(-rc));
 	else
-		lfs_info("trace %s: %zu ranges written", rec->path, tr.nranges);
+		lfs_info("trace %s%s%s: %zu ranges written", rec->label, rec->keyed ? "/" : "",
+			 rec->keyed ? rec->name : "", tr.nranges);
 	lfs_trace_free(&tr);
 	return rc;
 }
@@ -252,8 +260,9 @@ void lfs_recorder_free(struct lfs_recorder *rec)
 		free(t);
 	}
 	free(rec->runs);
-	free(rec->path);
-	free(rec->dir);
+	close(rec->dirfd);
+	free(rec->name);
+	free(rec->label);
 	pthread_cond_destroy(&rec->wake);
 	pthread_mutex_destroy(&rec->lock);
 	free(rec);
@@ -317,24 +326,17 @@ static void *replay_main(void *arg)
 	return NULL;
 }
 
-struct lfs_replay *lfs_replay_start(struct lfs_stack *s, const char *path)
+struct lfs_replay *lfs_replay_start(struct lfs_stack *s, struct lfs_trace *tr)
 {
 	struct lfs_replay *rp = calloc(1, sizeof(*rp));
-	char err[512];
-	int rc;
 
-	if (!rp)
-		return NULL;
-	rp->s = s;
-	rc = lfs_trace_read(path, &rp->tr, err, sizeof(err));
-	if (rc) {
-		if (rc == -ENOENT)
-			lfs_info("prefetch: no trace %s yet", path);
-		else
-			lfs_warn("prefetch: trace refused: %s", err);
-		free(rp);
+	if (!rp) {
+		lfs_trace_free(tr);
 		return NULL;
 	}
+	rp->s = s;
+	rp->tr = *tr;
+	memset(tr, 0, sizeof(*tr));
 	if (pthread_create(&rp->thread, NULL, replay_main, rp)) {
 		lfs_trace_free(&rp->tr);
 		free(rp);

@@ -20,25 +20,27 @@
 #define LFS_PREFETCH_H
 
 #include "stack.h"
+#include "trace.h"
 
 struct lfs_recorder;
 struct lfs_replay;
 
-/* Starts recording s's reads into a trace for `path`, or, when path is
- * NULL, for `dir`/<the stack's key> (prefetch=auto: the key is taken when
- * the trace is written, once the layers' digests are known).  NULL when
- * memory ran out. */
-struct lfs_recorder *lfs_recorder_start(struct lfs_stack *s, const char *path, const char *dir,
-				       double seconds);
+/* Starts recording s's reads into a trace to be written as `name` in
+ * directory dirfd (taken: closed with the recorder), or, when name is
+ * NULL, as the stack's key (prefetch=auto: taken when the trace is
+ * written, once the layers' digests are known).  `label` names the trace
+ * (or its folder) in log lines.  NULL when memory ran out. */
+struct lfs_recorder *lfs_recorder_start(struct lfs_stack *s, int dirfd, const char *name,
+				       const char *label, double seconds);
 /* Stops recording and writes the trace (once).  0 or a negative errno. */
 int lfs_recorder_stop(struct lfs_recorder *rec);
 /* Stops (writing the trace if it was not), detaches, frees.  NULL is
  * ignored. */
 void lfs_recorder_free(struct lfs_recorder *rec);
 
-/* Starts replaying the trace at `path` against s.  NULL when it cannot
- * start (logged). */
-struct lfs_replay *lfs_replay_start(struct lfs_stack *s, const char *path);
+/* Starts replaying trace tr (read at mount, as whoever started the daemon;
+ * taken: *tr is emptied) against s.  NULL when it cannot start. */
+struct lfs_replay *lfs_replay_start(struct lfs_stack *s, struct lfs_trace *tr);
 /* Abandons what is left of it, and frees.  NULL is ignored. */
 void lfs_replay_free(struct lfs_replay *rp);
 

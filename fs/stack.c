@@ -27,13 +27,17 @@ struct lfs_layer {
 	struct lfs_zip_index *zi;
 	uint64_t key;			/* names it in the memory cache */
 	char *label;			/* provenance: name:version, name or path */
+	char *name_label;		/* name:version, name or the zip's file name */
 	struct lfs_layer_counters counters;
 	/* Member handles by entry, made on first read (atomic pointers).
 	 * A handle's owner, in fault reports, is its slot here. */
 	struct lfs_member **members;
 	uint64_t unzipped_bytes;	/* sum of the entries' declared sizes */
 	uint64_t source_errors;		/* atomic */
+	uint64_t data_faults;		/* atomic */
+	uint64_t changed_reads;		/* atomic */
 	int changed_logged;		/* atomic */
+	uint64_t problems[LFS_PROBLEM_COUNT]; /* found at mount */
 	unsigned char digest[LFS_DIGEST_LEN]; /* the zip's SHA-256, once digest_known */
 	int digest_known;		/* atomic; digest is written before it is set */
 	struct lfs_pool_job digest_job;
@@ -96,6 +100,7 @@ static void free_layers(struct lfs_stack *s)
 		free(l->members);
 		lfs_zip_close(l->zi);
 		free(l->label);
+		free(l->name_label);
 	}
 	free(s->layers);
 }
@@ -158,9 +163,11 @@ static void on_fault(void *ctx, void *owner, enum lfs_fault kind, const char *wh
 	lfs_log_name(name, sizeof(name), lfs_zip_name(l->zi, e), e->name_len);
 	switch (kind) {
 	case LFS_FAULT_DATA:
+		__atomic_add_fetch(&l->data_faults, 1, __ATOMIC_RELAXED);
 		lfs_err("%s: entry '%s': %s; reads fail with EIO", l->zi->path, name, why);
 		break;
 	case LFS_FAULT_CHANGED:
+		__atomic_add_fetch(&l->changed_reads, 1, __ATOMIC_RELAXED);
 		if (!__atomic_exchange_n(&l->changed_logged, 1, __ATOMIC_ACQ_REL))
 			lfs_err("%s: %s (first seen reading '%s'); reads that need it fail with EIO",
 				l->zi->path, why, name);
@@ -199,6 +206,30 @@ static void attach_disk(struct lfs_stack *s, struct lfs_layer *l)
 	if (s->disk && __atomic_load_n(&l->digest_known, __ATOMIC_ACQUIRE))
 		__atomic_store_n(&l->disk, lfs_disk_layer(s->disk, l->digest, s->block_size),
 				 __ATOMIC_RELEASE);
+}
+
+/* What the index and the tree (lfs_tree_add_layer) leave out of what an
+ * entry declares, counted here because the log names only the first. */
+static void count_problem(struct lfs_layer *l, const struct lfs_zip_entry *e)
+{
+	static const int by_bad[] = {
+		[LFS_ZIP_ENCRYPTED] = LFS_PROBLEM_ENCRYPTED,
+		[LFS_ZIP_UNSUPPORTED_METHOD] = LFS_PROBLEM_METHOD,
+		[LFS_ZIP_BAD_SIZES] = LFS_PROBLEM_SIZES,
+		[LFS_ZIP_TOO_LARGE] = LFS_PROBLEM_TOO_LARGE,
+	};
+	const char *name = lfs_zip_name(l->zi, e);
+	char path[LFS_TREE_MAX_PATH + 1];
+	int is_dir;
+
+	/* names of at most 255 bytes without NUL always normalize */
+	if ((e->name_len > 255 || memchr(name, '\0', e->name_len)) &&
+	    lfs_tree_normalize(name, e->name_len, path, sizeof(path), &is_dir) < 0)
+		l->problems[LFS_PROBLEM_NAME]++;
+	else if (e->bad && e->kind != LFS_ZIP_DIR && e->bad < sizeof(by_bad) / sizeof(by_bad[0]))
+		l->problems[by_bad[e->bad]]++;
+	else if (e->kind == LFS_ZIP_SYMLINK && (e->size == 0 || e->size > LFS_TREE_MAX_PATH))
+		l->problems[LFS_PROBLEM_SYMLINK]++;
 }
 
 /* Refuses a layer listed twice under different spellings (a symlink, a
@@ -506,14 +537,19 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 		char label[4096];
 
 		l->label = strdup(lfs_layer_spec_label(&list.layers[i], label, sizeof(label)));
+		l->name_label = list.layers[i].name ? strdup(l->label)
+				: strdup(strrchr(l->zi->path, '/') ? strrchr(l->zi->path, '/') + 1
+								   : l->zi->path);
 		l->members = calloc(l->zi->count ? l->zi->count : 1, sizeof(*l->members));
-		if (!l->label || !l->members) {
+		if (!l->label || !l->name_label || !l->members) {
 			rc = -ENOMEM;
 			goto fail;
 		}
 		s->zip_bytes += l->zi->file_size;
-		for (uint64_t j = 0; j < l->zi->count; j++)
+		for (uint64_t j = 0; j < l->zi->count; j++) {
 			l->unzipped_bytes += l->zi->entries[j].size;
+			count_problem(l, &l->zi->entries[j]);
+		}
 	}
 	if (!s->tree_cached) {
 		s->tree = lfs_tree_freeze(b);
@@ -571,6 +607,7 @@ static void digest_run(struct lfs_pool_job *job, int cancelled)
 		return;
 	rc = lfs_digest_source(l->zi->src, d);
 	if (rc) {
+		__atomic_add_fetch(&l->source_errors, 1, __ATOMIC_RELAXED);
 		lfs_warn("%s: cannot hash it: %s; it shares nothing with other mounts", l->zi->path,
 			 strerror(-rc));
 		return;
@@ -689,8 +726,14 @@ static int member_of(struct lfs_stack *s, uint64_t ino, struct lfs_member **out)
 	}
 	e = &l->zi->entries[n->entry];
 	rc = lfs_zip_data_offset(l->zi, n->entry, &d.data_off);
-	if (rc)
+	if (rc) {
+		/* A source error leaves the entry unresolved (the next read
+		 * tries again); a bad header is remembered and counted by
+		 * lfs_stack_get_stats. */
+		if (!e->bad && !__atomic_load_n(&l->zi->data_off[n->entry], __ATOMIC_ACQUIRE))
+			__atomic_add_fetch(&l->source_errors, 1, __ATOMIC_RELAXED);
 		return rc;
+	}
 	d.layer = l->key;
 	d.key = member_key(e);
 	d.comp_size = e->comp_size;
@@ -802,7 +845,13 @@ static int append(char *buf, size_t size, size_t *len, const char *fmt, ...)
 	return *len < size ? 0 : -ERANGE;
 }
 
-int lfs_stack_provenance(const struct lfs_stack *s, uint64_t ino, char *buf, size_t size)
+static const char *label_of(const struct lfs_layer *l, enum lfs_label how)
+{
+	return how == LFS_LABEL_NAME ? l->name_label : how == LFS_LABEL_PATH ? l->zi->path : l->label;
+}
+
+int lfs_stack_provenance_as(const struct lfs_stack *s, uint64_t ino, enum lfs_label how,
+			    char *buf, size_t size)
 {
 	const struct lfs_node *n = lfs_tree_node(s->tree, ino);
 	size_t len = 0;
@@ -812,12 +861,17 @@ int lfs_stack_provenance(const struct lfs_stack *s, uint64_t ino, char *buf, siz
 		return -ENOENT;
 	buf[0] = '\0';
 	if (!S_ISDIR(n->mode))
-		rc = append(buf, size, &len, "%s", s->layers[n->layer].label);
+		rc = append(buf, size, &len, "%s", label_of(&s->layers[n->layer], how));
 	for (size_t i = 0; S_ISDIR(n->mode) && i < s->nlayers && !rc; i++)
 		if (n->layers & (1ull << i))
 			rc = append(buf, size, &len, "%s%s", len ? ", " : "",
-				    s->layers[i].label);
+				    label_of(&s->layers[i], how));
 	return rc ? rc : (int)len;
+}
+
+int lfs_stack_provenance(const struct lfs_stack *s, uint64_t ino, char *buf, size_t size)
+{
+	return lfs_stack_provenance_as(s, ino, LFS_LABEL_OPERATOR, buf, size);
 }
 
 static unsigned long long load(const uint64_t *counter)
@@ -839,18 +893,71 @@ static uint64_t rss_bytes(void)
 	return resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
+const char *lfs_problem_name(enum lfs_problem p)
+{
+	static const char *const names[LFS_PROBLEM_COUNT] = {
+		"encrypted", "unsupported_method", "bad_sizes", "too_large", "bad_name",
+		"bad_symlink",
+	};
+
+	return (unsigned)p < LFS_PROBLEM_COUNT ? names[p] : "unknown";
+}
+
+void lfs_stack_get_stats(struct lfs_stack *s, struct lfs_stack_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	lfs_reader_get_stats(s->reader, &out->reader);
+	out->nlayers = s->nlayers;
+	out->inodes = lfs_tree_count(s->tree);
+	out->zip_bytes = s->zip_bytes;
+	out->open_seconds = s->open_seconds;
+	out->members_failed = out->reader.members_failed;
+	for (size_t i = 0; i < s->nlayers; i++) {
+		const struct lfs_layer *l = &s->layers[i];
+		struct lfs_stack_layer_stats *o = &out->layers[i];
+
+		o->label = l->label;
+		if (!lfs_stack_layer_digest(s, i, o->sha256))
+			o->sha256[0] = '\0';
+		o->entries = l->zi->count;
+		o->zip_bytes = l->zi->file_size;
+		o->unzipped_bytes = l->unzipped_bytes;
+		o->bytes_read = load(&l->counters.bytes_read);
+		o->bytes_inflated = load(&l->counters.bytes_inflated);
+		o->bytes_served = load(&l->counters.bytes_served);
+		o->data_faults = load(&l->data_faults);
+		o->source_errors = load(&l->source_errors);
+		o->changed_reads = load(&l->changed_reads);
+		/* An entry whose local header proved bad is remembered with an
+		 * offset no data can have (past the end of the file). */
+		for (uint64_t j = 0; j < l->zi->count; j++)
+			if (__atomic_load_n(&l->zi->data_off[j], __ATOMIC_RELAXED) > l->zi->file_size)
+				o->header_faults++;
+		memcpy(o->problems, l->problems, sizeof(o->problems));
+		for (int p = 0; p < LFS_PROBLEM_COUNT; p++)
+			out->problems += l->problems[p];
+		out->entries += o->entries;
+		out->unzipped_bytes += o->unzipped_bytes;
+		out->members_failed += o->header_faults;
+	}
+}
+
 int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 {
+	struct lfs_stack_stats *st = malloc(sizeof(*st));
 	struct mallinfo2 mi = mallinfo2();
-	struct lfs_reader_stats st;
-	uint64_t uncompressed = 0, entries = 0;
+	const struct lfs_reader_stats *r;
+	uint64_t header_faults = 0, changed = 0;
 	size_t len = 0;
 	int rc;
 
-	lfs_reader_get_stats(s->reader, &st);
-	for (size_t i = 0; i < s->nlayers; i++) {
-		entries += s->layers[i].zi->count;
-		uncompressed += s->layers[i].unzipped_bytes;
+	if (!st)
+		return -ENOMEM;
+	lfs_stack_get_stats(s, st);
+	r = &st->reader;
+	for (size_t i = 0; i < st->nlayers; i++) {
+		header_faults += st->layers[i].header_faults;
+		changed += st->layers[i].changed_reads;
 	}
 	buf[0] = '\0';
 	rc = append(buf, size, &len,
@@ -860,6 +967,7 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    "hits %llu\nmisses %llu\nevictions %llu\n"
 		    "bytes_read %llu\nbytes_inflated %llu\n"
 		    "resume_points %llu\nresume_points_made %llu\nmembers_failed %llu\n"
+		    "header_faults %llu\nchanged_reads %llu\nentry_problems %llu\n"
 		    "source_errors %llu\nstream_waits %llu\ndemand_fills %llu\nprefetch_waits %llu\n"
 		    "readahead_jobs %llu\n"
 		    "pool_threads %u\npool_queued %llu\nspare_bytes %llu\n"
@@ -872,55 +980,74 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    "memory_held_back %llu\n"
 		    "prefetch_ranges %llu\nprefetch_skipped %llu\nprefetch_asked %llu\n"
 		    "prefetch_jobs %llu\nprefetch_bytes %llu\nprefetch_used %llu\nprefetch_unused %llu\n",
-		    (long)getpid(), s->nlayers, (unsigned long long)entries,
-		    lfs_tree_count(s->tree), (unsigned long long)s->zip_bytes,
-		    (unsigned long long)uncompressed, s->open_seconds, s->tree_cached,
-		    __atomic_load_n(&s->tree_saved, __ATOMIC_ACQUIRE),
-		    (unsigned long long)st.cache.budget, (unsigned long long)st.cache.reserved,
-		    (unsigned long long)st.cache.bytes,
-		    (unsigned long long)st.cache.entries, (unsigned long long)st.cache.hits,
-		    (unsigned long long)st.cache.misses, (unsigned long long)st.cache.evictions,
-		    (unsigned long long)st.bytes_read, (unsigned long long)st.bytes_inflated,
-		    (unsigned long long)st.cache.resume_points,
-		    (unsigned long long)st.resume_points_made,
-		    (unsigned long long)st.members_failed, (unsigned long long)st.source_errors,
-		    (unsigned long long)st.stream_waits, (unsigned long long)st.demand_fills,
-		    (unsigned long long)st.prefetch_waits, (unsigned long long)st.readahead_jobs,
-		    st.pool.threads, (unsigned long long)st.pool.queued,
-		    (unsigned long long)st.spare_bytes, (unsigned long long)st.disk_hits,
-		    (unsigned long long)st.disk.misses, (unsigned long long)st.disk_points,
-		    (unsigned long long)st.disk.bytes_read, (unsigned long long)st.disk.bytes_written,
-		    (unsigned long long)st.disk.plain_written,
-		    (unsigned long long)st.disk.records_written,
-		    (unsigned long long)st.disk_writes_skipped,
-		    (unsigned long long)st.disk_writes_pending,
-		    (unsigned long long)st.disk.write_errors, (unsigned long long)st.disk.bad_records,
-		    (unsigned long long)st.disk.evictions, (unsigned long long)st.disk.usage,
-		    (unsigned long long)st.disk.quota, s->disk ? st.disk.writing : 0,
+		    (long)getpid(), st->nlayers, (unsigned long long)st->entries, st->inodes,
+		    (unsigned long long)st->zip_bytes, (unsigned long long)st->unzipped_bytes,
+		    st->open_seconds, s->tree_cached, __atomic_load_n(&s->tree_saved, __ATOMIC_ACQUIRE),
+		    (unsigned long long)r->cache.budget, (unsigned long long)r->cache.reserved,
+		    (unsigned long long)r->cache.bytes, (unsigned long long)r->cache.entries,
+		    (unsigned long long)r->cache.hits, (unsigned long long)r->cache.misses,
+		    (unsigned long long)r->cache.evictions, (unsigned long long)r->bytes_read,
+		    (unsigned long long)r->bytes_inflated, (unsigned long long)r->cache.resume_points,
+		    (unsigned long long)r->resume_points_made, (unsigned long long)st->members_failed,
+		    (unsigned long long)header_faults, (unsigned long long)changed,
+		    (unsigned long long)st->problems, (unsigned long long)r->source_errors,
+		    (unsigned long long)r->stream_waits, (unsigned long long)r->demand_fills,
+		    (unsigned long long)r->prefetch_waits, (unsigned long long)r->readahead_jobs,
+		    r->pool.threads, (unsigned long long)r->pool.queued,
+		    (unsigned long long)r->spare_bytes, (unsigned long long)r->disk_hits,
+		    (unsigned long long)r->disk.misses, (unsigned long long)r->disk_points,
+		    (unsigned long long)r->disk.bytes_read, (unsigned long long)r->disk.bytes_written,
+		    (unsigned long long)r->disk.plain_written,
+		    (unsigned long long)r->disk.records_written,
+		    (unsigned long long)r->disk_writes_skipped,
+		    (unsigned long long)r->disk_writes_pending,
+		    (unsigned long long)r->disk.write_errors, (unsigned long long)r->disk.bad_records,
+		    (unsigned long long)r->disk.evictions, (unsigned long long)r->disk.usage,
+		    (unsigned long long)r->disk.quota, s->disk ? r->disk.writing : 0,
 		    (unsigned long long)rss_bytes(), (unsigned long long)mi.uordblks,
 		    (unsigned long long)mi.fordblks, (unsigned long long)mi.hblkhd,
-		    (unsigned long long)st.held_back, load(&s->replay_ranges), load(&s->replay_skipped),
-		    load(&s->replay_bytes), (unsigned long long)st.prefetch_jobs,
-		    (unsigned long long)st.prefetch_made, (unsigned long long)st.prefetch_used,
-		    (unsigned long long)(st.prefetch_made > st.prefetch_used
-					  ? st.prefetch_made - st.prefetch_used : 0));
-	for (size_t i = 0; i < s->nlayers && !rc; i++) {
-		const struct lfs_layer *l = &s->layers[i];
-		char hex[LFS_DIGEST_HEX];
+		    (unsigned long long)r->held_back, load(&s->replay_ranges), load(&s->replay_skipped),
+		    load(&s->replay_bytes), (unsigned long long)r->prefetch_jobs,
+		    (unsigned long long)r->prefetch_made, (unsigned long long)r->prefetch_used,
+		    (unsigned long long)(r->prefetch_made > r->prefetch_used
+					  ? r->prefetch_made - r->prefetch_used : 0));
+	for (size_t i = 0; i < st->nlayers && !rc; i++) {
+		const struct lfs_stack_layer_stats *l = &st->layers[i];
+		uint64_t problems = 0;
 
-		rc = append(buf, size, &len, "layer.%zu.sha256 %s\n", i,
-			    lfs_stack_layer_digest(s, i, hex) ? hex : "pending");
-		if (rc)
-			break;
+		for (int p = 0; p < LFS_PROBLEM_COUNT; p++)
+			problems += l->problems[p];
 		rc = append(buf, size, &len,
-			    "layer.%zu.name %s\nlayer.%zu.bytes_read %llu\n"
+			    "layer.%zu.sha256 %s\nlayer.%zu.name %s\nlayer.%zu.bytes_read %llu\n"
 			    "layer.%zu.bytes_inflated %llu\nlayer.%zu.bytes_served %llu\n"
-			    "layer.%zu.source_errors %llu\n",
-			    i, l->label, i, load(&l->counters.bytes_read), i,
-			    load(&l->counters.bytes_inflated), i, load(&l->counters.bytes_served), i,
-			    load(&l->source_errors));
+			    "layer.%zu.source_errors %llu\nlayer.%zu.entry_problems %llu\n",
+			    i, l->sha256[0] ? l->sha256 : "pending", i, l->label, i,
+			    (unsigned long long)l->bytes_read, i, (unsigned long long)l->bytes_inflated,
+			    i, (unsigned long long)l->bytes_served, i,
+			    (unsigned long long)l->source_errors, i, (unsigned long long)problems);
 	}
+	free(st);
 	return rc ? rc : (int)len;
+}
+
+uint64_t lfs_stack_fingerprint(const struct lfs_stack *s)
+{
+	/* FNV-1a over what decides the inode numbers and what they hold:
+	 * each layer's bytes (the source's version) and the tree's size. */
+	uint64_t h = 0xcbf29ce484222325ull;
+	char tail[64];
+
+	for (size_t i = 0; i <= s->nlayers; i++) {
+		const char *p = i < s->nlayers ? s->layers[i].zi->src->version : tail;
+
+		if (i == s->nlayers)
+			snprintf(tail, sizeof(tail), "%zu %u %u %u", s->nlayers,
+				 lfs_tree_count(s->tree), (unsigned)s->uid, (unsigned)s->gid);
+		for (; *p; p++)
+			h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+		h = (h ^ 0xff) * 0x100000001b3ull;
+	}
+	return h;
 }
 
 void lfs_stack_drop_blocks(struct lfs_stack *s) { lfs_reader_drop_blocks(s->reader); }

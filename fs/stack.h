@@ -87,8 +87,61 @@ int lfs_stack_readlink(struct lfs_stack *s, uint64_t ino, char *buf, size_t size
 /* Which layers provide ino, as text; returns the length or -ERANGE. */
 int lfs_stack_provenance(const struct lfs_stack *s, uint64_t ino, char *buf, size_t size);
 
+/* What user.layerfs.layer names a layer by: the operator's label (as
+ * lfs_stack_layer_info's), the list's name (name:version or name; the
+ * zip's file name, never its folder, for a layer the list names not), or
+ * the zip's path. */
+enum lfs_label { LFS_LABEL_OPERATOR, LFS_LABEL_NAME, LFS_LABEL_PATH };
+int lfs_stack_provenance_as(const struct lfs_stack *s, uint64_t ino, enum lfs_label how,
+			    char *buf, size_t size);
+
 /* Counters as "key value" lines; returns the length or -ERANGE. */
 int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size);
+
+/* Entries a layer has that are not served as the zip declares them, by
+ * why, counted at mount (the log names only the first few). */
+enum lfs_problem {
+	LFS_PROBLEM_ENCRYPTED,	/* listed; reads fail with EIO */
+	LFS_PROBLEM_METHOD,	/* neither stored nor deflated: EIO */
+	LFS_PROBLEM_SIZES,	/* sizes that cannot be: EIO */
+	LFS_PROBLEM_TOO_LARGE,	/* 2^63 bytes or more: skipped */
+	LFS_PROBLEM_NAME,	/* a name no lookup can reach: skipped */
+	LFS_PROBLEM_SYMLINK,	/* an empty or too long target: skipped */
+	LFS_PROBLEM_COUNT
+};
+const char *lfs_problem_name(enum lfs_problem p); /* "encrypted", ... */
+
+/* The same numbers as lfs_stack_stats_text, as numbers. */
+struct lfs_stack_layer_stats {
+	const char *label;		/* operator's label: name:version, name or path */
+	char sha256[65];		/* "" while pending */
+	uint64_t entries, zip_bytes, unzipped_bytes;
+	uint64_t bytes_read, bytes_inflated, bytes_served;
+	/* failures the log reports, each counted */
+	uint64_t data_faults;		/* members whose data proved bad (EIO from then on) */
+	uint64_t header_faults;		/* entries whose local header is bad (EIO) */
+	uint64_t source_errors;		/* reads of the zip that failed */
+	uint64_t changed_reads;		/* reads failed because the zip changed */
+	uint64_t problems[LFS_PROBLEM_COUNT];
+};
+
+struct lfs_stack_stats {
+	struct lfs_reader_stats reader;
+	size_t nlayers;
+	unsigned inodes;
+	uint64_t entries, zip_bytes, unzipped_bytes;
+	uint64_t members_failed;	/* data and header faults of every layer */
+	uint64_t problems;		/* entry problems of every layer */
+	double open_seconds;
+	struct lfs_stack_layer_stats layers[LFS_TREE_MAX_LAYERS];
+};
+void lfs_stack_get_stats(struct lfs_stack *s, struct lfs_stack_stats *out);
+
+/* Identifies what the stack serves under which inode numbers: the same
+ * for a stack opened again from the same list over the same zips (inode
+ * numbers are assigned by the tree alone), different when a zip or the
+ * list changed.  A daemon taking over a live mount checks it. */
+uint64_t lfs_stack_fingerprint(const struct lfs_stack *s);
 
 /* Drops cached blocks (keeps resume points); see lfs_reader_drop_blocks. */
 void lfs_stack_drop_blocks(struct lfs_stack *s);

@@ -81,17 +81,17 @@ static void put_escaped(FILE *f, const char *s)
 	}
 }
 
-int lfs_trace_write(const struct lfs_trace *t, const char *path)
+int lfs_trace_write(const struct lfs_trace *t, int dirfd, const char *name)
 {
-	size_t n = strlen(path);
+	size_t n = strlen(name);
 	char *tmp = malloc(n + 32);
 	FILE *f;
 	int fd, rc = 0;
 
 	if (!tmp)
 		return -ENOMEM;
-	snprintf(tmp, n + 32, "%s.tmp.%ld", path, (long)getpid());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	snprintf(tmp, n + 32, ".%s.tmp.%ld", name, (long)getpid());
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	f = fd >= 0 ? fdopen(fd, "w") : NULL;
 	if (!f) {
 		rc = -errno;
@@ -121,10 +121,10 @@ int lfs_trace_write(const struct lfs_trace *t, const char *path)
 		rc = -errno;
 	if (fclose(f) && !rc)
 		rc = -errno;
-	if (!rc && rename(tmp, path))
+	if (!rc && renameat(dirfd, tmp, dirfd, name))
 		rc = -errno;
 	if (rc)
-		unlink(tmp);
+		unlinkat(dirfd, tmp, 0);
 	free(tmp);
 	return rc;
 }

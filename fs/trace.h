@@ -54,9 +54,9 @@ int lfs_trace_set_layer(struct lfs_trace *t, size_t i, const char *id, const cha
 int lfs_trace_add(struct lfs_trace *t, uint32_t layer, uint64_t first, uint64_t last,
 		  const char *path, size_t path_len);
 
-/* Writes t to path atomically (a temporary name, renamed).  0 or a
- * negative errno. */
-int lfs_trace_write(const struct lfs_trace *t, const char *path);
+/* Writes t as `name` in directory dirfd, atomically (a temporary name,
+ * synced, renamed).  0 or a negative errno. */
+int lfs_trace_write(const struct lfs_trace *t, int dirfd, const char *name);
 /* Reads a trace.  0, or a negative errno with a one-line reason in err
  * (-ENOENT: no such file; -EINVAL: not a trace of this version, or a line
  * that does not parse: the whole file is refused). */

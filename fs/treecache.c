@@ -1,5 +1,7 @@
 #include "treecache.h"
 
+#include "../cache/hostdir.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <libdeflate.h>
@@ -165,6 +167,7 @@ int lfs_treecache_save(int dirfd, const struct lfs_treecache_key *key,
 		free(buf);
 		return -errno;
 	}
+	rc = lfs_hostdir_own(fd);
 	for (uint64_t done = 0; done < size && !rc;) {
 		ssize_t w = write(fd, buf + done, size - done);
 

@@ -162,6 +162,16 @@ lfs_gen() {
 	L=$G/layers
 }
 
+# The user a daemon started by root serves as (-o user=, the default), who
+# owns the host cache and writes traces.
+LFS_DAEMON_USER=${LFS_DAEMON_USER:-layerfs}
+
+# lfs_daemon_dir DIR: a folder of the daemon's user's (0700), as the unit's
+# CacheDirectory= is.
+lfs_daemon_dir() {
+	mkdir -p -m 700 "$1" && chown "$LFS_DAEMON_USER:" "$1"
+}
+
 # lfs_list FILE ZIP...: writes a layer list with absolute paths.
 lfs_list() {
 	local f=$1

@@ -35,7 +35,7 @@ drop_all() { # MNT: the daemon's blocks and the kernel's pages of the mount
 }
 read_all() { find "$1" -type f -exec cat {} + >/dev/null; }
 CD=$T/cache
-mkdir -m 700 "$CD"
+lfs_daemon_dir "$CD"
 A=$L/big.zip B=$L/infozip.zip C=$L/py_mixed.zip
 sha_list "$T/ab.list" "$A" "$B"
 sha_list "$T/bc.list" "$B" "$C"
@@ -71,7 +71,7 @@ fi
 # no sha256= in the list: digests are made in the background, and the
 # tree is kept once they are all known
 lfs_list "$T/plain.list" "$A" "$B"
-mkdir -m 700 "$T/cache3"
+lfs_daemon_dir "$T/cache3"
 if check "digests in the background: mounted" lfs_mount -o cache_dir="$T/cache3" "$T/plain.list" "$T/m4"; then
 	for _ in $(seq 100); do [[ $(stat_of "$T/m4" tree_saved) == 1 ]] && break; sleep 0.1; done
 	check "digests in the background: the tree is kept once they are known" \
@@ -95,7 +95,7 @@ fi
 
 # --- two daemons on one directory, 8 readers each ---------------------------
 RR=("$PY" "$LFS_IT_DIR/randread.py")
-mkdir -m 700 "$T/cache2"
+lfs_daemon_dir "$T/cache2"
 if lfs_mount -o cache_dir="$T/cache2" "$T/ab.list" "$T/d1" &&
 	lfs_mount -o cache_dir="$T/cache2" "$T/ab.list" "$T/d2"; then
 	pids=() logs=()
@@ -187,7 +187,7 @@ if check "changed zip: mounted" lfs_mount -o "$O" "$T/ch.list" "$T/ch2"; then
 fi
 
 # --- the quota holds under load ---------------------------------------------
-mkdir -m 700 "$T/small"
+lfs_daemon_dir "$T/small"
 if check "quota: mounted with cache_dir_size=4M" \
 	lfs_mount -o cache_dir="$T/small",cache_dir_size=4M "$T/ab.list" "$T/q"; then
 	read_all "$T/q"
@@ -206,6 +206,7 @@ fi
 mkdir -p "$T/tiny"
 if mount -t tmpfs -o size=2m,mode=0700 tmpfs "$T/tiny" 2>/dev/null; then
 	lfs_register_mount "$T/tiny"
+	chown "$LFS_DAEMON_USER:" "$T/tiny"
 	mkdir -p "$T/full"
 	lfs_register_mount "$T/full"
 	timeout -k 5 200 "$LAYERFS" mount -f -o cache_dir="$T/tiny",cache_dir_size=64M "$T/ab.list" "$T/full" </dev/null \
@@ -223,7 +224,7 @@ if mount -t tmpfs -o size=2m,mode=0700 tmpfs "$T/tiny" 2>/dev/null; then
 fi
 
 # --- kill -9 while writing heavily, then a restart ---------------------------
-mkdir -m 700 "$T/crash"
+lfs_daemon_dir "$T/crash"
 mkdir -p "$T/k"
 lfs_register_mount "$T/k"
 timeout -k 5 200 "$LAYERFS" mount -f -o cache_dir="$T/crash",cache_level=3 "$T/ab.list" "$T/k" </dev/null \

@@ -10,6 +10,10 @@ set -uo pipefail
 lfs_init
 lfs_gen
 lfs_tmpdir T
+# traces are written by the daemon's user, into a folder of its own; the
+# traces replayed are read at mount, with root's rights
+TR=$T/tr
+lfs_daemon_dir "$TR"
 
 stat_of() { "$LAYERFS" stats "$1" | awk -v k="$2" '$1 == k { print $2 }'; }
 
@@ -93,15 +97,16 @@ one_line() { # LOG PATTERN: exactly one line of LOG matches
 }
 
 # --- record --------------------------------------------------------------
-if check "record: mount with trace=" fg_mount "$T/rec.log" "trace=$T/t1" "$T/fn.list" "$T/rec"; then
+if check "record: mount with trace=" fg_mount "$T/rec.log" "trace=$TR/t1" "$T/fn.list" "$T/rec"; then
 	start_reads "$T/rec"
 	check "record: the reads are right" cmp "$T/got.reads" <(want_reads)
 	check "record: trace stop" "$LAYERFS" trace stop "$T/rec"
-	for _ in $(seq 100); do [[ -s $T/t1 ]] && break; sleep 0.05; done
-	check "record: the trace is written at trace stop, while mounted" test -s "$T/t1"
+	for _ in $(seq 100); do [[ -s $TR/t1 ]] && break; sleep 0.05; done
+	check "record: the trace is written at trace stop, while mounted" test -s "$TR/t1"
 	cat "$T/rec/app/mod09.py" >/dev/null # after the stop
 	fg_umount "$T/rec"
 fi
+cp "$TR/t1" "$T/t1"
 check "trace: versioned header and block size" \
 	bash -c '[[ $(sed -n 1p "$1") == "layerfs-trace 1" && $(sed -n 2p "$1") == "block_size 262144" ]]' _ "$T/t1"
 check "trace: the layer named by identity" \
@@ -141,10 +146,11 @@ check "replay: not a single warning in its log" bash -c '! grep -qi "warn\|error
 # of fn.zip's library, made by hand (the format is documented in
 # docs/prefetch.md) from the layer lines of a recorded one.
 lfs_list "$T/two.list" "$T/fn.zip" "$T/other.zip" "$L/big.zip"
-if fg_mount "$T/rec2.log" "trace=$T/t2" "$T/two.list" "$T/rec2"; then
+if fg_mount "$T/rec2.log" "trace=$TR/t2" "$T/two.list" "$T/rec2"; then
 	head -c 1 "$T/rec2/big/big40.bin" >/dev/null
 	fg_umount "$T/rec2"
 fi
+cp "$TR/t2" "$T/t2"
 {
 	sed -n '1,2p' "$T/t2"
 	grep '^layer ' "$T/t2"
@@ -229,11 +235,17 @@ check "a missing trace: mounts, one line" bash -c '
 	"$1" umount "$3"; wait $pid
 	[[ $(grep -c "no trace" "$4") -eq 1 ]] || { cat "$4"; exit 1; }' _ \
 	"$LAYERFS" "$T/fn.list" "$(mkdir -p "$T/miss" && lfs_register_mount "$T/miss" && echo "$T/miss")" "$T/miss.log"
-if check "unwritable trace: mounts" fg_mount "$T/unw.log" "trace=/nonexistent/dir/trace" "$T/fn.list" "$T/unw"; then
-	cat "$T/unw/app/mod00.py" >/dev/null
-	fg_umount "$T/unw"
-	check "unwritable trace: one line says it was not written" one_line "$T/unw.log" "cannot write it"
-fi
+mkdir -m 700 "$T/roots"
+check "a trace the daemon's user cannot write: refused at mount, one line" bash -c '
+	mkdir -p "$4"
+	out=$("$1" mount -o trace="$2/t" "$3" "$4" 2>&1 </dev/null) && { "$1" umount "$4"; exit 1; }
+	[[ $(wc -l <<<"$out") -eq 1 && $out == *"cannot be written as user"* ]] || { echo "$out"; exit 1; }
+	! mountpoint -q "$4"' _ "$LAYERFS" "$T/roots" "$T/fn.list" "$T/unw"
+lfs_register_mount "$T/unw"
+check "a trace in a folder that is not there: refused at mount, one line" bash -c '
+	out=$("$1" mount -o trace=/nonexistent/dir/t "$2" "$3" 2>&1 </dev/null) && { "$1" umount "$3"; exit 1; }
+	[[ $(wc -l <<<"$out") -eq 1 && $out == *"/nonexistent/dir/t"* ]] || { echo "$out"; exit 1; }' _ \
+	"$LAYERFS" "$T/fn.list" "$T/unw"
 
 # --- prefetch=auto ------------------------------------------------------------
 check "prefetch=auto without cache_dir: refused, one line" bash -c '

@@ -44,6 +44,8 @@ PY=${PYTHON:-python3}
 # the interpreter itself, not a wrapper script (pyenv shims cost ~0.2s a call)
 PY=$($PY -c 'import sys; print(sys.executable)' 2>/dev/null) || PY=${PYTHON:-python3}
 UNIT_BIN=/usr/local/bin/layerfs	# the unit's ExecStart=; make install rewrites it
+UNIT_HELPER=/usr/local/libexec/layerfs/unit	# its ExecStartPre=/ExecStopPost=
+UNIT_USER=$(sed -n 's/^User=//p' "$UNIT")
 SYSPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 INST=fn				# the instance: layerfs@fn.service
 export LC_ALL=C TZ=UTC
@@ -130,6 +132,15 @@ if [[ ! -x $LAYERFS ]]; then
 	finish
 fi
 
+# The unit's daemon runs as layerfs and opens /dev/fuse itself: as udev's
+# rule makes it on a host (0666), put back at the end.
+FUSE_MODE=$(stat -c %a /dev/fuse)
+if [[ $FUSE_MODE != 666 ]]; then
+	chmod 666 /dev/fuse || skip "cannot make /dev/fuse usable by the unit's user"
+	trap 'chmod "$FUSE_MODE" /dev/fuse; cleanup' EXIT
+fi
+id -u "$UNIT_USER" >/dev/null 2>&1 || skip "no user $UNIT_USER (make test-user)"
+
 T=$(mktemp -d /tmp/layerfs-systemd.XXXXXX)
 T=$(readlink -f "$T")
 chmod 755 "$T"
@@ -175,7 +186,7 @@ ENVV=()
 unit_cmd() {
 	local out=$T/argv.$$ a
 	$PY "$HERE/unitcmd.py" "$UNIT" "$1" "$INST" "$2" --bin "$UNIT_BIN=$LAYERFS" \
-		--sysconf /etc >"$out" || return 1
+		--bin "$UNIT_HELPER=$REPO/systemd/layerfs-unit" --sysconf /etc >"$out" || return 1
 	mapfile -d '' -t a <"$out"
 	FLAGS=${a[0]}
 	ARGV=("${a[@]:1}")
@@ -187,23 +198,33 @@ unit_env() {
 	mapfile -d '' -t ENVV <"$out"
 }
 
-# run_cmd KEY CONF LOG: runs ExecStartPre=/ExecStopPost= to completion;
-# returns its exit status.
+# run_cmd KEY CONF LOG [VAR=VALUE...]: runs ExecStartPre=/ExecStopPost=
+# (as root: their "+") to completion, with the unit's UMask=; returns its
+# exit status.  ExecStopPost= gets SERVICE_RESULT=success unless given.
 run_cmd() {
-	unit_cmd "$1" "$2" && unit_env "$2" || return 99
-	(cd / && umask 022 && exec env -i PATH=$SYSPATH "${ENVV[@]}" "${ARGV[@]}") \
-		</dev/null >>"$3" 2>&1
+	local key=$1 conf=$2 log=$3
+	shift 3
+	unit_cmd "$key" "$conf" && unit_env "$conf" || return 99
+	(cd / && umask 077 && exec env -i PATH=$SYSPATH "${ENVV[@]}" SERVICE_RESULT=success "$@" \
+		"${ARGV[@]}") </dev/null >>"$log" 2>&1
 }
 
-# start NAME CONF [VAR=VALUE...]: a notify listener, then ExecStart= in the
-# background with NOTIFY_SOCKET (and the extra variables).  Files:
+# start NAME CONF [--no-store] [VAR=VALUE...]: a notify listener (keeping
+# stored descriptors as systemd does, unless --no-store), then ExecStart= in
+# the background with NOTIFY_SOCKET (and the extra variables), as the
+# unit's User= with CAP_SYS_ADMIN ambient, no_new_privs and the bounding
+# set reduced to it, as systemd runs it.  Files:
 #   NAME.pid the daemon's pid   NAME.rc its exit status, once it exited
 #   NAME.err its stderr         NAME.notify what it sent (notify.py format)
 start() {
-	local name=$1 conf=$2 i
+	local name=$1 conf=$2 i store=
 	shift 2
+	if [[ ${1:-} == --no-store ]]; then
+		store=--no-store
+		shift
+	fi
 	rm -f "$T/$name".{pid,rc,err,out,notify,sock,sock.bound}
-	$PY "$HERE/notify.py" "$T/$name.sock" "$T/$name.notify" \
+	$PY "$HERE/notify.py" "$T/$name.sock" "$T/$name.notify" $store \
 		--read "$MNT/bin/hello.txt" --expect "$T/expect_hello" </dev/null \
 		>>"$T/$name.listener.log" 2>&1 &
 	echo $! >>"$T/listeners"	# a file: start may run in a subshell
@@ -215,10 +236,12 @@ start() {
 	unit_cmd ExecStart "$conf" && unit_env "$conf" || return 1
 	# systemd sets WATCHDOG_PID to the main pid; sh's $$ is that pid after exec.
 	(
-		cd / && umask 022 &&
+		cd / && umask 077 &&
 			env -i PATH=$SYSPATH "${ENVV[@]}" NOTIFY_SOCKET="$T/$name.sock" "$@" \
 				/bin/sh -c 'echo $$ >"$0"; if [ -n "${WATCHDOG_USEC:-}" ] && [ -z "${WATCHDOG_PID:-}" ]; then WATCHDOG_PID=$$; export WATCHDOG_PID; fi; exec "$@"' \
-				"$T/$name.pid" "${ARGV[@]}"
+				"$T/$name.pid" setpriv --reuid="$UNIT_USER" --regid="$UNIT_USER" --init-groups \
+				--inh-caps=-all,+sys_admin --ambient-caps=-all,+sys_admin \
+				--bounding-set=-all,+sys_admin --no-new-privs -- "${ARGV[@]}"
 		echo $? >"$T/$name.rc"
 	) </dev/null >"$T/$name.out" 2>"$T/$name.err" &
 	for i in $(seq 50); do
@@ -258,7 +281,7 @@ mstat() { $PY "$HERE/mnt.py" statfs "$1"; }
 t_verify() {
 	local u=$T/verify/layerfs@.service out rc=0 man=--man=no
 	mkdir -p "$T/verify/man/man1"
-	sed "s#$UNIT_BIN#$LAYERFS#" "$UNIT" >"$u"
+	sed -e "s#$UNIT_BIN#$LAYERFS#" -e "s#$UNIT_HELPER#$REPO/systemd/layerfs-unit#" "$UNIT" >"$u"
 	if [[ -f $REPO/docs/layerfs.1 ]]; then
 		# Documentation=man:layerfs(1) must resolve too
 		cp "$REPO/docs/layerfs.1" "$T/verify/man/man1/"
@@ -273,7 +296,8 @@ t_verify_negative() {
 	# the same check must fail on a broken copy
 	local u=$T/verify-bad/layerfs@.service out
 	mkdir -p "$T/verify-bad"
-	sed -e "s#$UNIT_BIN#$LAYERFS#" -e 's/^Type=notify/Type=notyfy/' \
+	sed -e "s#$UNIT_BIN#$LAYERFS#" -e "s#$UNIT_HELPER#$REPO/systemd/layerfs-unit#" \
+		-e 's/^Type=notify/Type=notyfy/' \
 		-e 's#^ExecStart=.*#ExecStart=/nonexistent/layerfs mount#' "$UNIT" >"$u"
 	out=$(cd "$T/verify-bad" && systemd-analyze verify --man=no ./layerfs@.service 2>&1) &&
 		{ echo "verify accepted a broken unit:"; echo "$out"; return 1; }
@@ -306,18 +330,21 @@ t_unit_basics() {
 	local want
 	for want in Type=notify NotifyAccess=main Restart=on-failure KillSignal=SIGTERM \
 		'EnvironmentFile=/etc/layerfs/%i.conf' 'DeviceAllow=/dev/fuse rw' \
-		WantedBy=multi-user.target; do
+		WantedBy=multi-user.target User=layerfs AmbientCapabilities=CAP_SYS_ADMIN \
+		CapabilityBoundingSet=CAP_SYS_ADMIN NoNewPrivileges=yes; do
 		grep -qxF "$want" "$UNIT" || { echo "missing: $want"; return 1; }
 	done
 	grep -qE '^WatchdogSec=[1-9]' "$UNIT" || { echo "no WatchdogSec="; return 1; }
 	grep -qE '^TimeoutStopSec=[1-9]' "$UNIT" || { echo "no TimeoutStopSec="; return 1; }
 	grep -qE '^ExecStopPost=-' "$UNIT" || { echo "ExecStopPost= must ignore failure (-)"; return 1; }
+	grep -qE '^FileDescriptorStoreMax=[1-9]' "$UNIT" || { echo "no FileDescriptorStoreMax="; return 1; }
+	grep -qE '^Exec(StartPre|StopPost)=-?\+' "$UNIT" || { echo "ExecStartPre=/ExecStopPost= must run as root (+)"; return 1; }
 }
 t_execstart_argv() {
 	# ${VAR} must be one argument (the mount point has a space), the options
 	# follow "journal,", and the binary is the one make install rewrites.
 	unit_cmd ExecStart "$CONF" || return 1
-	local want=("$LAYERFS" mount -f -o "journal,allow_other,default_permissions,cache_size=16M" "$LIST" "$MNT")
+	local want=("$LAYERFS" mount -f -o "journal,fdstore,allow_other,default_permissions,cache_size=16M" "$LIST" "$MNT")
 	[[ -z $FLAGS ]] || { echo "ExecStart= has prefix '$FLAGS'"; return 1; }
 	if [[ ${#ARGV[@]} -ne ${#want[@]} || "${ARGV[*]}" != "${want[*]}" ]]; then
 		printf 'got : %q\n' "${ARGV[@]}"
@@ -372,6 +399,29 @@ t_status() {
 	[[ $s == *"2 layers"* && $s == *"$MNT"* ]]
 }
 check "STATUS= names the layer count and mount point" t_status
+t_dropped() {
+	# The unit starts it as layerfs with CAP_SYS_ADMIN ambient; once
+	# mounted it keeps nothing: no capability, no_new_privs, its filter.
+	local st uid
+	st=$(grep -E '^(Uid|CapPrm|CapEff|CapAmb|NoNewPrivs|Seccomp):' "/proc/$(pid_of a)/status")
+	echo "$st"
+	uid=$(id -u "$UNIT_USER")
+	grep -qE "^Uid:[[:space:]]+$uid[[:space:]]+$uid[[:space:]]+$uid[[:space:]]+$uid\$" <<<"$st" &&
+		grep -q '^CapEff:[[:space:]]*0000000000000000$' <<<"$st" &&
+		grep -q '^CapPrm:[[:space:]]*0000000000000000$' <<<"$st" &&
+		grep -q '^CapAmb:[[:space:]]*0000000000000000$' <<<"$st" &&
+		grep -q '^NoNewPrivs:[[:space:]]*1$' <<<"$st" &&
+		grep -q '^Seccomp:[[:space:]]*2$' <<<"$st"
+}
+check "after mounting: user $UNIT_USER, no capabilities, no_new_privs, seccomp filter" t_dropped
+t_fdstore() {
+	# the connection goes to the store, named after mount point and stack
+	local n
+	n=$(notes a FDNAME)
+	echo "FDNAME=$n; $(notes a FDSTORED)"
+	[[ $n =~ ^fuse-[0-9a-f]{8}-[0-9a-f]{16}$ && $(notes a FDSTORED) == 1 ]]
+}
+check "FDSTORE=1: the /dev/fuse connection is kept in the store" t_fdstore
 t_mounted() {
 	local top
 	top=$($PY "$HERE/mnt.py" top "$MNT") || { echo "not mounted"; return 1; }
@@ -444,10 +494,17 @@ t_sigterm() {
 	rc=$(cat "$T/a.rc")
 	echo "exit status $rc"
 	[[ $rc -eq 0 ]] || { tail -n 5 "$T/a.err"; return 1; }
+	# kept for a restart: the store holds its connection (no look at
+	# it: unserved, it would wait for the next daemon)
+	[[ $(mcount "$MNT") -eq 1 ]] || { echo "not mounted: the restart has nothing to take over"; return 1; }
+	# a final stop: ExecStopPost= unmounts
+	run_cmd ExecStopPost "$CONF" "$T/post0.log"
+	cat "$T/post0.log"
 	[[ $(mcount "$MNT") -eq 0 ]] || { echo "still mounted"; return 1; }
 	[[ $(mstat "$MNT") == ok ]] || { echo "mount point: $(mstat "$MNT")"; return 1; }
+	grep -q '^<6>.*unmounting' "$T/post0.log"
 }
-check "SIGTERM with the mount busy: unmounted, exit 0" t_sigterm
+check "SIGTERM with the mount busy: exit 0, mount kept; ExecStopPost unmounts" t_sigterm
 kill "$BUSY" 2>/dev/null
 wait "$BUSY" 2>/dev/null
 t_stopping() {
@@ -455,12 +512,15 @@ t_stopping() {
 	s=$(awk '$3 == "STOPPING=1" { print $2 }' "$T/a.notify")
 	[[ -n $s ]] || { echo "no STOPPING=1"; return 1; }
 	[[ $s == "$(pid_of a)" ]] || { echo "STOPPING=1 from pid $s"; return 1; }
-	grep -qE '^<6>.*unmounted' "$T/a.err" || { echo "no <6> 'unmounted' line"; return 1; }
+	grep -qE '^<6>.*the mount stays' "$T/a.err" || { echo "no <6> 'the mount stays' line"; return 1; }
 }
-check "SIGTERM: STOPPING=1 sent, 'unmounted' logged" t_stopping
+check "SIGTERM: STOPPING=1 sent, 'the mount stays' logged" t_stopping
+
+# The rest emulates a unit without a store (FileDescriptorStoreMax=0): a
+# daemon that dies takes its connection along, leaving a stale mount.
 
 # =========================== crash, recovery ================================
-start b "$CONF" WATCHDOG_USEC=$WD_USEC
+start b "$CONF" --no-store WATCHDOG_USEC=$WD_USEC
 check "restart after a clean stop: ready" wait_ready b
 t_sigkill_stale() {
 	kill -KILL "$(pid_of b)"
@@ -483,7 +543,7 @@ t_pre_on_stale() {
 	[[ $rc -eq 0 ]]
 }
 check "ExecStartPre succeeds on a stale mount point" t_pre_on_stale
-start c "$CONF2" WATCHDOG_USEC=$WD_USEC WATCHDOG_PID=1
+start c "$CONF2" --no-store WATCHDOG_USEC=$WD_USEC WATCHDOG_PID=1
 t_recovered() {
 	wait_ready c || return 1
 	grep -q " READCHECK=ok$" "$T/c.notify" || { cat "$T/c.notify"; return 1; }
@@ -493,7 +553,7 @@ t_recovered() {
 check "next start detaches the stale mount and serves (warning logged)" t_recovered
 t_empty_options() {
 	unit_cmd ExecStart "$CONF2" || return 1
-	[[ ${ARGV[4]} == journal, ]] || { echo "options argument: ${ARGV[4]}"; return 1; }
+	[[ ${ARGV[4]} == journal,fdstore, ]] || { echo "options argument: ${ARGV[4]}"; return 1; }
 	[[ $(cat "$MNT/nodejs/x.js") == "module.exports = 1" ]]
 }
 check "empty LAYERFS_OPTIONS works" t_empty_options
@@ -512,8 +572,8 @@ t_stoppost_stale() {
 	wait_exit c 5 || return 1
 	[[ $(mstat "$MNT") == ENOTCONN ]] || { echo "not stale: $(mstat "$MNT")"; return 1; }
 	local rc=0
-	unit_cmd ExecStopPost "$CONF" && [[ $FLAGS == - ]] || { echo "flags '$FLAGS'"; return 1; }
-	run_cmd ExecStopPost "$CONF" "$T/post1.log" || rc=$?
+	unit_cmd ExecStopPost "$CONF" && [[ $FLAGS == -+ ]] || { echo "flags '$FLAGS'"; return 1; }
+	run_cmd ExecStopPost "$CONF" "$T/post1.log" SERVICE_RESULT=signal || rc=$?
 	cat "$T/post1.log"
 	[[ $rc -eq 0 ]] || { echo "ExecStopPost exited $rc"; return 1; }
 	[[ $(mcount "$MNT") -eq 0 && $(mstat "$MNT") == ok ]] || { echo "still there: $(mstat "$MNT")"; return 1; }
@@ -534,11 +594,11 @@ t_stoppost_keeps_lower() {
 	run_cmd ExecStopPost "$CONF" "$T/post2.log"
 	cat "$T/post2.log"
 	[[ $(cat "$MNT/marker" 2>&1) == lower ]] || { echo "after a clean stop: $($PY "$HERE/mnt.py" top "$MNT")"; return 1; }
-	start e "$CONF"
+	start e "$CONF" --no-store
 	wait_ready e || return 1
 	kill -KILL "$(pid_of e)"
 	wait_exit e 5 || return 1
-	run_cmd ExecStopPost "$CONF" "$T/post3.log"
+	run_cmd ExecStopPost "$CONF" "$T/post3.log" SERVICE_RESULT=signal
 	cat "$T/post3.log"
 	[[ $(cat "$MNT/marker" 2>&1) == lower ]] || { echo "after a crash: $($PY "$HERE/mnt.py" top "$MNT")"; return 1; }
 	[[ $($PY "$HERE/mnt.py" top "$MNT") == tmpfs\ * ]] || return 1
@@ -583,11 +643,16 @@ t_install_destdir() {
 		etc/layerfs/example.list sbin/mount.fuse.layerfs usr/share/man/man1/layerfs.1; do
 		[[ -e $D/$f ]] || { echo "not installed: $f"; (cd "$D" && find . -type f); return 1; }
 	done
-	grep -qx 'ExecStart=/usr/bin/layerfs mount -f -o journal,${LAYERFS_OPTIONS} ${LAYERFS_LIST} ${LAYERFS_MOUNTPOINT}' \
+	grep -qx 'ExecStart=/usr/bin/layerfs mount -f -o journal,fdstore,${LAYERFS_OPTIONS} ${LAYERFS_LIST} ${LAYERFS_MOUNTPOINT}' \
 		"$D/usr/lib/systemd/system/layerfs@.service" || { echo "ExecStart not rewritten"; return 1; }
 	cat "$D/usr/lib/systemd/system/layerfs@.service" "$D/sbin/mount.fuse.layerfs" | grep -v "^#" | grep -q /usr/local &&
 		{ echo "/usr/local left in an installed file"; return 1; }
 	[[ -x $D/sbin/mount.fuse.layerfs ]] || { echo "helper not executable"; return 1; }
+	# PREFIX=/usr: the helper's PATH names /usr/bin once
+	grep -qx 'PATH=/usr/bin:/usr/sbin:/sbin:/bin' "$D/sbin/mount.fuse.layerfs" ||
+		{ grep '^PATH=' "$D/sbin/mount.fuse.layerfs"; return 1; }
+	[[ -x $D/usr/libexec/layerfs/unit && -f $D/usr/lib/sysusers.d/layerfs.conf ]] ||
+		{ echo "the unit's helper or the sysusers.d file missing"; return 1; }
 	# config is not overwritten, the unit is
 	echo "# edited" >>"$D/etc/layerfs/example.conf"
 	echo "# stale" >>"$D/usr/lib/systemd/system/layerfs@.service"
@@ -608,7 +673,7 @@ P=$T/prefix
 t_install_prefix() {
 	mk install PREFIX="$P" SYSCONFDIR="$P/etc" SBINDIR="$P/sbin" >"$T/install2.log" 2>&1 ||
 		{ cat "$T/install2.log"; return 1; }
-	grep -qx "ExecStart=$P/bin/layerfs mount -f -o journal,\${LAYERFS_OPTIONS} \${LAYERFS_LIST} \${LAYERFS_MOUNTPOINT}" \
+	grep -qx "ExecStart=$P/bin/layerfs mount -f -o journal,fdstore,\${LAYERFS_OPTIONS} \${LAYERFS_LIST} \${LAYERFS_MOUNTPOINT}" \
 		"$P/lib/systemd/system/layerfs@.service" || return 1
 	grep -qx "EnvironmentFile=$P/etc/layerfs/%i.conf" "$P/lib/systemd/system/layerfs@.service" || return 1
 	grep -qx "LAYERFS_LIST=$P/etc/layerfs/example.list" "$P/etc/layerfs/example.conf" || return 1

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turns a command line of a systemd unit into the argv systemd would run.
 
-    unitcmd.py UNIT KEY INSTANCE ENVFILE [--bin OLD=NEW] [--sysconf DIR]
+    unitcmd.py UNIT KEY INSTANCE ENVFILE [--bin OLD=NEW]... [--sysconf DIR]
 
 KEY is ExecStart, ExecStartPre or ExecStopPost (the unit must have exactly
 one).  Prints, NUL-separated: the line's prefix flags ("-" etc., possibly
@@ -187,7 +187,8 @@ def main():
     ap.add_argument("key")
     ap.add_argument("instance")
     ap.add_argument("envfile")
-    ap.add_argument("--bin", help="OLD=NEW: run NEW where the unit names OLD")
+    ap.add_argument("--bin", action="append", default=[],
+                    help="OLD=NEW: run NEW where the unit names OLD (repeatable)")
     ap.add_argument("--sysconf", help="the unit's EnvironmentFile= must be under this")
     ap.add_argument("--env", action="store_true",
                     help="print the environment (KEY=VALUE) instead of the command")
@@ -225,13 +226,14 @@ def main():
     line = specifiers(lines[0], instance, name)
     m = re.match(r"[-@:+!]*", line)
     flags, line = m.group(0), line[m.end():]
+    # %n: the unit's name, as systemd gives it
     if "@" in flags or ";" in line.split():
         die("@ prefixes and multiple commands are not supported")
     argv = expand(split_words(line), env)
     if not argv or not argv[0].startswith("/"):
         die("%s: the command must be an absolute path" % key)
-    if a.bin:
-        old, new = a.bin.split("=", 1)
+    for b in a.bin:
+        old, new = b.split("=", 1)
         if argv[0] == old:
             argv[0] = new
     sys.stdout.write("\0".join([flags] + argv) + "\0")

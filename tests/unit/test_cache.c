@@ -170,6 +170,51 @@ static void test_failed_fill_reaches_waiters(void **state)
 	lfs_cache_free(r.c);
 }
 
+struct inserter {
+	struct lfs_cache *c;
+	struct lfs_centry *got;
+};
+
+static void *insert_get_main(void *arg)
+{
+	struct inserter *in = arg;
+	struct lfs_cache_key k = key(9);
+
+	in->got = lfs_cache_insert_get(in->c, &k, blob(8, 'n'), 8);
+	return NULL;
+}
+
+/* A block made while another thread's fill of it (a disk record) waits
+ * and then fails: the made block goes in (it once came back as ENOMEM). */
+static void test_insert_get_after_failed_fill(void **state)
+{
+	struct inserter in = { lfs_cache_new(1 << 20, 1), NULL };
+	struct lfs_cache_key k = key(9);
+	struct lfs_cache_stats st;
+	struct lfs_centry *e;
+	pthread_t t;
+	int claimed, err;
+
+	(void)state;
+	e = lfs_cache_acquire(in.c, &k, &claimed, &err);
+	assert_true(claimed);
+	assert_int_equal(pthread_create(&t, NULL, insert_get_main, &in), 0);
+	for (int i = 0; i < 100; i++) { /* let it wait on the fill */
+		struct timespec ts = { 0, 1000000 };
+
+		nanosleep(&ts, NULL);
+	}
+	lfs_cache_abandon(in.c, e, -ENOENT);
+	pthread_join(t, NULL);
+	assert_non_null(in.got);
+	assert_int_equal(lfs_centry_len(in.got), 8);
+	assert_int_equal(((const char *)lfs_centry_data(in.got))[0], 'n');
+	lfs_cache_release(in.c, in.got);
+	lfs_cache_get_stats(in.c, &st);
+	assert_int_equal(st.entries, 1);
+	lfs_cache_free(in.c);
+}
+
 static void test_take_and_drop(void **state)
 {
 	struct lfs_cache *c = lfs_cache_new(1 << 20, 2);
@@ -209,6 +254,7 @@ int main(void)
 		cmocka_unit_test(test_budget_and_lru),
 		cmocka_unit_test(test_single_fill_under_contention),
 		cmocka_unit_test(test_failed_fill_reaches_waiters),
+		cmocka_unit_test(test_insert_get_after_failed_fill),
 		cmocka_unit_test(test_take_and_drop),
 	};
 
