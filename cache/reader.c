@@ -72,6 +72,7 @@ struct lfs_reader *lfs_reader_new(const struct lfs_reader_config *cfg)
 	r->block_size = cfg->block_size;
 	r->spacing = cfg->spacing;
 	r->readahead_blocks = (uint32_t)(cfg->readahead / cfg->block_size);
+	r->prefetch_jumps = cfg->prefetch_jumps;
 	r->fault = cfg->fault;
 	r->fault_ctx = cfg->fault_ctx;
 	r->disk = cfg->disk;
@@ -505,6 +506,11 @@ ssize_t lfs_reader_pin(struct lfs_reader *r, struct lfs_member *m, uint64_t off,
 	p->sequential = !streamed(r, m) || jumped ? LFS_SEQ_NO
 			: continued		  ? LFS_SEQ_CONTINUED
 						  : LFS_SEQ_READY;
+	if (jumped && r->prefetch_jumps && off >= 2 * (uint64_t)r->block_size &&
+	    m->d.size <= r->budget / 4 &&
+	    !(__atomic_fetch_or(&m->flags, LFS_MEMBER_JUMPED, __ATOMIC_RELAXED) & LFS_MEMBER_JUMPED) &&
+	    lfs_reader_prefetch(r, m, 0, m->nblocks - 1, LFS_PRIO_PREFETCH) == 0)
+		add(&r->jump_prefetches, 1);
 	if (m->counters)
 		add(&m->counters->bytes_served, done);
 	return (ssize_t)done;
@@ -549,6 +555,7 @@ void lfs_reader_get_stats(struct lfs_reader *r, struct lfs_reader_stats *out)
 	out->stream_waits = __atomic_load_n(&r->stream_waits, __ATOMIC_RELAXED);
 	out->demand_fills = __atomic_load_n(&r->demand_fills, __ATOMIC_RELAXED);
 	out->prefetch_waits = __atomic_load_n(&r->prefetch_waits, __ATOMIC_RELAXED);
+	out->jump_prefetches = __atomic_load_n(&r->jump_prefetches, __ATOMIC_RELAXED);
 	out->readahead_jobs = __atomic_load_n(&r->readahead_jobs, __ATOMIC_RELAXED);
 	out->prefetch_jobs = __atomic_load_n(&r->prefetch_jobs, __ATOMIC_RELAXED);
 	out->prefetch_made = __atomic_load_n(&r->prefetch_made, __ATOMIC_RELAXED);

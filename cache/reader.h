@@ -61,6 +61,7 @@
 #define LFS_MEMBER_FAILED 1u
 #define LFS_MEMBER_VERIFIED 2u	/* its CRC-32 matched once */
 #define LFS_MEMBER_UNCHECKED 4u	/* large stored, read too scattered to check */
+#define LFS_MEMBER_JUMPED 8u	/* made whole ahead after a jump (prefetch_jumps) */
 
 /* Counters of one layer; updated atomically. */
 struct lfs_layer_counters {
@@ -105,6 +106,11 @@ struct lfs_reader_config {
 	 * writes what it inflates there, in the pool.  The caller keeps it
 	 * open until the reader is freed. */
 	struct lfs_disk *disk;
+	/* A read that jumps far into a member no stream is near (an mmap'd
+	 * library's page fault) has the rest of the member made ahead in the
+	 * pool's prefetch class, once per member up to a quarter of the
+	 * budget: its next faults land anywhere in it. */
+	int prefetch_jumps;
 };
 
 /* How a read of a streamed member went, for read-ahead. */
@@ -139,6 +145,7 @@ struct lfs_reader_stats {
 	uint64_t prefetch_jobs;	/* prefetch jobs run */
 	uint64_t prefetch_made;	/* bytes prefetch made (not found made) */
 	uint64_t prefetch_used;	/* of those, bytes a read then took */
+	uint64_t jump_prefetches; /* members made whole ahead after a jump */
 	uint64_t spare_bytes;	/* block buffers kept spare, outside the budget */
 	uint64_t held_back;	/* budget the memory governor holds back now */
 	uint64_t governor_runs;

@@ -99,6 +99,7 @@ struct lfs_reader {
 	struct lfs_crc_pieces *crcs;	/* large stored members, as they are read */
 	uint32_t block_size, spacing;
 	uint32_t readahead_blocks;
+	int prefetch_jumps;
 	void (*fault)(void *ctx, void *owner, enum lfs_fault kind, const char *why);
 	void *fault_ctx;
 	unsigned ra_active;		/* read-ahead streams running, atomic */
@@ -112,7 +113,7 @@ struct lfs_reader {
 	uint64_t governor_runs;
 	uint64_t bytes_read, bytes_inflated, resume_points_made, members_failed;
 	uint64_t source_errors, stream_waits, readahead_jobs;
-	uint64_t demand_fills, prefetch_waits;
+	uint64_t demand_fills, prefetch_waits, jump_prefetches;
 	uint64_t prefetch_jobs, prefetch_made, prefetch_used; /* bytes, for the last two */
 	uint64_t block_hits;		/* blocks found ready (lfs_cache_get) */
 };

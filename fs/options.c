@@ -33,7 +33,7 @@ enum target {
 	O_CACHE_SIZE, O_BLOCK_SIZE, O_SPACING, O_READAHEAD, O_MAX_READ, O_THREADS,
 	O_ENTRY_TIMEOUT, O_ATTR_TIMEOUT, O_TIMEOUT, O_UID, O_GID, O_MAX_LAYERS,
 	O_MAX_ENTRIES, O_MAX_TOTAL, O_MAX_NAME, O_CACHE_DIR, O_CACHE_DIR_SIZE, O_CACHE_LEVEL,
-	O_TRACE, O_TRACE_SECONDS, O_PREFETCH, O_SCHED, O_DEBUG, O_JOURNAL,
+	O_TRACE, O_TRACE_SECONDS, O_PREFETCH, O_PREFETCH_JUMPS, O_SCHED, O_DEBUG, O_JOURNAL,
 	O_USER, O_SECCOMP, O_ADMIN_GROUP, O_PROVENANCE, O_METRICS_FILE, O_METRICS_INTERVAL,
 	O_FDSTORE,
 };
@@ -97,6 +97,10 @@ static const struct optdef defs[] = {
 	  "replay a recorded trace at mount: make what it names ahead;\n"
 	  "                           auto: with cache_dir, record a stack's first start\n"
 	  "                           and replay it at its later mounts" },
+	{ "prefetch_jumps", T_COUNT, O_PREFETCH_JUMPS, 0, 1, "0|1",
+	  "1: a read far into a member no stream is near (an mmap'd\n"
+	  "                           library's fault) has the rest of it made ahead\n"
+	  "                           (default 0)" },
 	{ "sched", T_SCHED, O_SCHED, 0, 0, "batch|normal",
 	  "scheduling policy of the serving threads (default batch:\n"
 	  "                           their wake-ups do not preempt the inflater)" },
@@ -295,6 +299,7 @@ static int apply(struct lfs_options *o, const struct optdef *d, const char *val)
 	case O_BLOCK_SIZE: o->stack.reader.block_size = (uint32_t)v; break;
 	case O_SPACING: o->stack.reader.spacing = (uint32_t)v; break;
 	case O_READAHEAD: o->stack.reader.readahead = v; break;
+	case O_PREFETCH_JUMPS: o->stack.reader.prefetch_jumps = (int)v; break;
 	case O_THREADS: o->stack.reader.threads = (unsigned)v; break;
 	case O_MAX_READ: o->max_read = (unsigned)v; break;
 	case O_UID: o->stack.uid = (uid_t)v; break;

@@ -979,7 +979,8 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    "rss_bytes %llu\nheap_in_use %llu\nheap_free %llu\nheap_mapped %llu\n"
 		    "memory_held_back %llu\n"
 		    "prefetch_ranges %llu\nprefetch_skipped %llu\nprefetch_asked %llu\n"
-		    "prefetch_jobs %llu\nprefetch_bytes %llu\nprefetch_used %llu\nprefetch_unused %llu\n",
+		    "prefetch_jobs %llu\nprefetch_bytes %llu\nprefetch_used %llu\nprefetch_unused %llu\n"
+		    "prefetch_jumps %llu\n",
 		    (long)getpid(), st->nlayers, (unsigned long long)st->entries, st->inodes,
 		    (unsigned long long)st->zip_bytes, (unsigned long long)st->unzipped_bytes,
 		    st->open_seconds, s->tree_cached, __atomic_load_n(&s->tree_saved, __ATOMIC_ACQUIRE),
@@ -1010,7 +1011,8 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    load(&s->replay_bytes), (unsigned long long)r->prefetch_jobs,
 		    (unsigned long long)r->prefetch_made, (unsigned long long)r->prefetch_used,
 		    (unsigned long long)(r->prefetch_made > r->prefetch_used
-					  ? r->prefetch_made - r->prefetch_used : 0));
+					  ? r->prefetch_made - r->prefetch_used : 0),
+		    (unsigned long long)r->jump_prefetches);
 	for (size_t i = 0; i < st->nlayers && !rc; i++) {
 		const struct lfs_stack_layer_stats *l = &st->layers[i];
 		uint64_t problems = 0;

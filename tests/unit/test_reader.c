@@ -364,6 +364,59 @@ static void test_readahead(void **state)
 	lfs_reader_free(r);
 }
 
+/* prefetch_jumps: a read far into a member no stream is near has the
+ * whole member made in the pool, once; reads anywhere in it then find
+ * their blocks made (no miss), and those bytes count as prefetch used. */
+static void test_prefetch_jumps(void **state)
+{
+	const uint32_t B = 16384, S = 65536;
+	struct lfs_reader_config cfg = { .cache_size = 64 << 20, .block_size = B, .spacing = S,
+					  .prefetch_jumps = 1 };
+	struct member_file *f = member_new((1u << 20) + 999, 1, 22);
+	struct member_file *g = member_new((1u << 20) + 999, 1, 23);
+	struct lfs_reader_stats st;
+	struct lfs_reader *r;
+	uint64_t misses, s = 5;
+	char err[128];
+
+	(void)state;
+	assert_int_equal(lfs_reader_config_check(&cfg, err, sizeof(err)), 0);
+	r = lfs_reader_new(&cfg);
+	read_check(r, f, 40 * B + 5, 100); /* a jump: no stream near */
+	lfs_reader_wait_idle(r);
+	lfs_reader_get_stats(r, &st);
+	assert_int_equal(st.jump_prefetches, 1);
+	assert_int_equal(st.bytes_inflated, f->size); /* the rest, once */
+	misses = st.cache.misses;
+	for (int i = 0; i < 50; i++)
+		read_check(r, f, rnd(&s) % f->size, 1 + rnd(&s) % (2 * B));
+	lfs_reader_wait_idle(r);
+	lfs_reader_get_stats(r, &st);
+	assert_int_equal(st.cache.misses, misses);
+	assert_int_equal(st.jump_prefetches, 1);
+	assert_true(st.prefetch_used > 0);
+	/* a member read from its start is no jump: nothing made ahead */
+	read_check(r, g, 0, 100);
+	read_check(r, g, 100, B);
+	lfs_reader_wait_idle(r);
+	lfs_reader_get_stats(r, &st);
+	assert_int_equal(st.jump_prefetches, 1);
+	member_free(f);
+	member_free(g);
+	lfs_reader_free(r);
+	/* and without the option a jump makes only what it reads */
+	cfg.prefetch_jumps = 0;
+	r = lfs_reader_new(&cfg);
+	f = member_new((1u << 20) + 999, 1, 22);
+	read_check(r, f, 40 * B + 5, 100);
+	lfs_reader_wait_idle(r);
+	lfs_reader_get_stats(r, &st);
+	assert_int_equal(st.jump_prefetches, 0);
+	assert_true(st.bytes_inflated <= 41 * B);
+	member_free(f);
+	lfs_reader_free(r);
+}
+
 static void expect_eio(struct lfs_reader *r, struct member_file *f, const char *what)
 {
 	unsigned char *buf = malloc(f->size + 1);
@@ -981,6 +1034,7 @@ int main(void)
 		cmocka_unit_test(test_large_blocks_stay),
 		cmocka_unit_test(test_source_errors_are_transient),
 		cmocka_unit_test(test_layer_changed_in_place),
+		cmocka_unit_test(test_prefetch_jumps),
 	};
 
 	return cmocka_run_group_tests_name("reader", tests, setup, teardown);
