@@ -43,7 +43,7 @@ int lfs_reader_config_check(struct lfs_reader_config *cfg, char *err, size_t err
  * budget, so a share must hold many of the largest entries (a parked stream
  * is about 180 KiB, a block up to 64 MiB).  With 16 shards of a 4 MiB
  * budget, four readers had their parked streams and resume points evicted
- * under them and inflated 10-25 times what they read; with 16 MiB blocks
+ * under them and inflated many times what they read; with 16 MiB blocks
  * and 16 shards, a block was larger than its shard and evicted at its last
  * release.  Small budgets and large blocks get fewer shards. */
 static unsigned cache_shards(uint64_t budget, uint32_t block_size)

@@ -441,7 +441,7 @@ int rd_get_streamed(struct lfs_reader *r, struct lfs_member *m, uint64_t b,
 /* Blocks to inflate ahead of one reader: the read-ahead is shared by the
  * members being read ahead at once.  Four readers with a window each had
  * the cache evict blocks inflated ahead before they were read, and inflate
- * 1.9 GB for 1 GiB read (make bench's item 6, a 64 MiB budget). */
+ * nearly twice what they read (docs/performance.md, make bench's item 6). */
 static uint64_t ra_window(struct lfs_reader *r)
 {
 	unsigned active = __atomic_load_n(&r->ra_active, __ATOMIC_RELAXED);
