@@ -132,6 +132,7 @@ struct http_source {
 	pthread_cond_t wr_cv;
 	struct chunk *wr_queue[WR_QUEUE];
 	unsigned wr_head, wr_count;
+	uint64_t wr_pending;		/* atomic: queued or being written */
 
 	struct lfs_http_counters hc;	/* atomic adds */
 };
@@ -1665,6 +1666,7 @@ static void *wr_main(void *arg)
 		/* READY chunks never change: no lock needed to read it */
 		if (lfs_disk_put_chunk(hs->dobj, hs->version_key, c->index, c->data, c->len) == 0)
 			add(&hs->hc.disk_writes, 1);
+		__atomic_sub_fetch(&hs->wr_pending, 1, __ATOMIC_RELAXED);
 		pthread_mutex_lock(&hs->lock);
 		chunk_unref(c);
 		evict(hs);
@@ -1687,6 +1689,7 @@ static void wr_enqueue(struct http_source *hs, struct chunk *c)
 	c->refs++;
 	hs->wr_queue[(hs->wr_head + hs->wr_count) % WR_QUEUE] = c;
 	hs->wr_count++;
+	add(&hs->wr_pending, 1);
 	pthread_cond_signal(&hs->wr_cv);
 }
 
@@ -2284,6 +2287,7 @@ int lfs_source_http_counters(const struct lfs_source *src, struct lfs_http_count
 	for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
 		to[i] = __atomic_load_n(&from[i], __ATOMIC_RELAXED);
 	out->cached_bytes = __atomic_load_n(&hs->cached, __ATOMIC_RELAXED);
+	out->disk_pending = __atomic_load_n(&hs->wr_pending, __ATOMIC_RELAXED);
 	return 0;
 }
 

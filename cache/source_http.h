@@ -168,6 +168,7 @@ struct lfs_http_counters {
 	uint64_t disk_hits;	/* chunks read from the disk instead of fetched */
 	uint64_t disk_writes;	/* chunks written to it */
 	uint64_t disk_skipped;	/* chunks not written (the writer was behind) */
+	uint64_t disk_pending;	/* chunks waiting for the writer now */
 	uint64_t disk_conflict;	/* 1: the tail differs from the one on disk under
 				 * the same SHA-256: nothing shared */
 };

@@ -27,6 +27,7 @@ struct lfs_options {
 	int npos;
 	struct fuse_args fuse_args; /* what goes to FUSE, argv[0] first */
 	char *cache_dir;	/* owned; stack.cache_dir points here */
+	char *s3_region, *s3_endpoint, *s3_profile, *ca_file; /* owned; stack.http's */
 };
 
 /* Parses argv (argv[0] is the command's name) into o, with the defaults
