@@ -987,10 +987,10 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		rc = append(buf, size, &len,
 			    "layer.%zu.name %s\nlayer.%zu.bytes_read %llu\n"
 			    "layer.%zu.bytes_inflated %llu\nlayer.%zu.bytes_served %llu\n"
-			    "layer.%zu.source_errors %llu\n",
+			    "layer.%zu.source_errors %llu\nlayer.%zu.source_bytes %llu\n",
 			    i, l->label, i, load(&l->counters.bytes_read), i,
 			    load(&l->counters.bytes_inflated), i, load(&l->counters.bytes_served), i,
-			    load(&l->source_errors));
+			    load(&l->source_errors), i, load(&l->zi->src->counters.bytes));
 		if (!rc && l->remote)
 			rc = remote_stats(l, i, buf, size, &len);
 	}
