@@ -47,8 +47,11 @@
 #define WR_QUEUE 64	/* chunks waiting for the disk; past that they are not written */
 #define HEAD_MAGIC "layerfs object head 1\n"
 #ifndef SEQ_RUN
-#define SEQ_RUN 3	/* chunks read in order before fetching ahead (measured) */
+#define SEQ_RUN 2	/* chunks read in order before fetching ahead */
 #endif
+#define SEQ_SLOTS 8	/* readers going in order, followed at once */
+#define SEQ_GAP 4096	/* a read this close to where one ended continues it
+			 * (a data descriptor, a local header skipped) */
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 enum kind {
@@ -81,6 +84,13 @@ struct chunk {
 
 struct ra_range {
 	uint64_t off, len;
+};
+
+/* A reader going through the object in order: where its last read ended,
+ * how many bytes in a row it has read. */
+struct seq_run {
+	uint64_t end, run;
+	uint64_t used;			/* the clock at its last read; 0: free */
 };
 
 struct http_source {
@@ -116,8 +126,11 @@ struct http_source {
 	uint64_t cached;		/* chunk bytes in the table */
 	pthread_t ra_thread;
 	int ra_started, stopping;	/* stopping: atomic as well (progress callback) */
+	int threads_ok;			/* 0 until threads may start (defer_threads) */
 	struct ra_range ra_queue[RA_QUEUE];
 	unsigned ra_head, ra_count;
+	struct seq_run seq[SEQ_SLOTS];
+	uint64_t seq_clock;
 	char last_err[512];
 
 	/* The disk tier: NULL, or the object's records.  Chunks there carry
@@ -1341,7 +1354,7 @@ static int fetch_claimed(struct http_source *hs, struct chunk **c, size_t n, dou
 {
 	size_t per = hs->cfg.max_request / hs->cfg.chunk_size, i = 0;
 	unsigned char stack_hit[16], *hit = stack_hit;
-	int first_rc = 0;
+	int first_rc = 0, threads;
 
 	if (per < 1)
 		per = 1;
@@ -1381,13 +1394,19 @@ static int fetch_claimed(struct http_source *hs, struct chunk **c, size_t n, dou
 		if (rc && !first_rc)
 			first_rc = rc;
 		pthread_mutex_lock(&hs->lock);
-		for (size_t j = 0; j < k; j++) {
+		for (size_t j = 0; j < k; j++)
 			publish(hs, c[i + j], rc);
-			if (!rc && hs->dobj)
-				wr_enqueue(hs, c[i + j]);
-		}
 		pthread_cond_broadcast(&hs->chunk_cv);
+		threads = hs->threads_ok;
+		for (size_t j = 0; j < k && !rc && hs->dobj && threads; j++)
+			wr_enqueue(hs, c[i + j]);
 		pthread_mutex_unlock(&hs->lock);
+		/* No writer yet (a daemon about to fork): written here; our
+		 * claim still holds the chunks. */
+		for (size_t j = 0; j < k && !rc && hs->dobj && !threads; j++)
+			if (lfs_disk_put_chunk(hs->dobj, hs->version_key, c[i + j]->index,
+					       c[i + j]->data, c[i + j]->len) == 0)
+				add(&hs->hc.disk_writes, 1);
 		i += k;
 	}
 	if (hit != stack_hit)
@@ -1397,24 +1416,49 @@ static int fetch_claimed(struct http_source *hs, struct chunk **c, size_t n, dou
 
 static void ra_enqueue(struct http_source *hs, uint64_t off, uint64_t len);
 
-/* Under lock, after a read of chunks up to `last`: a reader going through
- * the object in order (the chunks behind it are here) gets the chunks
- * ahead of it fetched in the background, a window as long as the run it
- * has read (at most max_request), refilled once half of it is used.  So a
- * scattered reader fetches single chunks, and one reading a run of small
- * members or a large one in order pays a round trip per window instead of
- * per chunk, without waiting for more than it asked. */
-static void sequential_ahead(struct http_source *hs, uint64_t last)
+/* Under lock, after a read of [off, off + len): a read that starts where
+ * an earlier one ended continues that reader's run (a stream going through
+ * a large member, members read in the zip's order).  Once a run is
+ * SEQ_RUN chunks long, the chunks ahead of it are fetched in the
+ * background: a window as long as the run (at most max_request), refilled
+ * once half of it is used.  So scattered reads fetch single chunks, even
+ * where they happen to fall next to each other, and a reader in order pays
+ * a round trip per window instead of per chunk, never waiting for more
+ * than it asked.  (Whether chunks nearby are cached says nothing of the
+ * sort: readers of unrelated small members fill neighbouring chunks.) */
+static void sequential_ahead(struct http_source *hs, uint64_t off, uint64_t len)
 {
 	uint64_t cs = hs->cfg.chunk_size, end = (hs->tail_off + cs - 1) / cs;
-	uint64_t max = hs->cfg.max_request / cs, run = 0, j;
+	uint64_t max = hs->cfg.max_request / cs, last = (off + len - 1) / cs, run, from, j;
+	struct seq_run *r = NULL, *oldest = &hs->seq[0];
 
 	if (max < 2 || hs->cfg.no_sequential)
 		return;
-	while (run < max && run <= last && table_find(hs, last - run))
-		run++;
+	hs->seq_clock++;
+	for (size_t i = 0; i < SEQ_SLOTS && !r; i++) {
+		struct seq_run *s = &hs->seq[i];
+
+		if (s->used && off + SEQ_GAP >= s->end && off <= s->end + SEQ_GAP)
+			r = s;
+		else if (s->used < oldest->used)
+			oldest = s;
+	}
+	if (!r) {
+		r = oldest;
+		r->end = off;
+		r->run = 0;
+	}
+	from = off > r->end ? off : r->end;
+	if (off + len > from) {
+		r->run += off + len - from;
+		r->end = off + len;
+	}
+	r->used = hs->seq_clock;
+	run = r->run / cs;
 	if (run < SEQ_RUN)
 		return;
+	if (run > max)
+		run = max;
 	for (j = last + 1; j <= last + run / 2 + 1 && j < end; j++)
 		if (!table_find(hs, j))
 			break;
@@ -1462,7 +1506,7 @@ static int read_chunks(struct http_source *hs, unsigned char *buf, size_t len, u
 			got = i + 1;
 		}
 		if (!rc)
-			sequential_ahead(hs, last);
+			sequential_ahead(hs, off, len);
 		pthread_mutex_unlock(&hs->lock);
 		/* Fetch what this thread claimed, each run of adjacent chunks in
 		 * one request, before waiting for anyone else's (so that no two
@@ -1619,7 +1663,7 @@ static void *ra_main(void *arg)
 /* Under lock: queues [off, off + len) for the read-ahead thread. */
 static void ra_enqueue(struct http_source *hs, uint64_t off, uint64_t len)
 {
-	if (!hs->ra_started && !hs->stopping)
+	if (!hs->ra_started && !hs->stopping && hs->threads_ok)
 		hs->ra_started = pthread_create(&hs->ra_thread, NULL, ra_main, hs) == 0 ? 1 : -1;
 	if (hs->ra_started == 1) {
 		if (hs->ra_count == RA_QUEUE) {	/* the oldest hint is the least useful */
@@ -1680,7 +1724,7 @@ static void *wr_main(void *arg)
  * holding their memory: they are fetched again by a later mount. */
 static void wr_enqueue(struct http_source *hs, struct chunk *c)
 {
-	if (!hs->wr_started && !hs->stopping)
+	if (!hs->wr_started && !hs->stopping && hs->threads_ok)
 		hs->wr_started = pthread_create(&hs->wr_thread, NULL, wr_main, hs) == 0 ? 1 : -1;
 	if (hs->wr_started != 1 || hs->wr_count == WR_QUEUE || hs->stopping) {
 		add(&hs->hc.disk_skipped, 1);
@@ -1827,6 +1871,7 @@ static int source_new(const char *url, const struct lfs_http_config *cfg,
 	pthread_condattr_destroy(&ca);
 	hs->lru.lru_next = hs->lru.lru_prev = &hs->lru;
 	hs->src.ops = &http_ops;
+	hs->threads_ok = !hs->cfg.defer_threads;
 
 	if (!strncasecmp(url, "s3://", 5)) {
 		name_unparsed(hs->name, sizeof(hs->name), url);
@@ -2289,6 +2334,17 @@ int lfs_source_http_counters(const struct lfs_source *src, struct lfs_http_count
 	out->cached_bytes = __atomic_load_n(&hs->cached, __ATOMIC_RELAXED);
 	out->disk_pending = __atomic_load_n(&hs->wr_pending, __ATOMIC_RELAXED);
 	return 0;
+}
+
+void lfs_source_http_start(struct lfs_source *src)
+{
+	struct http_source *hs = (struct http_source *)src;
+
+	if (!src || src->ops != &http_ops)
+		return;
+	pthread_mutex_lock(&hs->lock);
+	hs->threads_ok = 1;
+	pthread_mutex_unlock(&hs->lock);
 }
 
 void lfs_source_http_name(const char *url, char *buf, size_t len)

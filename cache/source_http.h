@@ -90,6 +90,12 @@ struct lfs_http_config {
 	unsigned connections;	/* transfers at once, each a kept-alive connection; default 4 */
 	int no_sequential;	/* 1: do not fetch ahead of a reader going in order
 				 * (will_need still does) */
+	int defer_threads;	/* 1: start no thread (read-ahead, the disk writer)
+				 * before lfs_source_http_start(): for a daemon
+				 * that forks after opening its layers.  Until
+				 * then there is no read-ahead and fetched chunks
+				 * are written to the disk by the thread that
+				 * fetched them. */
 	unsigned max_retries;	/* retries of one request; default 6 */
 	unsigned max_redirects;	/* default 3; redirects never go from https to http */
 	double connect_timeout;	/* seconds; default 5 */
@@ -175,6 +181,10 @@ struct lfs_http_counters {
 
 /* Fails (-EINVAL) when src is not a remote source. */
 int lfs_source_http_counters(const struct lfs_source *src, struct lfs_http_counters *out);
+
+/* Lets a source opened with defer_threads start its threads, in the
+ * process that will serve it.  Not a remote source: ignored. */
+void lfs_source_http_start(struct lfs_source *src);
 
 /* How messages name `url`: without query string or user information. */
 void lfs_source_http_name(const char *url, char *buf, size_t len);

@@ -122,6 +122,14 @@ static struct lfs_layer *owner_of(struct lfs_stack *s, void *owner, uint64_t *en
 	return NULL;
 }
 
+/* A layer whose bytes changed under the mount: one line for the layer. */
+static void changed(struct lfs_layer *l, const char *why, const char *name)
+{
+	if (!__atomic_exchange_n(&l->changed_logged, 1, __ATOMIC_ACQ_REL))
+		lfs_err("%s: %s (first seen reading '%s'); reads that need it fail with EIO",
+			l->zi->path, why, name);
+}
+
 /* The reader's fault reports, as log lines naming layer and entry. */
 static void on_fault(void *ctx, void *owner, enum lfs_fault kind, const char *why)
 {
@@ -140,9 +148,7 @@ static void on_fault(void *ctx, void *owner, enum lfs_fault kind, const char *wh
 		lfs_err("%s: entry '%s': %s; reads fail with EIO", l->zi->path, name, why);
 		break;
 	case LFS_FAULT_CHANGED:
-		if (!__atomic_exchange_n(&l->changed_logged, 1, __ATOMIC_ACQ_REL))
-			lfs_err("%s: %s (first seen reading '%s'); reads that need it fail with EIO",
-				l->zi->path, why, name);
+		changed(l, why, name);
 		break;
 	case LFS_FAULT_SOURCE:
 		n = __atomic_add_fetch(&l->source_errors, 1, __ATOMIC_RELAXED);
@@ -425,6 +431,7 @@ static int open_sources(struct lfs_stack *s, const struct lfs_stack_config *cfg,
 			objs[k++].sha256 = list->layers[i].sha256;
 		}
 	http.disk = s->disk;
+	http.defer_threads = 1; /* until lfs_stack_start, after the daemon's fork */
 	(void)lfs_source_http_open_many(objs, nremote, &http);
 	k = 0;
 	for (size_t i = 0; i < list->count; i++) {
@@ -681,6 +688,11 @@ static void digest_run(struct lfs_pool_job *job, int cancelled)
 
 void lfs_stack_start(struct lfs_stack *s)
 {
+	/* Remote sources start no thread before this (the daemon forks after
+	 * opening the stack, and threads do not cross a fork). */
+	for (size_t i = 0; i < s->nlayers; i++)
+		if (s->layers[i].remote)
+			lfs_source_http_start(s->layers[i].zi->src);
 	/* Only a host cache needs a digest the list did not give. */
 	if (s->digests_fd < 0)
 		return;
@@ -766,6 +778,13 @@ static int member_of(struct lfs_stack *s, uint64_t ino, struct lfs_member **out)
 	}
 	e = &l->zi->entries[n->entry];
 	rc = lfs_zip_data_offset(l->zi, n->entry, &d.data_off);
+	if (rc == -ESTALE) {
+		char name[256];
+
+		changed(l, "the layer changed after it was mounted",
+			lfs_log_name(name, sizeof(name), lfs_zip_name(l->zi, e), e->name_len));
+		return -EIO;
+	}
 	if (rc)
 		return rc;
 	d.layer = l->key;

@@ -1042,6 +1042,39 @@ static void test_disk_shared_by_sha256(void **state)
 	free(m);
 }
 
+
+/* defer_threads (a daemon that forks after opening): no thread before
+ * lfs_source_http_start, fetched chunks written by the fetching thread
+ * itself, read-ahead only after the start. */
+static void test_disk_deferred_threads(void **state)
+{
+	struct host h;
+	struct lfs_http_config cfg = { .chunk_size = 64 << 10, .defer_threads = 1 };
+	char *u = url_of(need("LFS_HTTP"), "other.zip");
+	struct lfs_source *src;
+	struct lfs_http_counters c;
+	unsigned char *buf = malloc(64 << 10);
+
+	(void)state;
+	host_open(&h);
+	cfg.disk = h.disk;
+	src = open_ok(u, &cfg);
+	for (uint64_t off = 0; off < (1 << 20); off += 64 << 10)
+		assert_int_equal(lfs_source_read(src, buf, 64 << 10, off), 0);
+	c = counters(src);
+	assert_int_equal(c.readahead_chunks, 0);
+	assert_int_equal(c.disk_writes, 16);
+	assert_int_equal(c.disk_pending, 0);
+	lfs_source_http_start(src);
+	for (uint64_t off = 1 << 20; off < (2 << 20) - (64 << 10); off += 64 << 10)
+		assert_int_equal(lfs_source_read(src, buf, 64 << 10, off), 0);
+	assert_true(counters(src).readahead_chunks > 0);
+	lfs_source_close(src);
+	host_close(&h);
+	free(buf);
+	free(u);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1068,6 +1101,7 @@ int main(void)
 		cmocka_unit_test(test_disk_second_open_fetches_nothing),
 		cmocka_unit_test(test_disk_replaced_object),
 		cmocka_unit_test(test_disk_shared_by_sha256),
+		cmocka_unit_test(test_disk_deferred_threads),
 	};
 
 	if (getenv("CMOCKA_TEST_FILTER"))
