@@ -47,7 +47,7 @@
 #define WR_QUEUE 64	/* chunks waiting for the disk; past that they are not written */
 #define HEAD_MAGIC "layerfs object head 1\n"
 #ifndef SEQ_RUN
-#define SEQ_RUN 2	/* chunks read in order before fetching ahead */
+#define SEQ_RUN (2u << 20) /* bytes read in a row before fetching ahead (docs/remote.md) */
 #endif
 #define SEQ_SLOTS 8	/* readers going in order, followed at once */
 #define SEQ_GAP 4096	/* a read this close to where one ended continues it
@@ -1419,12 +1419,14 @@ static void ra_enqueue(struct http_source *hs, uint64_t off, uint64_t len);
 /* Under lock, after a read of [off, off + len): a read that starts where
  * an earlier one ended continues that reader's run (a stream going through
  * a large member, members read in the zip's order).  Once a run is
- * SEQ_RUN chunks long, the chunks ahead of it are fetched in the
+ * SEQ_RUN bytes long, the chunks ahead of it are fetched in the
  * background: a window as long as the run (at most max_request), refilled
  * once half of it is used.  So scattered reads fetch single chunks, even
  * where they happen to fall next to each other, and a reader in order pays
  * a round trip per window instead of per chunk, never waiting for more
- * than it asked.  (Whether chunks nearby are cached says nothing of the
+ * than it asked; a run must be long (a stream through a large member, not
+ * a few small members that happen to be read in the zip's order) before
+ * bytes nobody asked for are fetched.  (Whether chunks nearby are cached says nothing of the
  * sort: readers of unrelated small members fill neighbouring chunks.) */
 static void sequential_ahead(struct http_source *hs, uint64_t off, uint64_t len)
 {
@@ -1454,9 +1456,9 @@ static void sequential_ahead(struct http_source *hs, uint64_t off, uint64_t len)
 		r->end = off + len;
 	}
 	r->used = hs->seq_clock;
-	run = r->run / cs;
-	if (run < SEQ_RUN)
+	if (r->run < SEQ_RUN)
 		return;
+	run = r->run / cs;
 	if (run > max)
 		run = max;
 	for (j = last + 1; j <= last + run / 2 + 1 && j < end; j++)

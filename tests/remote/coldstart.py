@@ -8,10 +8,12 @@ it locally.  Run by tests/remote/coldstart.sh with the servers up.
     coldstart.py --layerfs BIN --zip ZIP --cmd CMD [--runs N] [--latencies "2 20"]
 
 CMD names the tree as {root}.  Every run starts with the page cache
-dropped (the interpreter's files too, for every strategy alike) and is
-timed from the start of the mount, download or extraction to the end of
-CMD.  Strategies run in turn within each round, so a drift of the machine
-spreads over all of them; medians are printed.
+dropped (the interpreter's files and the local zip too, for every strategy
+alike), then the store's copy of the zip read back into it: an object
+store's disks are not this host's.  A run is timed from the start of the
+mount, download or extraction to the end of CMD.  Strategies run in turn
+within each round, so a drift of the machine spreads over all of them;
+medians are printed.
 """
 import argparse
 import os
@@ -25,10 +27,16 @@ import time
 LAYERFS = None
 
 
+STORE_COPY = None
+
+
 def drop_caches():
     subprocess.run(["sync"], check=True)
     with open("/proc/sys/vm/drop_caches", "w") as f:
         f.write("3\n")
+    with open(STORE_COPY, "rb") as f:
+        while f.read(1 << 20):
+            pass
 
 
 def run(cmd, **kw):
@@ -124,7 +132,12 @@ class Bench:
     # --- the strategies ---------------------------------------------------
 
     def local(self, lat):
-        return self.layerfs_run(self.listfile(os.path.join(self.data, self.name)))
+        return self.layerfs_run(self.listfile(self.a.zip))
+
+    def local_host_first(self, lat):
+        cd = self.tmp("cache")
+        os.chmod(cd, 0o700)
+        return self.layerfs_run(self.listfile(self.a.zip), f"cache_dir={cd}")
 
     def remote(self, lat):
         return self.layerfs_run(self.listfile(self.url(lat)))
@@ -176,6 +189,7 @@ class Bench:
 
 STRATEGIES = [
     ("local", "layerfs, local zip"),
+    ("local_host_first", "layerfs, local zip, empty cache_dir"),
     ("remote", "layerfs, remote"),
     ("remote_host_first", "layerfs, remote, empty cache_dir"),
     ("remote_host_second", "layerfs, remote, cache_dir of the run before"),
@@ -185,7 +199,7 @@ STRATEGIES = [
 
 
 def main():
-    global LAYERFS
+    global LAYERFS, STORE_COPY
     ap = argparse.ArgumentParser()
     ap.add_argument("--layerfs", required=True)
     ap.add_argument("--zip", required=True)
@@ -193,14 +207,21 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--latencies", default="2 20")
     ap.add_argument("--strategies", default=" ".join(s for s, _ in STRATEGIES))
+    ap.add_argument("--one", metavar="STRATEGY",
+                    help="one run of STRATEGY at the first latency, nothing printed (for A/B timing from outside)")
     a = ap.parse_args()
     LAYERFS = a.layerfs
     work = tempfile.mkdtemp(prefix="lfs-coldstart-")
     os.chmod(work, 0o755)
     try:
+        a.zip = os.path.abspath(a.zip)
         dst = os.path.join(os.environ["LFS_DATA"], os.path.basename(a.zip))
         shutil.copyfile(a.zip, dst)
+        STORE_COPY = dst
         b = Bench(a, work)
+        if a.one:
+            getattr(b, a.one)(a.latencies.split()[0])
+            return
         wanted = a.strategies.split()
         size = os.path.getsize(dst)
         print(f"layer {os.path.basename(a.zip)}: {size} bytes; command: {a.cmd}")
@@ -228,7 +249,7 @@ def med(xs):
 
 def report(lat, res, size):
     base = med([r["secs"] for r in res.get("local", [])])
-    print(f"### {lat} ms added per request\n")
+    print(f"### {lat} ms added per request, {len(next(iter(res.values())))} runs each\n")
     print("| strategy | seconds (median) | min | max | vs local mount | requests | bytes fetched | of the zip |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for s, title in STRATEGIES:
@@ -247,13 +268,15 @@ def report(lat, res, size):
               f"{med(secs) / base:.2f}x | {'' if reqs is None else int(reqs)} | "
               f"{'' if fetched is None else int(fetched)} | "
               f"{'' if fetched is None else f'{fetched / size:.1%}'} |")
-    if "local" in res and "remote" in res:
+    if "local" in res:
         local_read = med([layer_sum(r["st"], "source_bytes") for r in res["local"]])
-        fetched = med([layer_sum(r["st"], "remote_bytes_fetched") for r in res["remote"]])
         served = med([layer_sum(r["st"], "bytes_served") for r in res["local"]])
         print(f"\nlocal mount read {int(local_read)} bytes of the zip "
-              f"({local_read / size:.1%}), served {int(served)}; the remote mount fetched "
-              f"{int(fetched)}: {fetched / local_read:.2f}x what the local mount read")
+              f"({local_read / size:.1%}) and served {int(served)}")
+        for s, title in (("remote", "remote mount"), ("remote_host_first", "remote mount, empty cache_dir")):
+            if s in res:
+                fetched = med([layer_sum(r["st"], "remote_bytes_fetched") for r in res[s]])
+                print(f"{title} fetched {int(fetched)}: {fetched / local_read:.2f}x what the local mount read")
     if "remote_host_second" in res:
         sts = [r["st"] for r in res["remote_host_second"]]
         print(f"second mount on the host: requests {[layer_sum(st, 'remote_requests') for st in sts]}, "
