@@ -1814,7 +1814,7 @@ static void fill_defaults(struct lfs_http_config *c, const struct lfs_http_confi
 	if (!c->chunk_size)
 		c->chunk_size = LFS_HTTP_CHUNK_DEFAULT;
 	if (!c->cache_bytes)
-		c->cache_bytes = 8u << 20;
+		c->cache_bytes = 16u << 20; /* docs/remote.md: a cold start fetches chunks again below it */
 	if (!c->tail_size)
 		c->tail_size = LFS_HTTP_TAIL_DEFAULT;
 	if (!c->max_request)

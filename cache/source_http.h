@@ -84,7 +84,7 @@ struct lfs_disk;
  * config is the default configuration. */
 struct lfs_http_config {
 	size_t chunk_size;	/* read granularity, bytes; default LFS_HTTP_CHUNK_DEFAULT */
-	size_t cache_bytes;	/* fetched chunks kept in memory; default 8 MiB */
+	size_t cache_bytes;	/* fetched chunks kept in memory; default 16 MiB */
 	size_t tail_size;	/* bytes fetched at open; default LFS_HTTP_TAIL_DEFAULT */
 	size_t max_request;	/* largest ranged GET of coalesced chunks; default 4 MiB */
 	unsigned connections;	/* transfers at once, each a kept-alive connection; default 4 */

@@ -97,7 +97,7 @@ static const struct optdef defs[] = {
 	  "remote layers are fetched in aligned chunks of SIZE, a\n"
 	  "                           power of two from 4K to 16M (default 256K)" },
 	{ "remote_cache_size", T_SIZE, O_REMOTE_CACHE, 1u << 20, 1ull << 32, "SIZE",
-	  "fetched chunks kept in memory, per remote layer (default 8M)" },
+	  "fetched chunks kept in memory, per remote layer (default 16M)" },
 	{ "remote_connections", T_COUNT, O_REMOTE_CONNS, 1, 64, "N",
 	  "requests at once per remote layer, each on a kept-alive\n"
 	  "                           connection (default 4)" },

@@ -111,9 +111,9 @@ fi
 
 # --- faults on the way: the bytes are still the local mount's ----------------
 F=$LFS_PROXY/_f
-printf '%s\n' "$F/lat=2,503=3,tag=a/$A" "$F/skip=1,reset=4,trunc=4,tag=b/$B" \
+printf '%s\n' "$F/lat=2,503=3,shift=5,tag=a/$A" "$F/skip=1,reset=4,trunc=4,slowdown=2,tag=b/$B" \
 	"$F/429=2,skip=2,norange=3,tag=c/$C" >"$T/faults.list"
-if check "fault proxy (latency, 503, 429, resets, short bodies, ignored Range): mounted" \
+if check "fault proxy (latency, 503, SlowDown, 429, resets, short bodies, ignored and shifted ranges): mounted" \
 	lfs_mount "$T/faults.list" "$T/faults"; then
 	check "fault proxy: the same tree and bytes as the local mount" \
 		same_manifest "$T/local.manifest" "$T/faults"

@@ -11,6 +11,8 @@
 #         built into ~/.cache/layerfs-coldstart/layers when missing)
 # CMD     the command, {root} being the tree (default: import pandas)
 # LAYERFS the binary (default: build/layerfs)
+# MOUNT_OPTS  more -o options of the remote mounts (remote_chunk_size=128K, ...)
+# STRATEGIES  which of coldstart.py's to run (default: all)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -26,5 +28,9 @@ fi
 . "$root/tools/ensure-debs.sh"
 ensure_debs curl unzip
 
-export LFS_REMOTE_CMD='/usr/bin/python3 "$BENCH_DIR/coldstart.py" --layerfs "$LAYERFS" --zip "$LAYER" --cmd "$CMD" --runs "$ROUNDS" --latencies "$LATENCIES"'
+# coldstart.py keeps the store's copy in tmpfs, out of reach of the page
+# cache it drops
+trap 'rm -rf /dev/shm/layerfs-coldstart-store' EXIT
+export MOUNT_OPTS=${MOUNT_OPTS:-} STRATEGIES=${STRATEGIES:-}
+export LFS_REMOTE_CMD='/usr/bin/python3 "$BENCH_DIR/coldstart.py" --layerfs "$LAYERFS" --zip "$LAYER" --cmd "$CMD" --runs "$ROUNDS" --latencies "$LATENCIES" --mount-opts "$MOUNT_OPTS" ${STRATEGIES:+--strategies "$STRATEGIES"}'
 bash "$here/run.sh"
