@@ -1417,17 +1417,16 @@ static int fetch_claimed(struct http_source *hs, struct chunk **c, size_t n, dou
 static void ra_enqueue(struct http_source *hs, uint64_t off, uint64_t len);
 
 /* Under lock, after a read of [off, off + len): a read that starts where
- * an earlier one ended continues that reader's run (a stream going through
- * a large member, members read in the zip's order).  Once a run is
- * SEQ_RUN bytes long, the chunks ahead of it are fetched in the
- * background: a window as long as the run (at most max_request), refilled
- * once half of it is used.  So scattered reads fetch single chunks, even
- * where they happen to fall next to each other, and a reader in order pays
- * a round trip per window instead of per chunk, never waiting for more
- * than it asked; a run must be long (a stream through a large member, not
- * a few small members that happen to be read in the zip's order) before
- * bytes nobody asked for are fetched.  (Whether chunks nearby are cached says nothing of the
- * sort: readers of unrelated small members fill neighbouring chunks.) */
+ * an earlier one ended continues that reader's run.  Once a run is SEQ_RUN
+ * bytes long (a stream through a large member, not a few small members
+ * that happen to be read in the zip's order), the chunks ahead of it are
+ * fetched in the background: a window as long as the run (at most
+ * max_request), refilled once half of it is used.  So scattered reads
+ * fetch single chunks, even where they fall next to each other, and a
+ * reader in order pays a round trip per window instead of per chunk, never
+ * waiting for more than it asked.  (Whether the chunks behind a read are
+ * cached says nothing of the sort: readers of unrelated small members fill
+ * neighbouring chunks.) */
 static void sequential_ahead(struct http_source *hs, uint64_t off, uint64_t len)
 {
 	uint64_t cs = hs->cfg.chunk_size, end = (hs->tail_off + cs - 1) / cs;

@@ -400,7 +400,8 @@ static void digests_complete(struct lfs_stack *s)
 /* Opens every layer's bytes: local files one by one, then every remote
  * object at once (their tails in one round trip).  urls[i] is a remote
  * layer's URL as listed (its spec's path is then its name for messages).
- * The first refusal in the list's order is the one reported. */
+ * A local layer's refusal is reported before any request is made; else the
+ * first remote refusal in the list's order. */
 static int open_sources(struct lfs_stack *s, const struct lfs_stack_config *cfg,
 			const struct lfs_layer_list *list, char *const *urls,
 			struct lfs_source **srcs, char *err, size_t errlen)
