@@ -208,7 +208,7 @@ check "cache verify: clean" \
 
 # --- an object replaced under the mount --------------------------------------
 cp "$L/$A" "$LFS_DATA/replace.zip"
-printf '%s\n' "$LFS_HTTP/replace.zip" >"$T/replace.list"
+printf '%s\n' "$LFS_PROXY/_f/lat=1,tag=rp/replace.zip" >"$T/replace.list"
 lfs_ref "$T/ref_a" "$L/$A"
 if check "replaced object: mounted" fg_mount "$T/replace.log" -o remote_cache_size=1M "$T/replace.list" "$T/rp"; then
 	cmp "$T/rp/big/mid6.bin" "$T/ref_a/big/mid6.bin"
