@@ -5,6 +5,7 @@
 #   make asan       the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make tsan       the unit tests and remote-test under ThreadSanitizer
 #   make bench      benchmarks, with baselines measured in the same run
+#   make remote-bench  cold starts from a store 2 and 20 ms away (docs/remote.md; root)
 #   make fuzz       libFuzzer targets (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make package    the Debian package (build/package/*.deb)
@@ -78,8 +79,8 @@ FRONT_OBJ := $(FRONT:%.c=$(BUILD)/%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
 .PHONY: all check unit it hostile-test systemd-test root-tests asan tsan bench fuzz install \
-	uninstall clean demo test-libs layering remote-test test-user install-examples package \
-	package-test
+	uninstall clean demo test-libs layering remote-test remote-bench test-user install-examples \
+	package package-test
 all: $(BUILD)/layerfs
 
 $(BUILD)/%.o: %.c
@@ -158,6 +159,9 @@ $(BUILD)/tests/chunk_bench: tests/remote/chunk_bench.c $(CORE_OBJ)
 
 remote-test: $(BUILD)/tests/test_source_http
 	TEST_SOURCE_HTTP=$(abspath $(BUILD)/tests/test_source_http) bash tests/remote/run.sh
+
+remote-bench: $(BUILD)/layerfs
+	LAYERFS=$(abspath $(BUILD)/layerfs) bash tests/remote/coldstart.sh
 
 
 # What needs no root runs first; the rest mounts (FUSE) and needs root.

@@ -29,6 +29,8 @@
 static const char magic_block[4] = { 'L', 'F', 'D', 'B' };
 static const char magic_point[4] = { 'L', 'F', 'D', 'P' };
 static const char magic_crcs[4] = { 'L', 'F', 'D', 'C' };
+static const char magic_chunk[4] = { 'L', 'F', 'D', 'S' };	/* a source chunk */
+static const char magic_head[4] = { 'L', 'F', 'D', 'H' };	/* an object's head */
 
 struct lfs_disk_layer {
 	struct lfs_disk *disk;
@@ -38,11 +40,18 @@ struct lfs_disk_layer {
 	struct lfs_disk_layer *next;
 };
 
+/* A remote object's directory: the same records, under v1/objects. */
+struct lfs_disk_object {
+	struct lfs_disk_layer dir;	/* digest: where; block_size: the chunk size */
+	struct lfs_disk_object *next;
+};
+
 struct lfs_disk {
 	int dirfd, v1fd;
 	struct lfs_disk_config cfg;
-	pthread_mutex_t lock;		/* layers */
+	pthread_mutex_t lock;		/* layers, objects */
 	struct lfs_disk_layer *layers;
+	struct lfs_disk_object *objects;
 	int writing;			/* atomic */
 	int prune_due;			/* atomic */
 	uint64_t hits, misses, bytes_read, bytes_written, plain_written;
@@ -206,6 +215,11 @@ void lfs_disk_close(struct lfs_disk *d)
 		close(l->fd);
 		free(l);
 	}
+	for (struct lfs_disk_object *o = d->objects, *next; o; o = next) {
+		next = o->next;
+		close(o->dir.fd);
+		free(o);
+	}
 	close(d->v1fd);
 	close(d->dirfd);
 	pthread_mutex_destroy(&d->lock);
@@ -256,13 +270,13 @@ struct head {
 	uint32_t block_size, plain_len, aux, plain_crc, payload_len;
 };
 
-static void encode_head(const struct lfs_disk_layer *l, const struct head *h, unsigned char *p)
+static void encode_head(const unsigned char *digest, const struct head *h, unsigned char *p)
 {
 	memcpy(p, h->magic, 4);
 	put16(p + 4, VERSION);
 	p[6] = h->codec;
 	p[7] = 0;
-	memcpy(p + 8, l->digest, LFS_DIGEST_LEN);
+	memcpy(p + 8, digest, LFS_DIGEST_LEN);
 	put64(p + 40, h->member);
 	put64(p + 48, h->index);
 	put32(p + 56, h->block_size);
@@ -367,11 +381,15 @@ static void drop(struct lfs_disk_layer *l, const char *name)
 	}
 }
 
-/* Reads and checks record `name` against the key it must have; the plain
- * bytes into a malloc'd *plain (or into fixed, of fixed_len bytes). */
-static int get_record(struct lfs_disk_layer *l, const char *name, const char *magic,
-		      uint64_t member, uint64_t index, void *fixed, size_t fixed_len,
-		      void **plain, size_t *plain_len, uint32_t *aux)
+/* Reads and checks record `name` against the key it must have (its
+ * digest field: `want`); the plain bytes into a malloc'd *plain (or into
+ * fixed, of fixed_len bytes).  With `other_version`, a sound record of
+ * another digest is a record of an older version of the same thing: it
+ * goes without a note. */
+static int get_record_of(struct lfs_disk_layer *l, const unsigned char *want, int other_version,
+			 const char *name, const char *magic, uint64_t member, uint64_t index,
+			 void *fixed, size_t fixed_len, void **plain, size_t *plain_len,
+			 uint32_t *aux)
 {
 	unsigned char *buf, digest[LFS_DIGEST_LEN];
 	struct head h;
@@ -382,7 +400,13 @@ static int get_record(struct lfs_disk_layer *l, const char *name, const char *ma
 	if (rc)
 		return rc == -EBADMSG ? (drop(l, name), -ENOENT) : rc;
 	rc = decode_head(buf, len, &h, digest);
-	if (!rc && (memcmp(h.magic, magic, 4) || memcmp(digest, l->digest, LFS_DIGEST_LEN) ||
+	if (!rc && other_version && !memcmp(h.magic, magic, 4) &&
+	    memcmp(digest, want, LFS_DIGEST_LEN)) {
+		free(buf);
+		(void)unlinkat(l->fd, name, 0);
+		return -ENOENT;
+	}
+	if (!rc && (memcmp(h.magic, magic, 4) || memcmp(digest, want, LFS_DIGEST_LEN) ||
 		    h.member != member || h.index != index || h.block_size != l->block_size ||
 		    (fixed && h.plain_len != fixed_len)))
 		rc = -EBADMSG;
@@ -410,6 +434,14 @@ static int get_record(struct lfs_disk_layer *l, const char *name, const char *ma
 	return 0;
 }
 
+static int get_record(struct lfs_disk_layer *l, const char *name, const char *magic,
+		      uint64_t member, uint64_t index, void *fixed, size_t fixed_len,
+		      void **plain, size_t *plain_len, uint32_t *aux)
+{
+	return get_record_of(l, l->digest, 0, name, magic, member, index, fixed, fixed_len, plain,
+			     plain_len, aux);
+}
+
 static uint64_t add_usage(struct lfs_disk *d, uint64_t n)
 {
 	return __atomic_add_fetch(&d->usage, n, __ATOMIC_RELAXED);
@@ -421,9 +453,10 @@ static int disk_full(int err)
 	       err == EPERM;
 }
 
-/* Writes a record under a temporary name and renames it into place. */
-static int put_record(struct lfs_disk_layer *l, const char *name, const struct head *h0,
-		      const void *plain)
+/* Writes a record (its digest field: `digest`) under a temporary name and
+ * renames it into place. */
+static int put_record_of(struct lfs_disk_layer *l, const unsigned char *digest, const char *name,
+			 const struct head *h0, const void *plain)
 {
 	struct lfs_disk *d = l->disk;
 	struct head h = *h0;
@@ -452,7 +485,7 @@ static int put_record(struct lfs_disk_layer *l, const char *name, const struct h
 	}
 	if (h.codec == CODEC_RAW)
 		memcpy(buf + HEAD, plain, h.plain_len);
-	encode_head(l, &h, buf);
+	encode_head(digest, &h, buf);
 	snprintf(tmp, sizeof(tmp), ".tmp.%ld.%llu", (long)getpid(),
 		 (unsigned long long)__atomic_add_fetch(&d->tmp_counter, 1, __ATOMIC_RELAXED));
 	fd = openat(l->fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -496,6 +529,12 @@ static int put_record(struct lfs_disk_layer *l, const char *name, const struct h
 	if (add_usage(d, HEAD + h.payload_len) > d->cfg.quota)
 		__atomic_store_n(&d->prune_due, 1, __ATOMIC_RELAXED);
 	return 0;
+}
+
+static int put_record(struct lfs_disk_layer *l, const char *name, const struct head *h,
+		      const void *plain)
+{
+	return put_record_of(l, l->digest, name, h, plain);
 }
 
 /* ---- blocks, points, CRC tables ---- */
@@ -607,6 +646,87 @@ int lfs_disk_put_crcs(struct lfs_disk_layer *l, uint64_t member, uint64_t nblock
 	return rc;
 }
 
+/* ---- source chunks ---- */
+
+struct lfs_disk_object *lfs_disk_object(struct lfs_disk *d, const unsigned char where[LFS_DIGEST_LEN],
+					uint32_t chunk_size)
+{
+	struct lfs_disk_object *o;
+	char hex[LFS_DIGEST_HEX], cs[16], err[256];
+	int objects_fd = -1, where_fd = -1, fd;
+
+	pthread_mutex_lock(&d->lock);
+	for (o = d->objects; o; o = o->next)
+		if (o->dir.block_size == chunk_size && !memcmp(o->dir.digest, where, LFS_DIGEST_LEN))
+			break;
+	if (!o) {
+		lfs_digest_hex(where, hex);
+		snprintf(cs, sizeof(cs), "%u", chunk_size);
+		if (lfs_hostdir_sub(d->v1fd, "objects", &objects_fd, err, sizeof(err)) == 0 &&
+		    lfs_hostdir_sub(objects_fd, hex, &where_fd, err, sizeof(err)) == 0 &&
+		    lfs_hostdir_sub(where_fd, cs, &fd, err, sizeof(err)) == 0) {
+			o = calloc(1, sizeof(*o));
+			if (o) {
+				o->dir.disk = d;
+				memcpy(o->dir.digest, where, LFS_DIGEST_LEN);
+				o->dir.block_size = chunk_size;
+				o->dir.fd = fd;
+				o->next = d->objects;
+				d->objects = o;
+			} else {
+				close(fd);
+			}
+		} else {
+			note(d, LFS_DISK_WRITES_OFF, err);
+		}
+		if (where_fd >= 0)
+			close(where_fd);
+		if (objects_fd >= 0)
+			close(objects_fd);
+	}
+	pthread_mutex_unlock(&d->lock);
+	return o;
+}
+
+int lfs_disk_get_chunk(struct lfs_disk_object *o, const unsigned char version[LFS_DIGEST_LEN],
+		       uint64_t index, void *buf, size_t len)
+{
+	char name[32];
+
+	snprintf(name, sizeof(name), "%llx", (unsigned long long)index);
+	return get_record_of(&o->dir, version, 1, name, magic_chunk, 0, index, buf, len, NULL, NULL,
+			     NULL)
+		       ? -ENOENT
+		       : 0;
+}
+
+int lfs_disk_put_chunk(struct lfs_disk_object *o, const unsigned char version[LFS_DIGEST_LEN],
+		       uint64_t index, const void *buf, size_t len)
+{
+	struct head h = { magic_chunk, CODEC_RAW, 0, index, o->dir.block_size, (uint32_t)len, 0, 0,
+			  0 };
+	char name[32];
+
+	if (len > MAX_PLAIN)
+		return -EFBIG;
+	snprintf(name, sizeof(name), "%llx", (unsigned long long)index);
+	return put_record_of(&o->dir, version, name, &h, buf);
+}
+
+int lfs_disk_get_head(struct lfs_disk_object *o, void **rec, size_t *len)
+{
+	return get_record(&o->dir, "head", magic_head, 0, 0, NULL, 0, rec, len, NULL) ? -ENOENT : 0;
+}
+
+int lfs_disk_put_head(struct lfs_disk_object *o, const void *rec, size_t len)
+{
+	struct head h = { magic_head, CODEC_RAW, 0, 0, o->dir.block_size, (uint32_t)len, 0, 0, 0 };
+
+	if (len > MAX_PLAIN)
+		return -EFBIG;
+	return put_record(&o->dir, "head", &h, rec);
+}
+
 int lfs_disk_prune_due(struct lfs_disk *d)
 {
 	return __atomic_exchange_n(&d->prune_due, 0, __ATOMIC_ACQ_REL);
@@ -630,11 +750,13 @@ void lfs_disk_get_stats(struct lfs_disk *d, struct lfs_disk_stats *out)
 
 /* ---- walking the directory ---- */
 
-/* Calls fn for every regular file in v1/<digest>/<size>/, with the
- * directory fd it is in; never follows a link. */
+/* Calls fn for every regular file in v1/<digest>/<size>/ and
+ * v1/objects/<where>/<size>/, with the directory fd it is in; never
+ * follows a link. */
 struct walk {
 	void *ctx;
-	uint64_t layers;
+	uint64_t layers, objects;
+	int in_objects;			/* walking v1/objects */
 };
 
 static int each_dir(int fd, int (*fn)(struct walk *, int, const char *, const char *, const char *,
@@ -658,13 +780,25 @@ static int each_dir(int fd, int (*fn)(struct walk *, int, const char *, const ch
 			continue;
 		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;
+		if (depth == 0 && !w->in_objects && !strcmp(de->d_name, "objects") &&
+		    S_ISDIR(st.st_mode)) {
+			int sub = openat(fd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+			if (sub < 0)
+				continue;
+			w->in_objects = 1;
+			each_dir(sub, fn, w, 0, NULL, NULL);
+			w->in_objects = 0;
+			close(sub);
+			continue;
+		}
 		if (depth < 2 && S_ISDIR(st.st_mode)) {
 			int sub = openat(fd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
 			if (sub < 0)
 				continue;
 			if (depth == 0)
-				w->layers++;
+				(*(w->in_objects ? &w->objects : &w->layers))++;
 			each_dir(sub, fn, w, depth + 1, depth == 0 ? de->d_name : digest,
 				 depth == 1 ? de->d_name : bs);
 			close(sub);
@@ -740,7 +874,7 @@ static int by_mtime(const void *a, const void *b)
 static uint64_t prune_tree(int v1fd, uint64_t quota, uint64_t *total, uint64_t *evicted)
 {
 	struct prune_ctx p = { 0 };
-	struct walk w = { &p, 0 };
+	struct walk w = { .ctx = &p };
 	uint64_t target = quota / 10 * 9, dropped = 0;
 
 	each_dir(v1fd, collect, &w, 0, NULL, NULL);
@@ -795,6 +929,12 @@ static int count(struct walk *w, int dirfd, const char *digest, const char *bs, 
 	(void)digest;
 	(void)bs;
 	c->bytes += (uint64_t)st->st_blocks * 512;
+	if (w->in_objects && name[0] != '.') {
+		c->records++;
+		if (strcmp(name, "head"))
+			c->chunks++;
+		return 0;
+	}
 	if (name[0] == '.' || !dot) {
 		c->stray++;
 		return 0;
@@ -811,7 +951,7 @@ static int count(struct walk *w, int dirfd, const char *digest, const char *bs, 
 
 int lfs_disk_census(int dirfd, struct lfs_disk_census *out)
 {
-	struct walk w = { out, 0 };
+	struct walk w = { .ctx = out };
 	int v1 = open_v1(dirfd), fd;
 
 	memset(out, 0, sizeof(*out));
@@ -819,6 +959,7 @@ int lfs_disk_census(int dirfd, struct lfs_disk_census *out)
 		return errno == ENOENT ? 0 : -errno;
 	each_dir(v1, count, &w, 0, NULL, NULL);
 	out->layers = w.layers;
+	out->objects = w.objects;
 	fd = openat(v1, "stats", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd >= 0) {
 		char buf[128];
@@ -863,7 +1004,19 @@ static int check_one(struct walk *w, int dirfd, const char *digest, const char *
 	v->checked++;
 	l.fd = dirfd;
 	ok = lfs_digest_parse(digest, l.digest) == 0 && sscanf(bs, "%u", &l.block_size) == 1;
-	if (ok && sscanf(name, "%16llx.p%llx", &member, &index) == 2)
+	member = 0;
+	if (w->in_objects) {
+		/* a chunk's digest field is its version, which its place does
+		 * not name: checked against everything else */
+		char end;
+
+		if (ok && !strcmp(name, "head"))
+			strcpy(kind, "LFDH");
+		else if (ok && sscanf(name, "%llx%c", &index, &end) == 1)
+			strcpy(kind, "LFDS");
+		else
+			ok = 0;
+	} else if (ok && sscanf(name, "%16llx.p%llx", &member, &index) == 2)
 		strcpy(kind, "LFDP");
 	else if (ok && strlen(name) == 20 && sscanf(name, "%16llx.crc", &member) == 1 &&
 		 !strcmp(name + 16, ".crc"))
@@ -889,7 +1042,8 @@ static int check_one(struct walk *w, int dirfd, const char *digest, const char *
 		}
 	}
 	ok = ok && decode_head(buf, len, &h, got) == 0 && !memcmp(h.magic, kind, 4) &&
-	     !memcmp(got, l.digest, LFS_DIGEST_LEN) && h.member == member &&
+	     (!strcmp(kind, "LFDS") || !memcmp(got, l.digest, LFS_DIGEST_LEN)) &&
+	     h.member == member &&
 	     h.block_size == l.block_size &&
 	     (!strcmp(kind, "LFDC") ? h.plain_len == h.index * 4 : h.index == index) &&
 	     (plain = malloc(h.plain_len + 1)) && decode_payload(&h, buf + HEAD, plain) == 0;
@@ -903,7 +1057,7 @@ static int check_one(struct walk *w, int dirfd, const char *digest, const char *
 int lfs_disk_verify(int dirfd, uint64_t *checked, uint64_t *bad)
 {
 	struct verify_ctx v = { 0, 0 };
-	struct walk w = { &v, 0 };
+	struct walk w = { .ctx = &v };
 	int v1 = open_v1(dirfd);
 
 	*checked = *bad = 0;

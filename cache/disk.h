@@ -6,6 +6,8 @@
  *   v1/<layer SHA-256>/<block size>/<member>.<block>   a block
  *   v1/<layer SHA-256>/<block size>/<member>.p<mark>   a resume point (resume.h)
  *   v1/<layer SHA-256>/<block size>/<member>.crc       the member's block CRCs
+ *   v1/objects/<where>/<chunk size>/<index>            chunk `index` of a remote object
+ *   v1/objects/<where>/<chunk size>/head               what its source pinned, and its tail
  *   v1/stats                                           hits and misses of all daemons
  *
  * Keys are content: the layer's SHA-256, the member (local header offset
@@ -124,10 +126,38 @@ uint64_t lfs_disk_prune(struct lfs_disk *d);
  * quarter of the file system when that is less. */
 uint64_t lfs_disk_default_quota(int dirfd);
 
+/* ---- source chunks: the bytes of remote objects as fetched ----
+ *
+ * A remote source (source_http.h) keeps what it fetched here, so that the
+ * host fetches each byte of an object once.  `where` (a SHA-256) names the
+ * directory: what the object is (its listed SHA-256, or its URL).
+ * `version` (32 bytes), carried by every chunk record, says which bytes
+ * the chunk holds: one of another version is a miss, dropped without a
+ * note (the object changed; the new chunk replaces it).  The head is the
+ * source's own record (what it pinned at open, the object's tail), kept
+ * whole and checked like every record; the tier does not look inside. */
+
+struct lfs_disk_object;
+
+/* The records of one object at one chunk size (made on first use; owned
+ * by d).  NULL when the directory cannot be made. */
+struct lfs_disk_object *lfs_disk_object(struct lfs_disk *d, const unsigned char where[LFS_DIGEST_LEN],
+					uint32_t chunk_size);
+/* Chunk `index` of `version`: exactly len bytes into buf.  0 or -ENOENT. */
+int lfs_disk_get_chunk(struct lfs_disk_object *o, const unsigned char version[LFS_DIGEST_LEN],
+		       uint64_t index, void *buf, size_t len);
+/* Stores it (raw: zip data is compressed already).  0 or a negative errno. */
+int lfs_disk_put_chunk(struct lfs_disk_object *o, const unsigned char version[LFS_DIGEST_LEN],
+		       uint64_t index, const void *buf, size_t len);
+/* The head: a malloc'd copy in *rec.  0 or -ENOENT. */
+int lfs_disk_get_head(struct lfs_disk_object *o, void **rec, size_t *len);
+int lfs_disk_put_head(struct lfs_disk_object *o, const void *rec, size_t len);
+
 /* ---- `layerfs cache` (over a directory no daemon needs to be using) ---- */
 
 struct lfs_disk_census {
 	uint64_t bytes, records, blocks, points, crc_tables, layers, stray;
+	uint64_t objects, chunks;	/* remote objects (directories), their chunk records */
 	uint64_t hits, misses;		/* all daemons', from v1/stats */
 };
 

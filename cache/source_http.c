@@ -19,6 +19,9 @@
  *   against those pinned at open.  Anything unproven aborts the transfer. */
 #include "source_http.h"
 
+#include "digest.h"
+#include "disk.h"
+
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
@@ -41,9 +44,14 @@
 #define ERR_BODY_MAX 2048		/* of an error response, enough for S3's XML */
 #define NBUCKETS 256
 #define RA_QUEUE 8
+#define WR_QUEUE 64	/* chunks waiting for the disk; past that they are not written */
+#define HEAD_MAGIC "layerfs object head 1\n"
 #ifndef SEQ_RUN
-#define SEQ_RUN 3	/* chunks read in order before fetching ahead (measured) */
+#define SEQ_RUN (2u << 20) /* bytes read in a row before fetching ahead (docs/remote.md) */
 #endif
+#define SEQ_SLOTS 8	/* readers going in order, followed at once */
+#define SEQ_GAP 4096	/* a read this close to where one ended continues it
+			 * (a data descriptor, a local header skipped) */
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 enum kind {
@@ -76,6 +84,13 @@ struct chunk {
 
 struct ra_range {
 	uint64_t off, len;
+};
+
+/* A reader going through the object in order: where its last read ended,
+ * how many bytes in a row it has read. */
+struct seq_run {
+	uint64_t end, run;
+	uint64_t used;			/* the clock at its last read; 0: free */
 };
 
 struct http_source {
@@ -111,9 +126,26 @@ struct http_source {
 	uint64_t cached;		/* chunk bytes in the table */
 	pthread_t ra_thread;
 	int ra_started, stopping;	/* stopping: atomic as well (progress callback) */
+	int threads_ok;			/* 0 until threads may start (defer_threads) */
 	struct ra_range ra_queue[RA_QUEUE];
 	unsigned ra_head, ra_count;
+	struct seq_run seq[SEQ_SLOTS];
+	uint64_t seq_clock;
 	char last_err[512];
+
+	/* The disk tier: NULL, or the object's records.  Chunks there carry
+	 * `version_key`: what the object's bytes are as pinned at open. */
+	struct lfs_disk_object *dobj;
+	unsigned char version_key[LFS_DIGEST_LEN];
+	int keyed_by_sha;		/* the records are under the listed SHA-256 */
+	/* The writer: fetched chunks (a reference each) on their way to the
+	 * disk; under lock. */
+	pthread_t wr_thread;
+	int wr_started;
+	pthread_cond_t wr_cv;
+	struct chunk *wr_queue[WR_QUEUE];
+	unsigned wr_head, wr_count;
+	uint64_t wr_pending;		/* atomic: queued or being written */
 
 	struct lfs_http_counters hc;	/* atomic adds */
 };
@@ -135,6 +167,8 @@ struct xfer {
 	char etag[256];
 	char last_modified[64];
 	int multipart, encoded;
+	const char *if_none_match;	/* the open: the ETag the disk holds, or NULL */
+	int not_modified;		/* the open was answered 304 */
 	/* the body */
 	int checked;
 	enum kind verdict;		/* set when checking the response refused it */
@@ -879,6 +913,10 @@ static int xfer_setup(struct xfer *x, CURL *h, double remaining)
 		snprintf(line, sizeof(line), "Range: bytes=%llu-%llu", (unsigned long long)x->start,
 			 (unsigned long long)(x->start + x->len - 1));
 	l = curl_slist_append(l, line);
+	if (x->opening && x->if_none_match) {
+		snprintf(line, sizeof(line), "If-None-Match: %s", x->if_none_match);
+		l = l ? curl_slist_append(l, line) : NULL;
+	}
 	if (!x->opening && hs->etag[0] && !hs->etag_weak) {
 		snprintf(line, sizeof(line), "If-Match: %s", hs->etag);
 		l = l ? curl_slist_append(l, line) : NULL;
@@ -952,6 +990,13 @@ static void xfer_finish(struct xfer *x, CURLcode res)
 		if (x->opening && !strcmp(x->why, "empty object, not a zip"))
 			x->rc = -EINVAL;
 		snprintf(x->msg, sizeof(x->msg), "%s: HTTP %ld: %s", hs->name, x->status, x->why);
+	} else if (x->opening && x->if_none_match && x->status == 304 && res == CURLE_OK &&
+		   (!x->etag[0] || !strcmp(x->etag, x->if_none_match))) {
+		/* The object is the version the disk holds. */
+		x->not_modified = 1;
+		x->kind = K_OK;
+		x->rc = 0;
+		return;
 	} else if (x->done || (res == CURLE_OK && x->status / 100 == 2 && x->got == x->len &&
 			       x->checked)) {
 		x->kind = K_OK;
@@ -1287,64 +1332,134 @@ static struct chunk *chunk_claim(struct http_source *hs, uint64_t idx, int reada
 	return c;
 }
 
-/* Fetches the claimed chunks c[0..n) (consecutive) in requests of at most
- * max_request bytes, and publishes each outcome. */
+static void wr_enqueue(struct http_source *hs, struct chunk *c);
+
+/* Under lock: publishes the outcome of chunk ch, and wakes its waiters. */
+static void publish(struct http_source *hs, struct chunk *ch, int rc)
+{
+	ch->state = rc ? CH_FAILED : CH_READY;
+	ch->err = rc;
+	if (rc)
+		table_remove(hs, ch);
+	else
+		lru_touch(hs, ch);
+}
+
+/* Fills the claimed chunks c[0..n) (consecutive): from the disk tier when
+ * it has them, the others fetched, each run of adjacent ones in requests
+ * of at most max_request bytes; publishes each outcome, and hands what was
+ * fetched to the writer. */
 static int fetch_claimed(struct http_source *hs, struct chunk **c, size_t n, double deadline,
 			 int readahead)
 {
 	size_t per = hs->cfg.max_request / hs->cfg.chunk_size, i = 0;
-	int first_rc = 0;
+	unsigned char stack_hit[16], *hit = stack_hit;
+	int first_rc = 0, threads;
 
 	if (per < 1)
 		per = 1;
+	if (hs->dobj) {
+		size_t hits = 0;
+
+		if (n > sizeof(stack_hit) && !(hit = malloc(n)))
+			return -ENOMEM;
+		for (size_t j = 0; j < n; j++) {
+			hit[j] = lfs_disk_get_chunk(hs->dobj, hs->version_key, c[j]->index, c[j]->data,
+						    c[j]->len) == 0;
+			hits += hit[j];
+		}
+		if (hits) {
+			add(&hs->hc.disk_hits, hits);
+			pthread_mutex_lock(&hs->lock);
+			for (size_t j = 0; j < n; j++)
+				if (hit[j])
+					publish(hs, c[j], 0);
+			pthread_cond_broadcast(&hs->chunk_cv);
+			pthread_mutex_unlock(&hs->lock);
+		}
+	}
 	while (i < n) {
-		size_t k = n - i < per ? n - i : per;
-		uint64_t start = c[i]->index * hs->cfg.chunk_size, len = 0;
+		size_t k = 0;
+		uint64_t start, len = 0;
 		int rc;
 
-		for (size_t j = 0; j < k; j++)
-			len += c[i + j]->len;
+		if (hs->dobj && hit[i]) {
+			i++;
+			continue;
+		}
+		while (i + k < n && k < per && !(hs->dobj && hit[i + k]))
+			len += c[i + k++]->len;
+		start = c[i]->index * hs->cfg.chunk_size;
 		rc = fetch(hs, start, len, NULL, c + i, deadline, readahead);
 		if (rc && !first_rc)
 			first_rc = rc;
 		pthread_mutex_lock(&hs->lock);
-		for (size_t j = 0; j < k; j++) {
-			struct chunk *ch = c[i + j];
-
-			ch->state = rc ? CH_FAILED : CH_READY;
-			ch->err = rc;
-			if (rc)
-				table_remove(hs, ch);
-			else
-				lru_touch(hs, ch);
-		}
+		for (size_t j = 0; j < k; j++)
+			publish(hs, c[i + j], rc);
 		pthread_cond_broadcast(&hs->chunk_cv);
+		threads = hs->threads_ok;
+		for (size_t j = 0; j < k && !rc && hs->dobj && threads; j++)
+			wr_enqueue(hs, c[i + j]);
 		pthread_mutex_unlock(&hs->lock);
+		/* No writer yet (a daemon about to fork): written here; our
+		 * claim still holds the chunks. */
+		for (size_t j = 0; j < k && !rc && hs->dobj && !threads; j++)
+			if (lfs_disk_put_chunk(hs->dobj, hs->version_key, c[i + j]->index,
+					       c[i + j]->data, c[i + j]->len) == 0)
+				add(&hs->hc.disk_writes, 1);
 		i += k;
 	}
+	if (hit != stack_hit)
+		free(hit);
 	return first_rc;
 }
 
 static void ra_enqueue(struct http_source *hs, uint64_t off, uint64_t len);
 
-/* Under lock, after a read of chunks up to `last`: a reader going through
- * the object in order (the chunks behind it are here) gets the chunks
- * ahead of it fetched in the background, a window as long as the run it
- * has read (at most max_request), refilled once half of it is used.  So a
- * scattered reader fetches single chunks, and one reading a run of small
- * members or a large one in order pays a round trip per window instead of
- * per chunk, without waiting for more than it asked. */
-static void sequential_ahead(struct http_source *hs, uint64_t last)
+/* Under lock, after a read of [off, off + len): a read that starts where
+ * an earlier one ended continues that reader's run.  Once a run is SEQ_RUN
+ * bytes long (a stream through a large member, not a few small members
+ * that happen to be read in the zip's order), the chunks ahead of it are
+ * fetched in the background: a window as long as the run (at most
+ * max_request), refilled once half of it is used.  So scattered reads
+ * fetch single chunks, even where they fall next to each other, and a
+ * reader in order pays a round trip per window instead of per chunk, never
+ * waiting for more than it asked.  (Whether the chunks behind a read are
+ * cached says nothing of the sort: readers of unrelated small members fill
+ * neighbouring chunks.) */
+static void sequential_ahead(struct http_source *hs, uint64_t off, uint64_t len)
 {
 	uint64_t cs = hs->cfg.chunk_size, end = (hs->tail_off + cs - 1) / cs;
-	uint64_t max = hs->cfg.max_request / cs, run = 0, j;
+	uint64_t max = hs->cfg.max_request / cs, last = (off + len - 1) / cs, run, from, j;
+	struct seq_run *r = NULL, *oldest = &hs->seq[0];
 
 	if (max < 2 || hs->cfg.no_sequential)
 		return;
-	while (run < max && run <= last && table_find(hs, last - run))
-		run++;
-	if (run < SEQ_RUN)
+	hs->seq_clock++;
+	for (size_t i = 0; i < SEQ_SLOTS && !r; i++) {
+		struct seq_run *s = &hs->seq[i];
+
+		if (s->used && off + SEQ_GAP >= s->end && off <= s->end + SEQ_GAP)
+			r = s;
+		else if (s->used < oldest->used)
+			oldest = s;
+	}
+	if (!r) {
+		r = oldest;
+		r->end = off;
+		r->run = 0;
+	}
+	from = off > r->end ? off : r->end;
+	if (off + len > from) {
+		r->run += off + len - from;
+		r->end = off + len;
+	}
+	r->used = hs->seq_clock;
+	if (r->run < SEQ_RUN)
 		return;
+	run = r->run / cs;
+	if (run > max)
+		run = max;
 	for (j = last + 1; j <= last + run / 2 + 1 && j < end; j++)
 		if (!table_find(hs, j))
 			break;
@@ -1392,7 +1507,7 @@ static int read_chunks(struct http_source *hs, unsigned char *buf, size_t len, u
 			got = i + 1;
 		}
 		if (!rc)
-			sequential_ahead(hs, last);
+			sequential_ahead(hs, off, len);
 		pthread_mutex_unlock(&hs->lock);
 		/* Fetch what this thread claimed, each run of adjacent chunks in
 		 * one request, before waiting for anyone else's (so that no two
@@ -1549,7 +1664,7 @@ static void *ra_main(void *arg)
 /* Under lock: queues [off, off + len) for the read-ahead thread. */
 static void ra_enqueue(struct http_source *hs, uint64_t off, uint64_t len)
 {
-	if (!hs->ra_started && !hs->stopping)
+	if (!hs->ra_started && !hs->stopping && hs->threads_ok)
 		hs->ra_started = pthread_create(&hs->ra_thread, NULL, ra_main, hs) == 0 ? 1 : -1;
 	if (hs->ra_started == 1) {
 		if (hs->ra_count == RA_QUEUE) {	/* the oldest hint is the least useful */
@@ -1571,6 +1686,56 @@ static void http_will_need(struct lfs_source *src, uint64_t off, uint64_t len)
 	pthread_mutex_lock(&hs->lock);
 	ra_enqueue(hs, off, len);
 	pthread_mutex_unlock(&hs->lock);
+}
+
+/* The writer: puts fetched chunks on the disk, so that the read that
+ * fetched them does not wait for the disk. */
+static void *wr_main(void *arg)
+{
+	struct http_source *hs = arg;
+
+	pthread_mutex_lock(&hs->lock);
+	for (;;) {
+		struct chunk *c;
+
+		if (!hs->wr_count) {
+			if (hs->stopping)
+				break;
+			pthread_cond_wait(&hs->wr_cv, &hs->lock);
+			continue;
+		}
+		c = hs->wr_queue[hs->wr_head];
+		hs->wr_head = (hs->wr_head + 1) % WR_QUEUE;
+		hs->wr_count--;
+		pthread_mutex_unlock(&hs->lock);
+		/* READY chunks never change: no lock needed to read it */
+		if (lfs_disk_put_chunk(hs->dobj, hs->version_key, c->index, c->data, c->len) == 0)
+			add(&hs->hc.disk_writes, 1);
+		__atomic_sub_fetch(&hs->wr_pending, 1, __ATOMIC_RELAXED);
+		pthread_mutex_lock(&hs->lock);
+		chunk_unref(c);
+		evict(hs);
+	}
+	pthread_mutex_unlock(&hs->lock);
+	return NULL;
+}
+
+/* Under lock: hands ready chunk c to the writer (which takes a reference
+ * until it is written).  A writer far behind drops chunks rather than
+ * holding their memory: they are fetched again by a later mount. */
+static void wr_enqueue(struct http_source *hs, struct chunk *c)
+{
+	if (!hs->wr_started && !hs->stopping && hs->threads_ok)
+		hs->wr_started = pthread_create(&hs->wr_thread, NULL, wr_main, hs) == 0 ? 1 : -1;
+	if (hs->wr_started != 1 || hs->wr_count == WR_QUEUE || hs->stopping) {
+		add(&hs->hc.disk_skipped, 1);
+		return;
+	}
+	c->refs++;
+	hs->wr_queue[(hs->wr_head + hs->wr_count) % WR_QUEUE] = c;
+	hs->wr_count++;
+	add(&hs->wr_pending, 1);
+	pthread_cond_signal(&hs->wr_cv);
 }
 
 static void source_free(struct http_source *hs)
@@ -1597,6 +1762,7 @@ static void source_free(struct http_source *hs)
 	pthread_cond_destroy(&hs->chunk_cv);
 	pthread_cond_destroy(&hs->pool_cv);
 	pthread_cond_destroy(&hs->ra_cv);
+	pthread_cond_destroy(&hs->wr_cv);
 	if (hs->secret_key)
 		memset(hs->secret_key, 0, strlen(hs->secret_key));
 	if (hs->token_header)
@@ -1619,9 +1785,14 @@ static void http_close(struct lfs_source *src)
 	pthread_mutex_lock(&hs->lock);
 	__atomic_store_n(&hs->stopping, 1, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&hs->ra_cv);
+	pthread_cond_broadcast(&hs->wr_cv);
 	pthread_mutex_unlock(&hs->lock);
 	if (hs->ra_started == 1)
 		pthread_join(hs->ra_thread, NULL);
+	/* after read-ahead, whose chunks it may still be given; it writes what
+	 * it holds, for the next mount */
+	if (hs->wr_started == 1)
+		pthread_join(hs->wr_thread, NULL);
 	source_free(hs);
 }
 
@@ -1642,7 +1813,7 @@ static void fill_defaults(struct lfs_http_config *c, const struct lfs_http_confi
 	if (!c->chunk_size)
 		c->chunk_size = LFS_HTTP_CHUNK_DEFAULT;
 	if (!c->cache_bytes)
-		c->cache_bytes = 8u << 20;
+		c->cache_bytes = 16u << 20; /* docs/remote.md: a cold start fetches chunks again below it */
 	if (!c->tail_size)
 		c->tail_size = LFS_HTTP_TAIL_DEFAULT;
 	if (!c->max_request)
@@ -1697,9 +1868,11 @@ static int source_new(const char *url, const struct lfs_http_config *cfg,
 	pthread_cond_init(&hs->chunk_cv, &ca);
 	pthread_cond_init(&hs->pool_cv, &ca);
 	pthread_cond_init(&hs->ra_cv, &ca);
+	pthread_cond_init(&hs->wr_cv, &ca);
 	pthread_condattr_destroy(&ca);
 	hs->lru.lru_next = hs->lru.lru_prev = &hs->lru;
 	hs->src.ops = &http_ops;
+	hs->threads_ok = !hs->cfg.defer_threads;
 
 	if (!strncasecmp(url, "s3://", 5)) {
 		name_unparsed(hs->name, sizeof(hs->name), url);
@@ -1752,18 +1925,19 @@ fail:
 	return rc;
 }
 
-/* Takes what the tail GET learnt: size, identity, the tail bytes. */
-static void finish_open(struct http_source *hs, struct xfer *x)
+/* Pins what the open learnt (the tail [tail_off, size) is the source's
+ * now) and derives the identities from it. */
+static void pin(struct http_source *hs, uint64_t size, unsigned char *tail, uint64_t tail_off,
+		const char *etag, const char *last_modified)
 {
 	char *object = redact_url(hs->url), version[1024];
 
-	hs->src.size = x->cr_total;
-	hs->tail = x->dst;
-	hs->tail_off = x->start;
-	x->dst = NULL;
-	snprintf(hs->etag, sizeof(hs->etag), "%s", x->etag);
+	hs->src.size = size;
+	hs->tail = tail;
+	hs->tail_off = tail_off;
+	snprintf(hs->etag, sizeof(hs->etag), "%s", etag);
 	hs->etag_weak = !strncmp(hs->etag, "W/", 2);
-	snprintf(hs->last_modified, sizeof(hs->last_modified), "%s", x->last_modified);
+	snprintf(hs->last_modified, sizeof(hs->last_modified), "%s", last_modified);
 	if (hs->last_modified[0]) {
 		time_t t = curl_getdate(hs->last_modified, NULL);
 
@@ -1777,6 +1951,159 @@ static void finish_open(struct http_source *hs, struct xfer *x)
 	free(object);
 }
 
+/* Takes what the tail GET learnt: size, identity, the tail bytes. */
+static void finish_open(struct http_source *hs, struct xfer *x)
+{
+	pin(hs, x->cr_total, x->dst, x->start, x->etag, x->last_modified);
+	x->dst = NULL;
+}
+
+/* What the disk tier holds of an object: the head record, as the source
+ * that wrote it pinned the object (its text lines), and its tail. */
+struct held {
+	void *rec;		/* the record; NULL: none */
+	uint64_t size, tail_off;
+	char etag[256], last_modified[64];
+	const unsigned char *tail; /* inside rec: [tail_off, size) */
+};
+
+/* Copies line `key VALUE` at *p (up to the newline) into buf. */
+static int head_line(const char **p, const char *end, const char *key, char *buf, size_t size)
+{
+	size_t k = strlen(key), n;
+	const char *nl = memchr(*p, '\n', (size_t)(end - *p));
+
+	if (!nl || (size_t)(nl - *p) < k + 1 || memcmp(*p, key, k) || (*p)[k] != ' ' ||
+	    (n = (size_t)(nl - *p) - k - 1) >= size)
+		return -EINVAL;
+	memcpy(buf, *p + k + 1, n);
+	buf[n] = 0;
+	*p = nl + 1;
+	return 0;
+}
+
+static int parse_head(struct held *h, void *rec, size_t len)
+{
+	const char *p = rec, *end = p + len;
+	char num[32], *e;
+
+	if (len < sizeof(HEAD_MAGIC) - 1 || memcmp(p, HEAD_MAGIC, sizeof(HEAD_MAGIC) - 1))
+		return -EINVAL;
+	p += sizeof(HEAD_MAGIC) - 1;
+	if (head_line(&p, end, "size", num, sizeof(num)))
+		return -EINVAL;
+	h->size = strtoull(num, &e, 10);
+	if (*e || head_line(&p, end, "tail", num, sizeof(num)))
+		return -EINVAL;
+	h->tail_off = strtoull(num, &e, 10);
+	if (*e || h->tail_off >= h->size ||
+	    head_line(&p, end, "etag", h->etag, sizeof(h->etag)) ||
+	    head_line(&p, end, "modified", h->last_modified, sizeof(h->last_modified)) ||
+	    p >= end || *p++ != '\n' || (uint64_t)(end - p) != h->size - h->tail_off)
+		return -EINVAL;
+	h->tail = (const unsigned char *)p;
+	h->rec = rec;
+	return 0;
+}
+
+/* Finds what the disk holds of hs's object: its records' directory in
+ * hs->dobj, the head in *h (h->rec NULL when none or unusable). */
+static void disk_lookup(struct http_source *hs, struct lfs_disk *disk, const char *sha256,
+			struct held *h)
+{
+	unsigned char where[LFS_DIGEST_LEN];
+	char *object = redact_url(hs->url), *id;
+	const char *what = sha256 ? sha256 : object ? object : hs->name;
+	void *rec;
+	size_t len;
+
+	memset(h, 0, sizeof(*h));
+	id = malloc(strlen(what) + 8);
+	if (!id) {
+		free(object);
+		return;
+	}
+	sprintf(id, "%s %s", sha256 ? "sha256" : "url", what);
+	lfs_digest_bytes(id, strlen(id), where);
+	free(id);
+	free(object);
+	hs->keyed_by_sha = sha256 != NULL;
+	if (sha256)
+		memcpy(hs->version_key, where, LFS_DIGEST_LEN);
+	hs->dobj = lfs_disk_object(disk, where, (uint32_t)hs->cfg.chunk_size);
+	if (!hs->dobj || lfs_disk_get_head(hs->dobj, &rec, &len))
+		return;
+	if (parse_head(h, rec, len))
+		free(rec);
+}
+
+/* The open's conditional: the held ETag, when it is strong and the tail it
+ * holds is the one this configuration fetches. */
+static const char *held_etag(const struct http_source *hs, const struct held *h)
+{
+	uint64_t want = h->size > hs->cfg.tail_size ? h->size - hs->cfg.tail_size : 0;
+
+	if (!h->rec || !h->etag[0] || !strncmp(h->etag, "W/", 2) || h->tail_off != want)
+		return NULL;
+	return h->etag;
+}
+
+/* Writes hs's head: what it pinned and its tail. */
+static void disk_put_head(struct http_source *hs)
+{
+	size_t tail_len = (size_t)(hs->src.size - hs->tail_off), n;
+	char *rec = malloc(tail_len + 512 + sizeof(hs->etag) + sizeof(hs->last_modified));
+
+	if (!rec)
+		return;
+	n = (size_t)sprintf(rec, HEAD_MAGIC "size %llu\ntail %llu\netag %s\nmodified %s\n\n",
+			    (unsigned long long)hs->src.size, (unsigned long long)hs->tail_off,
+			    hs->etag, hs->last_modified);
+	memcpy(rec + n, hs->tail, tail_len);
+	(void)lfs_disk_put_head(hs->dobj, rec, n + tail_len);
+	free(rec);
+}
+
+/* After an open: the version key of the chunks, the head written when the
+ * disk held none or another version, and under a listed SHA-256 the
+ * tail compared with the one held. */
+static void disk_after_open(struct http_source *hs, const struct held *h, int not_modified)
+{
+	int same;
+
+	if (!hs->dobj)
+		return;
+	if (!hs->keyed_by_sha)
+		lfs_digest_bytes(hs->src.version, strlen(hs->src.version), hs->version_key);
+	if (not_modified)
+		return;
+	same = h->rec && h->size == hs->src.size && h->tail_off == hs->tail_off &&
+	       !memcmp(h->tail, hs->tail, (size_t)(hs->src.size - hs->tail_off));
+	if (hs->keyed_by_sha && h->rec && !same) {
+		/* Two URLs, one listed digest, two contents: at least one
+		 * list line is wrong, and nothing says which. */
+		hs->dobj = NULL;
+		hs->hc.disk_conflict = 1;
+		return;
+	}
+	if (!same || strcmp(h->etag, hs->etag) || strcmp(h->last_modified, hs->last_modified))
+		disk_put_head(hs);
+}
+
+/* Pins what the disk held, after a 304. */
+static int finish_held(struct http_source *hs, const struct held *h)
+{
+	size_t n = (size_t)(h->size - h->tail_off);
+	unsigned char *tail = malloc(n);
+
+	if (!tail)
+		return -ENOMEM;
+	memcpy(tail, h->tail, n);
+	pin(hs, h->size, tail, h->tail_off, h->etag, h->last_modified);
+	hs->hc.not_modified = 1;
+	return 0;
+}
+
 struct opening {
 	struct http_source *hs;
 	CURL *h;
@@ -1784,6 +2111,8 @@ struct opening {
 	unsigned attempt;
 	double next_try;
 	int active, done;
+	struct held held;
+	const char *if_none_match;
 };
 
 int lfs_source_http_open_many(struct lfs_http_open *objs, size_t n,
@@ -1815,6 +2144,10 @@ int lfs_source_http_open_many(struct lfs_http_open *objs, size_t n,
 			op[i].h = make_handle(op[i].hs);
 			if (!op[i].h)
 				rc = -ENOMEM;
+		}
+		if (!rc && cfg && cfg->disk) {
+			disk_lookup(op[i].hs, cfg->disk, objs[i].sha256, &op[i].held);
+			op[i].if_none_match = held_etag(op[i].hs, &op[i].held);
 		}
 		if (rc) {
 			objs[i].rc = rc;
@@ -1871,6 +2204,7 @@ int lfs_source_http_open_many(struct lfs_http_open *objs, size_t n,
 			}
 			xfer_reset_response(&o->x);
 			o->x.opening = 1;
+			o->x.if_none_match = o->if_none_match;
 			if (xfer_setup(&o->x, o->h, deadline - now) ||
 			    curl_multi_add_handle(multi, o->h) != CURLM_OK) {
 				objs[i].rc = -ENOMEM;
@@ -1905,7 +2239,18 @@ int lfs_source_http_open_many(struct lfs_http_open *objs, size_t n,
 				xfer_finish(&o->x, res);
 			}
 			if (o->x.kind == K_OK) {
-				finish_open(o->hs, &o->x);
+				int rc = 0;
+
+				if (o->x.not_modified)
+					rc = finish_held(o->hs, &o->held);
+				else
+					finish_open(o->hs, &o->x);
+				if (!rc)
+					disk_after_open(o->hs, &o->held, o->x.not_modified);
+				objs[i].rc = rc;
+				if (rc)
+					snprintf(objs[i].err, sizeof(objs[i].err), "%s: out of memory",
+						 o->hs->name);
 				o->done = 1;
 				left--;
 				continue;
@@ -1940,6 +2285,7 @@ int lfs_source_http_open_many(struct lfs_http_open *objs, size_t n,
 			curl_multi_remove_handle(multi, o->h);
 		if (objs[i].rc && !first_rc)
 			first_rc = objs[i].rc;
+		free(o->held.rec);
 		if (!o->hs)
 			continue;
 		if (!objs[i].rc) {
@@ -1987,7 +2333,30 @@ int lfs_source_http_counters(const struct lfs_source *src, struct lfs_http_count
 	for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
 		to[i] = __atomic_load_n(&from[i], __ATOMIC_RELAXED);
 	out->cached_bytes = __atomic_load_n(&hs->cached, __ATOMIC_RELAXED);
+	out->disk_pending = __atomic_load_n(&hs->wr_pending, __ATOMIC_RELAXED);
 	return 0;
+}
+
+void lfs_source_http_start(struct lfs_source *src)
+{
+	struct http_source *hs = (struct http_source *)src;
+
+	if (!src || src->ops != &http_ops)
+		return;
+	pthread_mutex_lock(&hs->lock);
+	hs->threads_ok = 1;
+	pthread_mutex_unlock(&hs->lock);
+}
+
+void lfs_source_http_name(const char *url, char *buf, size_t len)
+{
+	char *name = strncasecmp(url, "s3://", 5) ? redact_url(url) : NULL;
+
+	if (name)
+		copy_printable(buf, len, name, strlen(name));
+	else
+		name_unparsed(buf, len, url);
+	free(name);
 }
 
 void lfs_source_http_last_error(struct lfs_source *src, char *buf, size_t len)

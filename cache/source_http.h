@@ -25,6 +25,26 @@
  * (4 MiB), else the read fails.  No byte is served that the response did
  * not prove to be at the offset asked for.
  *
+ * The host's disk tier (cfg.disk, disk.h): what a source fetched (its
+ * chunks and its tail) is written there, by a thread of the source's own,
+ * off the path of the read that needed it, and a chunk missing from memory
+ * is looked up there before it is fetched.  Records are keyed by what the
+ * object is: its SHA-256 when the list gives one (then every URL of those
+ * bytes shares them), else its URL without query (every presigned URL of
+ * one object shares them), and each chunk carries the object's version
+ * (ETag and size, or Last-Modified and size), so a chunk of another
+ * version is never served.  A mount validates what the host holds of an
+ * object with the one request it makes anyway: the tail GET carries
+ * If-None-Match with the ETag the host holds; a 304 means the tail and
+ * every chunk on disk are the object's current bytes, and nothing but
+ * headers crosses the network.  (Without a strong ETag the tail is fetched
+ * and its version compared.)  That request is also what proves the mount
+ * may read the object at all: nothing is served from the disk for an
+ * object whose open was refused.  Under a listed SHA-256, a tail fetched
+ * that differs from the one on disk means the list's digest is wrong for
+ * one of the URLs: that source shares nothing with the disk (counted in
+ * disk_conflict).
+ *
  * Faults: connect and transfer timeouts; 5xx, 429, resets, short bodies and
  * bad ranges are retried with capped exponential backoff and jitter.  A read
  * waits at most `remote_timeout` seconds in all, then fails with -ETIMEDOUT;
@@ -58,16 +78,24 @@
 
 #include "source.h"
 
+struct lfs_disk;
+
 /* Every field's zero (or NULL) means its default, so `{0}` or a NULL
  * config is the default configuration. */
 struct lfs_http_config {
 	size_t chunk_size;	/* read granularity, bytes; default LFS_HTTP_CHUNK_DEFAULT */
-	size_t cache_bytes;	/* fetched chunks kept in memory; default 8 MiB */
+	size_t cache_bytes;	/* fetched chunks kept in memory; default 16 MiB */
 	size_t tail_size;	/* bytes fetched at open; default LFS_HTTP_TAIL_DEFAULT */
 	size_t max_request;	/* largest ranged GET of coalesced chunks; default 4 MiB */
 	unsigned connections;	/* transfers at once, each a kept-alive connection; default 4 */
 	int no_sequential;	/* 1: do not fetch ahead of a reader going in order
 				 * (will_need still does) */
+	int defer_threads;	/* 1: start no thread (read-ahead, the disk writer)
+				 * before lfs_source_http_start(): for a daemon
+				 * that forks after opening its layers.  Until
+				 * then there is no read-ahead and fetched chunks
+				 * are written to the disk by the thread that
+				 * fetched them. */
 	unsigned max_retries;	/* retries of one request; default 6 */
 	unsigned max_redirects;	/* default 3; redirects never go from https to http */
 	double connect_timeout;	/* seconds; default 5 */
@@ -85,6 +113,9 @@ struct lfs_http_config {
 	const char *s3_access_key;	/* explicit credentials (tests, options) */
 	const char *s3_secret_key;
 	const char *s3_session_token;
+	/* The host's disk tier (see above); NULL: none.  The caller keeps it
+	 * open until every source opened with it is closed. */
+	struct lfs_disk *disk;
 };
 
 #define LFS_HTTP_CHUNK_DEFAULT (256u * 1024)
@@ -106,6 +137,8 @@ int lfs_source_http_open(const char *url, const struct lfs_http_config *cfg,
 /* One object of lfs_source_http_open_many(). */
 struct lfs_http_open {
 	const char *url;	/* in */
+	const char *sha256;	/* in: the object's SHA-256 in hex as listed, or NULL:
+				 * names its records in the disk tier */
 	struct lfs_source *src;	/* out: the source, or NULL */
 	int rc;			/* out: 0 or a negative errno, as lfs_source_http_open */
 	char err[512];		/* out: the one-line reason when rc != 0 */
@@ -136,10 +169,25 @@ struct lfs_http_counters {
 	uint64_t err_4xx;	/* 4xx but 412 and 429 */
 	uint64_t err_range;	/* Range ignored or a wrong Content-Range */
 	uint64_t err_stale;	/* 412, or the ETag or size changed */
+	/* the disk tier */
+	uint64_t not_modified;	/* 1: the open's answer was 304, the tail came from disk */
+	uint64_t disk_hits;	/* chunks read from the disk instead of fetched */
+	uint64_t disk_writes;	/* chunks written to it */
+	uint64_t disk_skipped;	/* chunks not written (the writer was behind) */
+	uint64_t disk_pending;	/* chunks waiting for the writer now */
+	uint64_t disk_conflict;	/* 1: the tail differs from the one on disk under
+				 * the same SHA-256: nothing shared */
 };
 
 /* Fails (-EINVAL) when src is not a remote source. */
 int lfs_source_http_counters(const struct lfs_source *src, struct lfs_http_counters *out);
+
+/* Lets a source opened with defer_threads start its threads, in the
+ * process that will serve it.  Not a remote source: ignored. */
+void lfs_source_http_start(struct lfs_source *src);
+
+/* How messages name `url`: without query string or user information. */
+void lfs_source_http_name(const char *url, char *buf, size_t len);
 
 /* The last failure of any request of src, one line (empty when none). */
 void lfs_source_http_last_error(struct lfs_source *src, char *buf, size_t len);

@@ -69,6 +69,8 @@ static int stats(int dirfd, const char *dir, uint64_t quota)
 	       quota ? 100.0 * (double)c.bytes / (double)quota : 0.0);
 	printf("layer versions     %llu\n", (unsigned long long)c.layers);
 	printf("stack trees        %llu\n", (unsigned long long)trees(dirfd, 0));
+	printf("remote objects     %llu (%llu chunks as fetched)\n", (unsigned long long)c.objects,
+	       (unsigned long long)c.chunks);
 	printf("records            %llu (%llu blocks, %llu resume points, %llu block CRC tables)\n",
 	       (unsigned long long)c.records, (unsigned long long)c.blocks,
 	       (unsigned long long)c.points, (unsigned long long)c.crc_tables);

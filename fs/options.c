@@ -17,6 +17,7 @@
 #define DEFAULT_READAHEAD (8u << 20) /* docs/performance.md */
 #define MAX_TIMEOUT (10.0 * 365 * 86400)
 #define DEFAULT_CACHE_LEVEL 1	/* docs/performance.md */
+#define MAX_REMOTE_TIMEOUT 3600.0
 
 enum type {
 	T_SIZE,		/* bytes, with K/M/G */
@@ -36,6 +37,8 @@ enum target {
 	O_TRACE, O_TRACE_SECONDS, O_PREFETCH, O_PREFETCH_JUMPS, O_SCHED, O_DEBUG, O_JOURNAL,
 	O_USER, O_SECCOMP, O_ADMIN_GROUP, O_PROVENANCE, O_METRICS_FILE, O_METRICS_INTERVAL,
 	O_FDSTORE,
+	O_REMOTE_TIMEOUT, O_REMOTE_CHUNK, O_REMOTE_CACHE, O_REMOTE_CONNS, O_S3_REGION,
+	O_S3_ENDPOINT, O_S3_PATH_STYLE, O_S3_PROFILE, O_CA_FILE, O_INSECURE,
 };
 
 struct optdef {
@@ -125,6 +128,32 @@ static const struct optdef defs[] = {
 	{ "fdstore", T_FLAG, O_FDSTORE, 0, 0, NULL,
 	  "with -f under systemd: keep the mount's connection in the\n"
 	  "                           unit's fd store, for the next start to take over" },
+	{ "remote_timeout", T_SECONDS, O_REMOTE_TIMEOUT, 0, 0, "SECONDS",
+	  "longest a read of a remote layer may wait, retries\n"
+	  "                           included, then EIO (default 30)" },
+	{ "remote_chunk_size", T_SIZE, O_REMOTE_CHUNK, 4096, 16u << 20, "SIZE",
+	  "remote layers are fetched in aligned chunks of SIZE, a\n"
+	  "                           power of two from 4K to 16M (default 256K)" },
+	{ "remote_cache_size", T_SIZE, O_REMOTE_CACHE, 1u << 20, 1ull << 32, "SIZE",
+	  "fetched chunks kept in memory, per remote layer (default 16M)" },
+	{ "remote_connections", T_COUNT, O_REMOTE_CONNS, 1, 64, "N",
+	  "requests at once per remote layer, each on a kept-alive\n"
+	  "                           connection (default 4)" },
+	{ "s3_region", T_STRING, O_S3_REGION, 0, 0, "REGION",
+	  "region of s3:// layers (default $AWS_REGION,\n"
+	  "                           $AWS_DEFAULT_REGION, else us-east-1)" },
+	{ "s3_endpoint", T_STRING, O_S3_ENDPOINT, 0, 0, "URL",
+	  "S3 endpoint, https://host[:port] (default $AWS_ENDPOINT_URL_S3,\n"
+	  "                           $AWS_ENDPOINT_URL, else AWS's for the region)" },
+	{ "s3_path_style", T_FLAG, O_S3_PATH_STYLE, 0, 0, NULL,
+	  "the bucket in the path, not the host name (S3-compatible stores)" },
+	{ "s3_profile", T_STRING, O_S3_PROFILE, 0, 0, "NAME",
+	  "profile of the shared credentials file (default $AWS_PROFILE,\n"
+	  "                           else default)" },
+	{ "ca_file", T_STRING, O_CA_FILE, 0, 0, "FILE",
+	  "verify https against the CAs in FILE (PEM) instead of the system's" },
+	{ "insecure", T_FLAG, O_INSECURE, 0, 0, NULL,
+	  "do not verify https certificates of remote layers (never the default)" },
 	{ "debug", T_FLAG, O_DEBUG, 0, 0, NULL, "log at debug level (also -d)" },
 	{ "journal", T_FLAG, O_JOURNAL, 0, 0, NULL,
 	  "prefix log lines with syslog priorities (for journald)" },
@@ -223,6 +252,15 @@ static int bad(const struct optdef *d, const char *val, const char *why)
 	return -1;
 }
 
+/* A string option: a copy owned by o, pointed to from the stack's config. */
+static int keep(char **own, const char **use, const char *val)
+{
+	free(*own);
+	*own = strdup(val);
+	*use = *own;
+	return *own ? 0 : -1;
+}
+
 static int apply(struct lfs_options *o, const struct optdef *d, const char *val)
 {
 	uint64_t v = 0;
@@ -262,6 +300,12 @@ static int apply(struct lfs_options *o, const struct optdef *d, const char *val)
 			return bad(d, "", "needs a number of seconds");
 		errno = 0;
 		sec = strtod(val, &end);
+		if (d->target == O_REMOTE_TIMEOUT) {
+			if (errno || end == val || *end || !(sec > 0) || sec > MAX_REMOTE_TIMEOUT)
+				return bad(d, val, "needs a number of seconds above 0, at most 3600");
+			o->stack.http.remote_timeout = sec;
+			return 0;
+		}
 		if (errno || end == val || *end || !(sec >= 0) || sec > MAX_TIMEOUT)
 			return bad(d, val, "needs a number of seconds from 0 to 10 years");
 		if (d->target == O_TRACE_SECONDS) {
@@ -290,7 +334,7 @@ static int apply(struct lfs_options *o, const struct optdef *d, const char *val)
 				 (unsigned long long)d->min, (unsigned long long)d->max);
 			return bad(d, val, why);
 		}
-		if ((d->target == O_BLOCK_SIZE) && (v & (v - 1)))
+		if ((d->target == O_BLOCK_SIZE || d->target == O_REMOTE_CHUNK) && (v & (v - 1)))
 			return bad(d, val, "must be a power of two");
 		break;
 	}
@@ -326,6 +370,16 @@ static int apply(struct lfs_options *o, const struct optdef *d, const char *val)
 		break;
 	}
 	case O_TRACE_SECONDS: break;
+	case O_REMOTE_CHUNK: o->stack.http.chunk_size = (size_t)v; break;
+	case O_REMOTE_CACHE: o->stack.http.cache_bytes = (size_t)v; break;
+	case O_REMOTE_CONNS: o->stack.http.connections = (unsigned)v; break;
+	case O_S3_REGION: return keep(&o->s3_region, &o->stack.http.s3_region, val);
+	case O_S3_ENDPOINT: return keep(&o->s3_endpoint, &o->stack.http.s3_endpoint, val);
+	case O_S3_PROFILE: return keep(&o->s3_profile, &o->stack.http.s3_profile, val);
+	case O_CA_FILE: return keep(&o->ca_file, &o->stack.http.ca_file, val);
+	case O_S3_PATH_STYLE: o->stack.http.s3_path_style = 1; break;
+	case O_INSECURE: o->stack.http.insecure = 1; break;
+	case O_REMOTE_TIMEOUT: break;
 	case O_CACHE_DIR_SIZE: o->stack.cache_dir_size = v; break;
 	case O_CACHE_LEVEL: o->stack.cache_level = (int)v; break;
 	case O_SCHED: o->sched_batch = !strcmp(val, "batch"); break;
@@ -433,4 +487,9 @@ void lfs_options_free(struct lfs_options *o)
 	free(o->admin_group);
 	free(o->metrics_file);
 	o->cache_dir = o->user = o->admin_group = o->metrics_file = NULL;
+	free(o->s3_region);
+	free(o->s3_endpoint);
+	free(o->s3_profile);
+	free(o->ca_file);
+	o->cache_dir = o->s3_region = o->s3_endpoint = o->s3_profile = o->ca_file = NULL;
 }

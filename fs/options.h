@@ -38,6 +38,7 @@ struct lfs_options {
 	double metrics_interval; /* seconds */
 	int strict;		/* check --strict */
 	int fdstore;		/* keep the connection in systemd's fd store */
+	char *s3_region, *s3_endpoint, *s3_profile, *ca_file; /* owned; stack.http's */
 };
 
 /* Parses argv (argv[0] is the command's name) into o, with the defaults

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,6 +44,9 @@ struct lfs_layer {
 	struct lfs_pool_job digest_job;
 	struct lfs_stack *stack;
 	struct lfs_disk_layer *disk;	/* atomic; set once the digest is known */
+	int remote;			/* an http(s):// or s3:// object */
+	int digest_derived;		/* remote, no sha256=: digest is a key made
+					 * from its version, not its bytes' SHA-256 */
 };
 
 struct lfs_stack {
@@ -148,6 +152,16 @@ static struct lfs_layer *owner_of(struct lfs_stack *s, void *owner, uint64_t *en
 	return NULL;
 }
 
+/* A layer whose bytes changed under the mount: each read counted, one line
+ * for the layer. */
+static void changed(struct lfs_layer *l, const char *why, const char *name)
+{
+	__atomic_add_fetch(&l->changed_reads, 1, __ATOMIC_RELAXED);
+	if (!__atomic_exchange_n(&l->changed_logged, 1, __ATOMIC_ACQ_REL))
+		lfs_err("%s: %s (first seen reading '%s'); reads that need it fail with EIO",
+			l->zi->path, why, name);
+}
+
 /* The reader's fault reports, as log lines naming layer and entry. */
 static void on_fault(void *ctx, void *owner, enum lfs_fault kind, const char *why)
 {
@@ -167,16 +181,19 @@ static void on_fault(void *ctx, void *owner, enum lfs_fault kind, const char *wh
 		lfs_err("%s: entry '%s': %s; reads fail with EIO", l->zi->path, name, why);
 		break;
 	case LFS_FAULT_CHANGED:
-		__atomic_add_fetch(&l->changed_reads, 1, __ATOMIC_RELAXED);
-		if (!__atomic_exchange_n(&l->changed_logged, 1, __ATOMIC_ACQ_REL))
-			lfs_err("%s: %s (first seen reading '%s'); reads that need it fail with EIO",
-				l->zi->path, why, name);
+		changed(l, why, name);
 		break;
 	case LFS_FAULT_SOURCE:
 		n = __atomic_add_fetch(&l->source_errors, 1, __ATOMIC_RELAXED);
-		if (n <= SOURCE_ERRORS_LOGGED || !(n & (n - 1)))
-			lfs_err("%s: entry '%s': %s; EIO for this read, the next one tries again (error %llu of this layer)",
-				l->zi->path, name, why, (unsigned long long)n);
+		if (n <= SOURCE_ERRORS_LOGGED || !(n & (n - 1))) {
+			char last[512] = "";
+
+			if (l->remote)
+				lfs_source_http_last_error(l->zi->src, last, sizeof(last));
+			lfs_err("%s: entry '%s': %s%s%s%s; EIO for this read, the next one tries again (error %llu of this layer)",
+				l->zi->path, name, why, last[0] ? " (" : "", last,
+				last[0] ? ")" : "", (unsigned long long)n);
+		}
 		break;
 	}
 }
@@ -255,6 +272,29 @@ static uint64_t member_key(const struct lfs_zip_entry *e)
 	return e->lho << 8 | e->variant;
 }
 
+/* A remote layer is never hashed at mount (that would fetch all of it):
+ * the listed digest is taken as given, and without one the layer is keyed
+ * by its version (URL without query, ETag and size), under a prefix no
+ * zip's SHA-256 can be made to equal. */
+static int identify_remote(struct lfs_layer *l, const struct lfs_source *src,
+			   const struct lfs_layer_spec *spec, const char *listname, char *err,
+			   size_t errlen)
+{
+	if (spec->sha256) {
+		if (lfs_digest_parse(spec->sha256, l->digest))
+			return lfs_errf(err, errlen, -EINVAL, "%s:%u: bad sha256=", listname,
+					spec->line);
+	} else {
+		char key[LFS_SOURCE_ID_MAX + 32];
+
+		snprintf(key, sizeof(key), "layerfs remote version %s", src->version);
+		lfs_digest_bytes(key, strlen(key), l->digest);
+		l->digest_derived = 1;
+	}
+	l->digest_known = 1;
+	return 0;
+}
+
 /* The layer's digest as far as it can be known at mount: the memo's, or,
  * when the list gives one, checked against the bytes. */
 static int identify(struct lfs_stack *s, struct lfs_layer *l, struct lfs_source *src,
@@ -264,8 +304,11 @@ static int identify(struct lfs_stack *s, struct lfs_layer *l, struct lfs_source 
 	unsigned char given[LFS_DIGEST_LEN], seen[LFS_DIGEST_LEN];
 	char hex[LFS_DIGEST_HEX];
 	const char *version = src->version;
-	int have = s->digests_fd >= 0 && lfs_digest_memo_get(s->digests_fd, version, seen) == 0;
-	int rc;
+	int have, rc;
+
+	if (l->remote)
+		return identify_remote(l, src, spec, listname, err, errlen);
+	have = s->digests_fd >= 0 && lfs_digest_memo_get(s->digests_fd, version, seen) == 0;
 
 	if (!spec->sha256) {
 		if (have) {
@@ -303,6 +346,7 @@ static int check_same_digest(const struct lfs_stack *s, const struct lfs_layer_l
 	for (size_t i = 0; i < list->count; i++)
 		for (size_t j = 0; j < i; j++)
 			if (s->layers[i].digest_known && s->layers[j].digest_known &&
+			    !s->layers[i].digest_derived && !s->layers[j].digest_derived &&
 			    !memcmp(s->layers[i].digest, s->layers[j].digest, LFS_DIGEST_LEN))
 				return lfs_errf(err, errlen, -EINVAL,
 						"%s:%u: the same layer as line %u is listed twice (%s and %s have the same SHA-256)",
@@ -410,6 +454,86 @@ static void digests_complete(struct lfs_stack *s)
 	pthread_mutex_unlock(&once);
 }
 
+/* Opens every layer's bytes: local files one by one, then every remote
+ * object at once (their tails in one round trip).  urls[i] is a remote
+ * layer's URL as listed (its spec's path is then its name for messages).
+ * A local layer's refusal is reported before any request is made; else the
+ * first remote refusal in the list's order. */
+static int open_sources(struct lfs_stack *s, const struct lfs_stack_config *cfg,
+			const struct lfs_layer_list *list, char *const *urls,
+			struct lfs_source **srcs, char *err, size_t errlen)
+{
+	struct lfs_http_config http = cfg->http;
+	struct lfs_http_open *objs;
+	size_t nremote = 0, k = 0;
+	int rc = 0, https = 0;
+
+	for (size_t i = 0; i < list->count; i++) {
+		if (urls[i]) {
+			nremote++;
+			https = https || strncasecmp(urls[i], "http://", 7);
+		} else if (!rc) {
+			rc = lfs_source_file_open(list->layers[i].path, &srcs[i], err, errlen);
+		}
+	}
+	if (rc || !nremote)
+		return rc;
+	if (http.insecure && https)
+		lfs_warn("insecure: https certificates of remote layers are not verified");
+	objs = calloc(nremote, sizeof(*objs));
+	if (!objs)
+		return -ENOMEM;
+	for (size_t i = 0; i < list->count; i++)
+		if (urls[i]) {
+			objs[k].url = urls[i];
+			objs[k++].sha256 = list->layers[i].sha256;
+		}
+	http.disk = s->disk;
+	http.defer_threads = 1; /* until lfs_stack_start, after the daemon's fork */
+	(void)lfs_source_http_open_many(objs, nremote, &http);
+	k = 0;
+	for (size_t i = 0; i < list->count; i++) {
+		if (!urls[i])
+			continue;
+		srcs[i] = objs[k].src;
+		if (objs[k].rc && !rc) {
+			rc = objs[k].rc;
+			snprintf(err, errlen, "%s", objs[k].err);
+		}
+		k++;
+	}
+	free(objs);
+	return rc;
+}
+
+static void free_urls(char **urls, size_t n)
+{
+	for (size_t i = 0; urls && i < n; i++)
+		free(urls[i]);
+	free(urls);
+}
+
+/* Takes the URLs out of the list: urls[i] is layer i's as listed (it may
+ * carry a presigned query, never printed), and its path becomes the name
+ * messages, provenance and `check` give it. */
+static int take_urls(struct lfs_layer_list *list, char **urls)
+{
+	for (size_t i = 0; i < list->count; i++) {
+		struct lfs_layer_spec *spec = &list->layers[i];
+		char name[LFS_LIST_MAX_LINE + 1], *dup;
+
+		if (!lfs_source_http_is_url(spec->path))
+			continue;
+		lfs_source_http_name(spec->path, name, sizeof(name));
+		dup = strdup(name);
+		if (!dup)
+			return -ENOMEM;
+		urls[i] = spec->path;
+		spec->path = dup;
+	}
+	return 0;
+}
+
 int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, char *err,
 		   size_t errlen)
 {
@@ -418,6 +542,7 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 	struct lfs_layer_list list = { 0 };
 	struct lfs_tree_builder *b = NULL;
 	struct lfs_source **srcs = NULL;
+	char **urls = NULL;
 	struct lfs_treecache_key tree_key;
 	struct lfs_stack *s;
 	double t0 = now_seconds();
@@ -473,16 +598,20 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 	s->block_size = rcfg.block_size;
 	/* every layer's bytes, its identity and digest, before any index */
 	srcs = calloc(list.count, sizeof(*srcs));
-	if (!srcs) {
+	urls = calloc(list.count, sizeof(*urls));
+	if (!srcs || !urls) {
 		rc = -ENOMEM;
 		goto fail;
 	}
+	rc = take_urls(&list, urls);
+	if (!rc)
+		rc = open_sources(s, cfg, &list, urls, srcs, err, errlen);
+	if (rc)
+		goto fail;
 	for (size_t i = 0; i < list.count; i++) {
 		struct lfs_layer *l = &s->layers[i];
 
-		rc = lfs_source_file_open(list.layers[i].path, &srcs[i], err, errlen);
-		if (rc)
-			goto fail;
+		l->remote = urls[i] != NULL;
 		rc = check_duplicate(srcs, &list, cfg->list_path, i, err, errlen);
 		if (rc)
 			goto fail;
@@ -577,7 +706,15 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 	s->open_seconds = now_seconds() - t0;
 	if (s->tree_cached)
 		lfs_debug("the stack's tree came from cache_dir");
+	for (size_t i = 0; i < s->nlayers; i++) {
+		struct lfs_http_counters hc;
+
+		if (lfs_source_http_counters(s->layers[i].zi->src, &hc) == 0 && hc.disk_conflict)
+			lfs_warn("%s: its end differs from what this host holds under sha256=%s: one of the lists naming that digest is wrong; it shares nothing with cache_dir",
+				 s->layers[i].zi->path, list.layers[i].sha256);
+	}
 	free(srcs);
+	free_urls(urls, list.count);
 	lfs_layerlist_free(&list);
 	lfs_log_release(1);
 	*out = s;
@@ -590,6 +727,7 @@ fail:
 	for (size_t i = 0; srcs && i < list.count; i++)
 		lfs_source_close(srcs[i]);
 	free(srcs);
+	free_urls(urls, list.count);
 	lfs_layerlist_free(&list);
 	lfs_stack_free(s);
 	return rc;
@@ -622,6 +760,11 @@ static void digest_run(struct lfs_pool_job *job, int cancelled)
 
 void lfs_stack_start(struct lfs_stack *s)
 {
+	/* Remote sources start no thread before this (the daemon forks after
+	 * opening the stack, and threads do not cross a fork). */
+	for (size_t i = 0; i < s->nlayers; i++)
+		if (s->layers[i].remote)
+			lfs_source_http_start(s->layers[i].zi->src);
 	/* Only a host cache needs a digest the list did not give. */
 	if (s->digests_fd < 0)
 		return;
@@ -726,6 +869,13 @@ static int member_of(struct lfs_stack *s, uint64_t ino, struct lfs_member **out)
 	}
 	e = &l->zi->entries[n->entry];
 	rc = lfs_zip_data_offset(l->zi, n->entry, &d.data_off);
+	if (rc == -ESTALE) {
+		char name[256];
+
+		changed(l, "the layer changed after it was mounted",
+			lfs_log_name(name, sizeof(name), lfs_zip_name(l->zi, e), e->name_len));
+		return -EIO;
+	}
 	if (rc) {
 		/* A source error leaves the entry unresolved (the next read
 		 * tries again); a bad header is remembered and counted by
@@ -942,6 +1092,43 @@ void lfs_stack_get_stats(struct lfs_stack *s, struct lfs_stack_stats *out)
 	}
 }
 
+/* What a remote layer's source did: layer.N.remote_* lines. */
+static int remote_stats(const struct lfs_layer *l, size_t i, char *buf, size_t size, size_t *len)
+{
+	struct lfs_http_counters c;
+	uint64_t errors;
+
+	if (lfs_source_http_counters(l->zi->src, &c))
+		return 0;
+	errors = c.err_timeout + c.err_connect + c.err_transfer + c.err_throttled + c.err_5xx +
+		 c.err_4xx + c.err_range + c.err_stale;
+	return append(buf, size, len,
+		      "layer.%zu.remote_requests %llu\nlayer.%zu.remote_bytes_fetched %llu\n"
+		      "layer.%zu.remote_retries %llu\nlayer.%zu.remote_errors %llu\n"
+		      "layer.%zu.remote_errors_timeout %llu\nlayer.%zu.remote_errors_connect %llu\n"
+		      "layer.%zu.remote_errors_transfer %llu\nlayer.%zu.remote_errors_throttled %llu\n"
+		      "layer.%zu.remote_errors_5xx %llu\nlayer.%zu.remote_errors_4xx %llu\n"
+		      "layer.%zu.remote_errors_range %llu\nlayer.%zu.remote_errors_stale %llu\n"
+		      "layer.%zu.remote_chunk_hits %llu\nlayer.%zu.remote_chunk_misses %llu\n"
+		      "layer.%zu.remote_readahead_chunks %llu\nlayer.%zu.remote_cached_bytes %llu\n"
+		      "layer.%zu.remote_not_modified %llu\nlayer.%zu.remote_disk_hits %llu\n"
+		      "layer.%zu.remote_disk_writes %llu\nlayer.%zu.remote_disk_skipped %llu\n"
+		      "layer.%zu.remote_disk_pending %llu\n"
+		      "layer.%zu.remote_disk_conflict %llu\nlayer.%zu.remote_stale %d\n",
+		      i, (unsigned long long)c.requests, i, (unsigned long long)c.bytes_fetched, i,
+		      (unsigned long long)c.retries, i, (unsigned long long)errors, i,
+		      (unsigned long long)c.err_timeout, i, (unsigned long long)c.err_connect, i,
+		      (unsigned long long)c.err_transfer, i, (unsigned long long)c.err_throttled, i,
+		      (unsigned long long)c.err_5xx, i, (unsigned long long)c.err_4xx, i,
+		      (unsigned long long)c.err_range, i, (unsigned long long)c.err_stale, i,
+		      (unsigned long long)c.chunk_hits, i, (unsigned long long)c.chunk_misses, i,
+		      (unsigned long long)c.readahead_chunks, i, (unsigned long long)c.cached_bytes,
+		      i, (unsigned long long)c.not_modified, i, (unsigned long long)c.disk_hits, i,
+		      (unsigned long long)c.disk_writes, i, (unsigned long long)c.disk_skipped, i,
+		      (unsigned long long)c.disk_pending, i,
+		      (unsigned long long)c.disk_conflict, i, lfs_source_changed(l->zi->src));
+}
+
 int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 {
 	struct lfs_stack_stats *st = malloc(sizeof(*st));
@@ -1022,11 +1209,15 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		rc = append(buf, size, &len,
 			    "layer.%zu.sha256 %s\nlayer.%zu.name %s\nlayer.%zu.bytes_read %llu\n"
 			    "layer.%zu.bytes_inflated %llu\nlayer.%zu.bytes_served %llu\n"
-			    "layer.%zu.source_errors %llu\nlayer.%zu.entry_problems %llu\n",
-			    i, l->sha256[0] ? l->sha256 : "pending", i, l->label, i,
-			    (unsigned long long)l->bytes_read, i, (unsigned long long)l->bytes_inflated,
-			    i, (unsigned long long)l->bytes_served, i,
-			    (unsigned long long)l->source_errors, i, (unsigned long long)problems);
+			    "layer.%zu.source_errors %llu\nlayer.%zu.source_bytes %llu\n"
+			    "layer.%zu.entry_problems %llu\n",
+			    i, s->layers[i].digest_derived ? "unknown" : l->sha256[0] ? l->sha256 : "pending",
+			    i, l->label, i, (unsigned long long)l->bytes_read, i,
+			    (unsigned long long)l->bytes_inflated, i, (unsigned long long)l->bytes_served,
+			    i, (unsigned long long)l->source_errors, i,
+			    load(&s->layers[i].zi->src->counters.bytes), i, (unsigned long long)problems);
+		if (!rc && s->layers[i].remote)
+			rc = remote_stats(&s->layers[i], i, buf, size, &len);
 	}
 	free(st);
 	return rc ? rc : (int)len;

@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include "../cache/reader.h"
+#include "../cache/source_http.h"
 #include "tree.h"
 
 struct lfs_stack_config {
@@ -28,6 +29,8 @@ struct lfs_stack_config {
 	const char *cache_dir;		/* the host's cache (digests, disk tier); NULL: none */
 	uint64_t cache_dir_size;	/* the disk tier's quota; 0: the default */
 	int cache_level;		/* zstd level of blocks on disk; 0: raw */
+	/* Remote layers (URLs in the list); the stack sets its disk. */
+	struct lfs_http_config http;
 	uid_t uid;
 	gid_t gid;
 };
@@ -48,7 +51,13 @@ struct lfs_stack_layer_info {
  * the cache directory remembers this version of it); a mismatch refuses
  * the stack.  Without sha256=, a digest the cache directory remembers is
  * taken, and one it does not is made in the background once the daemon
- * runs (lfs_stack_start), so mounting never waits for it. */
+ * runs (lfs_stack_start), so mounting never waits for it.
+ *
+ * A remote layer (an http://, https:// or s3:// line) is never hashed:
+ * that would fetch all of it.  Its sha256= is taken as the list says (it
+ * names what the host cache shares), and without one the layer is keyed
+ * by its version (URL without query, ETag and size), which nothing else
+ * can have.  All remote layers are opened at once, in one round trip. */
 int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, char *err,
 		   size_t errlen);
 

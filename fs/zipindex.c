@@ -873,6 +873,8 @@ int lfs_zip_data_offset(struct lfs_zip_index *zi, uint64_t i, uint64_t *off)
 		why = "local header is past the end of the file";
 	} else {
 		rc = lfs_source_read(zi->src, hdr, LOCAL_LEN, e->lho);
+		if (rc == -ESTALE)
+			return rc; /* the layer changed: the caller says so, once a layer */
 		if (rc) {
 			/* a source error: nothing is remembered, the next read
 			 * tries again */

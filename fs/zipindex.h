@@ -112,7 +112,8 @@ static inline const char *lfs_zip_name(const struct lfs_zip_index *zi,
 /* Resolves where entry i's data starts by reading its local header, and
  * checks that header against the central directory and that the data ends
  * before the central directory starts.  Thread-safe; the result is cached.  Returns 0 or -EIO (with a
- * log line naming layer, entry and reason). */
+ * log line naming layer, entry and reason), or -ESTALE (no log line) when
+ * the layer's bytes changed under it. */
 int lfs_zip_data_offset(struct lfs_zip_index *zi, uint64_t i, uint64_t *off);
 
 const char *lfs_zip_bad_reason(enum lfs_zip_bad bad);

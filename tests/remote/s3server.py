@@ -22,6 +22,7 @@ compared.  Answers as S3 does, with XML errors carrying a Code:
   a wrong signature                 403 SignatureDoesNotMatch
   no bucket / no key                404 NoSuchBucket / NoSuchKey
   If-Match not the ETag             412 PreconditionFailed
+  If-None-Match holding the ETag    304 Not Modified
   a range past the end              416 InvalidRange
 
 ETags are the MD5 of the content, quoted, as S3 gives them for simple
@@ -183,6 +184,15 @@ class Handler(BaseHTTPRequestHandler):
         if im is not None and im.strip() != etag and im.strip() != "*":
             return self.error(412, "PreconditionFailed",
                               "At least one of the pre-conditions you specified did not hold")
+        inm = self.headers.get("If-None-Match")
+        if inm is not None and etag in [t.strip() for t in inm.split(",")]:
+            # S3 answers a GET whose If-None-Match holds the ETag with 304,
+            # before looking at the range.
+            self.send_response(304)
+            self.send_header("ETag", etag)
+            self.send_header("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True))
+            self.end_headers()
+            return
         start, end, status = 0, size - 1, 200
         rng = self.headers.get("Range")
         if rng:
