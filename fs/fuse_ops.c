@@ -45,28 +45,30 @@ static void lfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct lfs_fuse_ctx *ctx = ctx_of(req);
 	struct fuse_entry_param e;
 	const struct lfs_node *p = lfs_tree_node(lfs_stack_tree(ctx->stack), parent);
+	uint64_t t0 = lfs_metrics_clock();
 	uint32_t ino;
 	int rc;
 
 	if (!p) {
-		fuse_reply_err(req, ENOENT);
-		return;
+		rc = -ENOENT;
+	} else if (!S_ISDIR(p->mode)) {
+		rc = -ENOTDIR;
+	} else {
+		ino = lfs_tree_lookup(lfs_stack_tree(ctx->stack), (uint32_t)parent, name,
+				      strlen(name));
+		rc = fill_entry(ctx, ino, &e);
 	}
-	if (!S_ISDIR(p->mode)) {
-		fuse_reply_err(req, ENOTDIR);
-		return;
-	}
-	ino = lfs_tree_lookup(lfs_stack_tree(ctx->stack), (uint32_t)parent, name, strlen(name));
-	rc = fill_entry(ctx, ino, &e);
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
 		fuse_reply_entry(req, &e);
+	lfs_metrics_op(ctx->metrics, LFS_OP_LOOKUP, t0);
 }
 
 static void lfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct lfs_fuse_ctx *ctx = ctx_of(req);
+	uint64_t t0 = lfs_metrics_clock();
 	struct stat st;
 	int rc = lfs_stack_stat(ctx->stack, ino, &st);
 
@@ -75,17 +77,21 @@ static void lfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		fuse_reply_err(req, -rc);
 	else
 		fuse_reply_attr(req, &st, ctx->attr_timeout);
+	lfs_metrics_op(ctx->metrics, LFS_OP_GETATTR, t0);
 }
 
 static void lfs_readlink(fuse_req_t req, fuse_ino_t ino)
 {
+	struct lfs_fuse_ctx *ctx = ctx_of(req);
+	uint64_t t0 = lfs_metrics_clock();
 	char buf[LFS_TREE_MAX_PATH + 1];
-	int rc = lfs_stack_readlink(ctx_of(req)->stack, ino, buf, sizeof(buf));
+	int rc = lfs_stack_readlink(ctx->stack, ino, buf, sizeof(buf));
 
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
 		fuse_reply_readlink(req, buf);
+	lfs_metrics_op(ctx->metrics, LFS_OP_READLINK, t0);
 }
 
 /* No open or opendir at all: answering ENOSYS once makes the kernel stop
@@ -96,9 +102,13 @@ static void lfs_readlink(fuse_req_t req, fuse_ino_t ino)
  * entry fails at its first read instead of at open. */
 static void lfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct lfs_fuse_ctx *ctx = ctx_of(req);
+	uint64_t t0 = lfs_metrics_clock();
+
 	(void)ino;
 	(void)fi;
 	fuse_reply_err(req, ENOSYS);
+	lfs_metrics_op(ctx->metrics, LFS_OP_OPEN, t0);
 }
 
 static void lfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -109,7 +119,7 @@ static void lfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct lfs_pin pin;
 	ssize_t n;
 	enum lfs_seq sequential;
-	uint64_t t0 = ctx->metrics ? lfs_metrics_clock() : 0;
+	uint64_t t0 = lfs_metrics_clock();
 
 	(void)fi;
 	if (off < 0) {
@@ -123,6 +133,7 @@ static void lfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	else
 		fuse_reply_iov(req, pin.iov, (int)pin.niov);
 	lfs_metrics_read(ctx->metrics, t0, n < 0);
+	lfs_metrics_op(ctx->metrics, LFS_OP_READ, t0);
 	sequential = pin.sequential;
 	lfs_stack_unpin(s, &pin);
 	/* the member failed: what the kernel cached of it before must go too */
@@ -134,9 +145,13 @@ static void lfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void lfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct lfs_fuse_ctx *ctx = ctx_of(req);
+	uint64_t t0 = lfs_metrics_clock();
+
 	(void)ino;
 	(void)fi;
 	fuse_reply_err(req, ENOSYS);
+	lfs_metrics_op(ctx->metrics, LFS_OP_OPENDIR, t0);
 }
 
 /* Directory offsets: 1 is after ".", 2 after "..", 2 + i after child i. */
@@ -145,16 +160,14 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, i
 	struct lfs_fuse_ctx *ctx = ctx_of(req);
 	const struct lfs_tree *t = lfs_stack_tree(ctx->stack);
 	const struct lfs_node *dir = lfs_tree_node(t, ino);
+	enum lfs_op op = plus ? LFS_OP_READDIRPLUS : LFS_OP_READDIR;
+	uint64_t t0 = lfs_metrics_clock();
 	char *buf, name[256];
 	size_t used = 0;
 
-	if (!dir) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	buf = malloc(size);
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
+	if (!dir || !(buf = malloc(size))) {
+		fuse_reply_err(req, dir ? ENOMEM : ENOENT);
+		lfs_metrics_op(ctx->metrics, op, t0);
 		return;
 	}
 	for (off_t i = off; i < (off_t)dir->nchildren + 2; i++) {
@@ -189,6 +202,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, i
 	}
 	fuse_reply_buf(req, buf, used);
 	free(buf);
+	lfs_metrics_op(ctx->metrics, op, t0);
 }
 
 static void lfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -207,7 +221,9 @@ static void lfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t o
 
 static void lfs_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-	struct lfs_stack *s = ctx_of(req)->stack;
+	struct lfs_fuse_ctx *ctx = ctx_of(req);
+	struct lfs_stack *s = ctx->stack;
+	uint64_t t0 = lfs_metrics_clock();
 	struct statvfs sv;
 
 	(void)ino;
@@ -219,6 +235,7 @@ static void lfs_statfs(fuse_req_t req, fuse_ino_t ino)
 	sv.f_namemax = 255;
 	sv.f_flag = ST_RDONLY | ST_NOSUID | ST_NODEV;
 	fuse_reply_statfs(req, &sv);
+	lfs_metrics_op(ctx->metrics, LFS_OP_STATFS, t0);
 }
 
 /* Answers a getxattr for a value: its size when size is 0, else the value. */
@@ -256,7 +273,7 @@ static int is_admin(fuse_req_t req, const struct lfs_fuse_ctx *ctx)
 	return yes;
 }
 
-static void lfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+static void do_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct lfs_fuse_ctx *ctx = ctx_of(req);
 	struct lfs_stack *s = ctx->stack;
@@ -301,7 +318,7 @@ static void lfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_
 	free(buf);
 }
 
-static void lfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+static void do_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct lfs_fuse_ctx *ctx = ctx_of(req);
 	static const char all[] = LFS_XATTR_LAYER "\0" LFS_XATTR_STATS "\0" LFS_XATTR_METRICS;
@@ -322,96 +339,37 @@ static void lfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	reply_value(req, names, len, size);
 }
 
-/* access(2) as the mode bits say (the kernel only checks them itself with
- * -o default_permissions). */
-static void lfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
+static void lfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	struct lfs_stack *s = ctx_of(req)->stack;
-	const struct fuse_ctx *who = fuse_req_ctx(req);
-	struct stat st;
-	mode_t bits;
-	int rc = lfs_stack_stat(s, ino, &st);
+	struct lfs_fuse_ctx *ctx = ctx_of(req);
+	uint64_t t0 = lfs_metrics_clock();
 
-	if (rc) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
-	if (mask & W_OK) {
-		fuse_reply_err(req, EROFS);
-		return;
-	}
-	if (who->uid == 0) {
-		/* root may read anything, and execute what anyone may */
-		rc = (mask & X_OK) && !S_ISDIR(st.st_mode) && !(st.st_mode & 0111) ? EACCES : 0;
-		fuse_reply_err(req, rc);
-		return;
-	}
-	bits = who->uid == st.st_uid ? (st.st_mode >> 6) & 7
-	     : who->gid == st.st_gid ? (st.st_mode >> 3) & 7
-				      : st.st_mode & 7;
-	fuse_reply_err(req, ((mode_t)mask & ~bits & 7) ? EACCES : 0);
+	do_getxattr(req, ino, name, size);
+	lfs_metrics_op(ctx->metrics, LFS_OP_GETXATTR, t0);
 }
 
-/* Every call that would change the tree. */
-static void erofs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *a, int set,
-			  struct fuse_file_info *fi)
+static void lfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	(void)ino; (void)a; (void)set; (void)fi;
-	fuse_reply_err(req, EROFS);
+	struct lfs_fuse_ctx *ctx = ctx_of(req);
+	uint64_t t0 = lfs_metrics_clock();
+
+	do_listxattr(req, ino, size);
+	lfs_metrics_op(ctx->metrics, LFS_OP_LISTXATTR, t0);
 }
-static void erofs_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t d)
+
+/* No file here is a terminal or has flags to give: every ioctl is ENOTTY,
+ * answered at once (Python asks TCGETS of every file it opens). */
+static void lfs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
+		      struct fuse_file_info *fi, unsigned flags, const void *in_buf,
+		      size_t in_bufsz, size_t out_bufsz)
 {
-	(void)p; (void)n; (void)m; (void)d;
-	fuse_reply_err(req, EROFS);
-}
-static void erofs_mkdir(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m)
-{
-	(void)p; (void)n; (void)m;
-	fuse_reply_err(req, EROFS);
-}
-static void erofs_unlink(fuse_req_t req, fuse_ino_t p, const char *n)
-{
-	(void)p; (void)n;
-	fuse_reply_err(req, EROFS);
-}
-static void erofs_symlink(fuse_req_t req, const char *l, fuse_ino_t p, const char *n)
-{
-	(void)l; (void)p; (void)n;
-	fuse_reply_err(req, EROFS);
-}
-static void erofs_rename(fuse_req_t req, fuse_ino_t p, const char *n, fuse_ino_t np,
-			 const char *nn, unsigned int f)
-{
-	(void)p; (void)n; (void)np; (void)nn; (void)f;
-	fuse_reply_err(req, EROFS);
-}
-static void erofs_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t np, const char *nn)
-{
-	(void)i; (void)np; (void)nn;
-	fuse_reply_err(req, EROFS);
-}
-static void erofs_write(fuse_req_t req, fuse_ino_t i, const char *b, size_t s, off_t o,
-			struct fuse_file_info *fi)
-{
-	(void)i; (void)b; (void)s; (void)o; (void)fi;
-	fuse_reply_err(req, EROFS);
-}
-static void erofs_create(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m,
-			 struct fuse_file_info *fi)
-{
-	(void)p; (void)n; (void)m; (void)fi;
-	fuse_reply_err(req, EROFS);
-}
-static void erofs_setxattr(fuse_req_t req, fuse_ino_t i, const char *n, const char *v,
-			   size_t s, int f)
-{
-	(void)i; (void)n; (void)v; (void)s; (void)f;
-	fuse_reply_err(req, EROFS);
-}
-static void erofs_removexattr(fuse_req_t req, fuse_ino_t i, const char *n)
-{
-	(void)i; (void)n;
-	fuse_reply_err(req, EROFS);
+	struct lfs_fuse_ctx *ctx = ctx_of(req);
+	uint64_t t0 = lfs_metrics_clock();
+
+	(void)ino; (void)cmd; (void)arg; (void)fi; (void)flags;
+	(void)in_buf; (void)in_bufsz; (void)out_bufsz;
+	fuse_reply_err(req, ENOTTY);
+	lfs_metrics_op(ctx->metrics, LFS_OP_IOCTL, t0);
 }
 
 const struct fuse_lowlevel_ops lfs_fuse_ops = {
@@ -427,17 +385,9 @@ const struct fuse_lowlevel_ops lfs_fuse_ops = {
 	.statfs = lfs_statfs,
 	.getxattr = lfs_getxattr,
 	.listxattr = lfs_listxattr,
-	.access = lfs_access,
-	.setattr = erofs_setattr,
-	.mknod = erofs_mknod,
-	.mkdir = erofs_mkdir,
-	.unlink = erofs_unlink,
-	.rmdir = erofs_unlink,
-	.symlink = erofs_symlink,
-	.rename = erofs_rename,
-	.link = erofs_link,
-	.write = erofs_write,
-	.create = erofs_create,
-	.setxattr = erofs_setxattr,
-	.removexattr = erofs_removexattr,
+	.ioctl = lfs_ioctl,
+	/* No access handler: the mount has default_permissions, so the kernel
+	 * checks the mode bits itself and never asks.  No write-type handler
+	 * either: the mount is ro, so the kernel refuses those calls with
+	 * EROFS before they reach a daemon. */
 };

@@ -25,7 +25,28 @@ struct lfs_metrics {
 	/* atomic */
 	uint64_t buckets[NBUCKETS + 1];	/* the last is +Inf */
 	uint64_t sum_ns, reads, read_errors;
+	uint64_t op_count[LFS_OP_COUNT], op_ns[LFS_OP_COUNT];
 };
+
+static const char *const op_names[LFS_OP_COUNT] = {
+	[LFS_OP_LOOKUP] = "lookup",	  [LFS_OP_GETATTR] = "getattr",
+	[LFS_OP_READLINK] = "readlink",	  [LFS_OP_OPEN] = "open",
+	[LFS_OP_READ] = "read",		  [LFS_OP_OPENDIR] = "opendir",
+	[LFS_OP_READDIR] = "readdir",	  [LFS_OP_READDIRPLUS] = "readdirplus",
+	[LFS_OP_STATFS] = "statfs",	  [LFS_OP_GETXATTR] = "getxattr",
+	[LFS_OP_LISTXATTR] = "listxattr", [LFS_OP_IOCTL] = "ioctl",
+	[LFS_OP_OTHER] = "other",
+};
+
+const char *lfs_op_name(enum lfs_op op) { return op < LFS_OP_COUNT ? op_names[op] : "?"; }
+
+void lfs_metrics_op(struct lfs_metrics *m, enum lfs_op op, uint64_t start)
+{
+	if (!m || op >= LFS_OP_COUNT)
+		return;
+	__atomic_add_fetch(&m->op_count[op], 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&m->op_ns[op], lfs_metrics_clock() - start, __ATOMIC_RELAXED);
+}
 
 uint64_t lfs_metrics_clock(void)
 {
@@ -147,6 +168,10 @@ int lfs_metrics_stats_text(struct lfs_metrics *m, struct lfs_stack *s, char *buf
 	put(&o, "version %s\ncommit %s\nuptime_seconds %.0f\nreads %llu\nread_errors %llu\n",
 	    m->version, m->commit, uptime(m), (unsigned long long)get(&m->reads),
 	    (unsigned long long)get(&m->read_errors));
+	for (int op = 0; op < LFS_OP_COUNT; op++)
+		put(&o, "op.%s.requests %llu\nop.%s.service_us %llu\n", op_names[op],
+		    (unsigned long long)get(&m->op_count[op]), op_names[op],
+		    (unsigned long long)(get(&m->op_ns[op]) / 1000));
 	return finish(&o);
 }
 
@@ -242,6 +267,15 @@ static void render(struct out *o, struct lfs_metrics *m, const struct lfs_stack_
 	    (double)get(&m->sum_ns) / 1e9);
 	put(o, "layerfs_read_duration_seconds_count{mount=\"%s\"} %llu\n", m->mount,
 	    (unsigned long long)cum);
+	family(o, "requests_total", "counter", "Requests the kernel sent, by kind.");
+	for (int op = 0; op < LFS_OP_COUNT; op++)
+		put(o, "layerfs_requests_total{mount=\"%s\",op=\"%s\"} %llu\n", m->mount,
+		    op_names[op], (unsigned long long)get(&m->op_count[op]));
+	family(o, "request_service_seconds_total", "counter",
+	       "Time spent answering requests, by kind (not the time they waited for a worker).");
+	for (int op = 0; op < LFS_OP_COUNT; op++)
+		put(o, "layerfs_request_service_seconds_total{mount=\"%s\",op=\"%s\"} %.9f\n",
+		    m->mount, op_names[op], (double)get(&m->op_ns[op]) / 1e9);
 	sample(o, m, "cache_budget_bytes", "gauge", "The block cache's budget.", (double)r->cache.budget);
 	sample(o, m, "cache_bytes", "gauge", "Bytes the block cache holds.", (double)r->cache.bytes);
 	sample(o, m, "cache_entries", "gauge", "Blocks, resume points and streams cached.",

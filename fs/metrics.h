@@ -27,6 +27,29 @@ uint64_t lfs_metrics_clock(void);
  * m may be NULL. */
 void lfs_metrics_read(struct lfs_metrics *m, uint64_t start, int failed);
 
+/* The requests the kernel sends, as counted per kind: how many, and how
+ * long the daemon took to answer them (from the handler's start to its
+ * reply; the time a request waited for a worker is not in it). */
+enum lfs_op {
+	LFS_OP_LOOKUP,
+	LFS_OP_GETATTR,
+	LFS_OP_READLINK,
+	LFS_OP_OPEN,
+	LFS_OP_READ,
+	LFS_OP_OPENDIR,
+	LFS_OP_READDIR,
+	LFS_OP_READDIRPLUS,
+	LFS_OP_STATFS,
+	LFS_OP_GETXATTR,
+	LFS_OP_LISTXATTR,
+	LFS_OP_IOCTL,
+	LFS_OP_OTHER,	/* the calls a read-only mount refuses */
+	LFS_OP_COUNT
+};
+const char *lfs_op_name(enum lfs_op op);
+/* A request of kind op begun at `start` was answered.  m may be NULL. */
+void lfs_metrics_op(struct lfs_metrics *m, enum lfs_op op, uint64_t start);
+
 /* The stack's "key value" lines and the daemon's (version, uptime, reads);
  * the length, or -ERANGE when size is too small. */
 int lfs_metrics_stats_text(struct lfs_metrics *m, struct lfs_stack *s, char *buf, size_t size);

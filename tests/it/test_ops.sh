@@ -173,12 +173,30 @@ if check "mount with metrics_file" lfs_mount -o metrics_file="$T/metrics/s.prom"
 	check "stats: header_faults 1" eq "$(stat_of "$T/mm" header_faults)" 1
 	check "stats: entry_problems 20" eq "$(stat_of "$T/mm" entry_problems)" 20
 	check "stats: a version line" bash -c '[[ $("$1" stats "$2" | awk "\$1 == \"version\" { print \$2 }") == $("$1" --version | awk "NR == 1 { print \$2 }") ]]' _ "$LAYERFS" "$T/mm"
+	# Requests by kind: one new name is one LOOKUP (then cached as a
+	# negative entry), a TCGETS one IOCTL, answered ENOTTY.
+	n0=$(stat_of "$T/mm" op.lookup.requests)
+	stat "$T/mm/good/never-looked-up" >/dev/null 2>&1
+	stat "$T/mm/good/never-looked-up" >/dev/null 2>&1
+	check "stats: a new name is one lookup request" eq "$(($(stat_of "$T/mm" op.lookup.requests) - n0))" 1
+	i0=$(stat_of "$T/mm" op.ioctl.requests)
+	check "ioctl TCGETS on a file: ENOTTY, not a terminal" "$PY" -c '
+import errno, fcntl, os, sys, termios
+fd = os.open(sys.argv[1], os.O_RDONLY)
+try:
+    fcntl.ioctl(fd, termios.TCGETS, bytes(64))
+    sys.exit("TCGETS answered")
+except OSError as e:
+    sys.exit(0 if e.errno == errno.ENOTTY and not os.isatty(fd) else str(e))' "$T/mm/good/ok.txt"
+	check "stats: the two TCGETS counted as ioctl requests" eq "$(($(stat_of "$T/mm" op.ioctl.requests) - i0))" 2
+	check "stats: service time per kind" bash -c '"$1" stats "$2" | grep -q "^op\.lookup\.service_us [0-9]"' _ "$LAYERFS" "$T/mm"
 	"$LAYERFS" stats --format=prometheus "$T/mm" >"$T/prom.txt"
 	check "prometheus: well formed (families, labels, cumulative buckets)" "$PY" "$LFS_IT_DIR/promcheck.py" "$T/prom.txt"
 	check "prometheus: faults by reason" grep -q '^layerfs_faults_total{mount="'"$T/mm"'",layer="bad:1",reason="header"} 1$' "$T/prom.txt"
 	check "prometheus: entry problems by reason" grep -q '^layerfs_entry_problems{mount="'"$T/mm"'",layer="bad:1",reason="unsupported_method"} 20$' "$T/prom.txt"
 	check "prometheus: read errors" grep -q '^layerfs_read_errors_total{mount="'"$T/mm"'"} [1-9]' "$T/prom.txt"
 	check "prometheus: served bytes per layer" grep -q '^layerfs_served_bytes_total{mount="'"$T/mm"'",layer="bad:1"} 5$' "$T/prom.txt"
+	check "prometheus: requests by kind" grep -q '^layerfs_requests_total{mount="'"$T/mm"'",op="ioctl"} [1-9]' "$T/prom.txt"
 	check "prometheus: version and uptime" bash -c 'grep -q "^layerfs_info{.*version=\"" "$1" && grep -q "^layerfs_uptime_seconds{" "$1"' _ "$T/prom.txt"
 	check "metrics_file: written, mode 0644, well formed" \
 		bash -c '[[ $(stat -c %a "$1") == 644 ]] && "$2" "$3" "$1"' _ "$T/metrics/s.prom" "$PY" "$LFS_IT_DIR/promcheck.py"
