@@ -570,9 +570,10 @@ static int run_daemon(struct daemon_state *d)
 	 * this.  A batch thread woken by a request or a reply does not preempt
 	 * whatever runs on its core: left to the scheduler's normal wake-up
 	 * preemption, the workers kept interrupting the thread inflating ahead
-	 * of a sequential reader (docs/performance.md).  Unprivileged, and it
-	 * gives way to others rather than taking anything from them.  The
-	 * unit starts us as batch already (its filter forbids the call). */
+	 * of a sequential reader (docs/performance.md).  Not the default: each
+	 * small request then waits for a free core, which on a busy host costs
+	 * a start far more.  Unprivileged; under a unit whose filter forbids
+	 * the call, CPUSchedulingPolicy=batch does it. */
 	if (d->sched_batch && sched_getscheduler(0) != SCHED_BATCH) {
 		struct sched_param sp = { 0 };
 

@@ -105,8 +105,9 @@ static const struct optdef defs[] = {
 	  "                           library's fault) has the rest of it made ahead\n"
 	  "                           (default 0)" },
 	{ "sched", T_SCHED, O_SCHED, 0, 0, "batch|normal",
-	  "scheduling policy of the serving threads (default batch:\n"
-	  "                           their wake-ups do not preempt the inflater)" },
+	  "scheduling policy of the serving threads (default normal;\n"
+	  "                           batch: their wake-ups do not preempt the inflater,\n"
+	  "                           for hosts that stream large members)" },
 	{ "user", T_STRING, O_USER, 0, 0, "NAME",
 	  "the user the daemon serves as once mounted, with no\n"
 	  "                           capabilities (default layerfs; root keeps root)" },
@@ -460,7 +461,7 @@ int lfs_options_parse(int argc, char **argv, struct lfs_options *o)
 	o->entry_timeout = DEFAULT_TIMEOUT;
 	o->attr_timeout = DEFAULT_TIMEOUT;
 	o->max_read = DEFAULT_MAX_READ;
-	o->sched_batch = 1;
+	o->sched_batch = 0; /* docs/performance.md: small requests wait for a batch worker */
 	o->stack.cache_level = DEFAULT_CACHE_LEVEL;
 	o->trace_seconds = 60;
 	o->metrics_interval = 15;

@@ -171,8 +171,9 @@ if check "mount -o uid=1234,gid=4321" lfs_mount -o uid=1234,gid=4321 "$T/stack.l
 	lfs_umount "$T/own"
 fi
 
-# -o sched: the threads that serve reads run as SCHED_BATCH (policy 3 in
-# /proc/PID/task/TID/stat), or all as SCHED_OTHER (0) with sched=normal.
+# -o sched: every thread runs as SCHED_OTHER (policy 0 in
+# /proc/PID/task/TID/stat) by default, the threads that serve reads as
+# SCHED_BATCH (3) with sched=batch.
 policies() { # MOUNTPOINT: "policy count" lines of the daemon's threads, after a read
 	cat "$1/lib/data/mid.bin" >/dev/null
 	local pid
@@ -181,12 +182,12 @@ policies() { # MOUNTPOINT: "policy count" lines of the daemon's threads, after a
 		sed 's/.*) //' "$t" | awk '{ print $39 }'
 	done | sort | uniq -c | awk '{ print $2, $1 }'
 }
-if check "mount (default -o sched=batch)" lfs_mount "$T/stack.list" "$T/sched"; then
+if check "mount -o sched=batch" lfs_mount -o sched=batch "$T/stack.list" "$T/sched"; then
 	check "sched=batch: the workers that read run as SCHED_BATCH" \
 		bash -c 'grep -q "^3 " <<<"$1" || { echo "$1"; exit 1; }' _ "$(policies "$T/sched")"
 	lfs_umount "$T/sched"
 fi
-if check "mount -o sched=normal" lfs_mount -o sched=normal "$T/stack.list" "$T/sched"; then
+if check "mount (default -o sched=normal)" lfs_mount "$T/stack.list" "$T/sched"; then
 	check "sched=normal: every thread is SCHED_OTHER" \
 		bash -c '[[ $1 =~ ^"0 "[0-9]+$ ]] || { echo "$1"; exit 1; }' _ "$(policies "$T/sched")"
 	lfs_umount "$T/sched"
