@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds real-package layer zips for the cold-start experiments (docs/coldstart.md).
 #
-#   tools/build-layers.sh OUTDIR [python] [node]      (default: both)
+#   tools/build-layers.sh OUTDIR [python] [node] [small]   (default: all three)
 #
 # python  OUTDIR/python-datascience.zip: numpy, scipy, pandas and the Python
 #         packages they need, from Debian's python3-* packages (apt-get download,
@@ -14,6 +14,11 @@
 # node    OUTDIR/nodejs-aws-sdk.zip: aws-sdk v2, AWS SDK v3 S3/DynamoDB clients,
 #         lodash, moment, uuid from the npm registry, under nodejs/node_modules/.
 #           NODE_PATH=/opt/nodejs/node_modules node
+# small   OUTDIR/small-files.zip: 40,000 small text files (64 bytes to 8 KiB,
+#         about 1.6 KiB on average) in 2,000 package directories of 20, under
+#         share/, made from a fixed seed (the same bytes every time): the
+#         shape of a big node_modules or a site-packages of many small
+#         modules, for `find` and read-every-file benchmarks.
 #
 # Each layer is zipped as people do (cd dir && zip -r -q -y ../layer.zip .),
 # then unzipped into a scratch directory and checked to load from there.
@@ -37,9 +42,9 @@ case "$1" in -h | --help) usage ;; esac
 OUT=$1
 shift
 WHAT=("$@")
-[ ${#WHAT[@]} -gt 0 ] || WHAT=(python node)
+[ ${#WHAT[@]} -gt 0 ] || WHAT=(python node small)
 for w in "${WHAT[@]}"; do
-	case "$w" in python | node) ;; *) echo "build-layers: unknown layer '$w'" >&2; usage ;; esac
+	case "$w" in python | node | small) ;; *) echo "build-layers: unknown layer '$w'" >&2; usage ;; esac
 done
 
 CACHE=${LAYERFS_COLDSTART_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/layerfs-coldstart}
@@ -69,6 +74,7 @@ need_tools() {
 		case "$w" in
 		python) debs+=(python3) ;;
 		node) command -v npm >/dev/null && command -v node >/dev/null || debs+=(nodejs npm) ;;
+		small) debs+=(python3) ;;
 		esac
 	done
 	ensure_debs "${debs[@]}"
@@ -223,6 +229,40 @@ console.log("  aws-sdk " + AWS.VERSION + ", lodash " + require("lodash").VERSION
   " load from the layer (node " + process.version + ")");
 ' "$dir")
 	rm -rf "$dir"
+	report "$OUT/$name.zip"
+}
+
+build_small() {
+	local name=small-files stage
+	echo "build-layers: building $name" >&2
+	stage=$TMP/$name
+	mkdir -p "$stage"
+	python3 - "$stage" <<'EOF'
+import os, random, sys
+root = sys.argv[1]
+rng = random.Random(20261202)
+words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 10)))
+         for _ in range(4000)]
+for p in range(2000):
+    d = os.path.join(root, "share", f"pkg{p // 100:02d}", f"module{p:04d}")
+    os.makedirs(d)
+    for f in range(20):
+        size = min(8192, max(64, int(rng.lognormvariate(7.0, 0.9))))
+        text, n = [], 0
+        while n < size:
+            w = rng.choice(words)
+            text.append(w)
+            n += len(w) + 1
+        path = os.path.join(d, f"file{f:02d}" + (".js", ".py", ".json", ".txt")[f % 4])
+        with open(path, "w") as out:
+            out.write(" ".join(text)[:size] + "\n")
+        os.utime(path, (1764633600, 1764633600))
+EOF
+	zip_layer "$stage" "$OUT/$name.zip"
+	echo "40000 generated files (tools/build-layers.sh small, seed 20261202)" >"$OUT/$name.manifest"
+	rm -rf "$stage"
+	[ "$(unzip -Z1 "$OUT/$name.zip" | grep -c '/file..\.')" = 40000 ] ||
+		{ echo "build-layers: $name does not hold 40000 files" >&2; exit 1; }
 	report "$OUT/$name.zip"
 }
 

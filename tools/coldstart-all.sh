@@ -6,7 +6,10 @@
 #   tools/coldstart-all.sh                 all experiments, RUNS runs each
 #   RUNS=3 tools/coldstart-all.sh python-pandas
 #
-# Experiments: python-pandas, python-scipy, node-aws-sdk.
+# Experiments: python-pandas, python-scipy, node-aws-sdk (one layer each),
+# stack-find (find over the whole tree) and stack-read (every file read,
+# tar -cf - . | wc -c) on the stack of all three layers of
+# tools/build-layers.sh (Python, Node, 40,000 small files).
 # Environment:
 #   RUNS=10               runs per strategy
 #   OUT=docs/coldstart    where the CSV/MD/PNG files go
@@ -41,7 +44,7 @@ MOUNT_OPTS=${MOUNT_OPTS:-}
 WAIT_IDLE=${WAIT_IDLE:-5}
 export LAYERFS_COLDSTART_CACHE=$CACHE
 
-ALL=(python-pandas python-scipy node-aws-sdk)
+ALL=(python-pandas python-scipy node-aws-sdk stack-find stack-read)
 WANT=("$@")
 [ ${#WANT[@]} -gt 0 ] || WANT=("${ALL[@]}")
 
@@ -78,16 +81,18 @@ else
 	: >"$BIN/layerfs" # not needed: no layerfs strategy asked for
 fi
 
-need_py=0 need_node=0
+need_py=0 need_node=0 need_small=0
 for e in "${WANT[@]}"; do
 	case "$e" in
-	python-*) [ -f "$LAYERS/python-datascience.zip" ] || need_py=1 ;;
-	node-*) [ -f "$LAYERS/nodejs-aws-sdk.zip" ] || need_node=1 ;;
+	python-* | stack-*) [ -f "$LAYERS/python-datascience.zip" ] || need_py=1 ;;&
+	node-* | stack-*) [ -f "$LAYERS/nodejs-aws-sdk.zip" ] || need_node=1 ;;&
+	stack-*) [ -f "$LAYERS/small-files.zip" ] || need_small=1 ;;
 	esac
 done
 build=()
 [ $need_py = 0 ] || build+=(python)
 [ $need_node = 0 ] || build+=(node)
+[ $need_small = 0 ] || build+=(small)
 if [ ${#build[@]} -gt 0 ]; then
 	"$HERE/build-layers.sh" "$LAYERS" "${build[@]}"
 fi
@@ -95,6 +100,8 @@ printf '# Python data-science layer (tools/build-layers.sh)\npython-datascience.
 	>"$LAYERS/python.list"
 printf '# Node.js AWS SDK layer (tools/build-layers.sh)\nnodejs-aws-sdk.zip name=nodejs-aws-sdk version=1\n' \
 	>"$LAYERS/node.list"
+printf '# The three layers of tools/build-layers.sh, stacked\npython-datascience.zip name=python-datascience version=1\nnodejs-aws-sdk.zip name=nodejs-aws-sdk version=1\nsmall-files.zip name=small-files version=1\n' \
+	>"$LAYERS/stack.list"
 
 # The function commands.  Each checks that what it loaded came from {root},
 # and prints where from (compared across strategies by coldstart).
@@ -108,13 +115,19 @@ const p = require.resolve("aws-sdk"); if (!p.startsWith(process.argv[1] + "/")) 
 console.log(p);'
 
 list_of() {
-	case "$1" in python-*) echo "$LAYERS/python.list" ;; node-*) echo "$LAYERS/node.list" ;; esac
+	case "$1" in
+	python-*) echo "$LAYERS/python.list" ;;
+	node-*) echo "$LAYERS/node.list" ;;
+	stack-*) echo "$LAYERS/stack.list" ;;
+	esac
 }
 cmd_of() {
 	case "$1" in
 	python-pandas) echo "$PY_ENV /usr/bin/python3 -c 'import sys, pandas; $PY_CHECK' {root}" ;;
 	python-scipy) echo "$PY_ENV /usr/bin/python3 -c 'import sys, pandas, scipy.stats; $PY_CHECK' {root}" ;;
 	node-aws-sdk) echo "$NODE_ENV node -e '$NODE_JS' {root}" ;;
+	stack-find) echo "find {root} -printf . | wc -c" ;;
+	stack-read) echo "tar -cf - -C {root} . | wc -c" ;;
 	*) return 1 ;;
 	esac
 }
