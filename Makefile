@@ -56,7 +56,10 @@ $(error missing libraries: apt-get install $(MISSING) (or run tools/bootstrap de
 endif
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 PC_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(foreach l,$(LIBS),$(call module,$(l))))
-PC_LIBS := $(shell $(PKG_CONFIG) --libs $(foreach l,$(LIBS),$(call module,$(l))))
+# libcurl is compiled against but not linked: cache/curl_lazy.c loads it
+# when a remote layer needs it (linked, it and its 26 libraries are loaded
+# at the start of every command).
+PC_LIBS := $(shell $(PKG_CONFIG) --libs $(foreach l,$(filter-out libcurl:%,$(LIBS)),$(call module,$(l))))
 endif
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PC_CFLAGS)
 ALL_LDLIBS = $(PC_LIBS) -lpthread $(LDLIBS)
@@ -67,7 +70,7 @@ TEST_LDLIBS = $(shell $(PKG_CONFIG) --libs $(foreach l,$(TEST_LIBS),$(call modul
 CACHE := cache/source.c cache/source_file.c cache/source_mem.c cache/cache.c cache/crcpieces.c \
 	cache/bufpool.c cache/codec.c cache/resume.c cache/stream.c cache/pool.c cache/reader.c \
 	cache/streams.c cache/tier.c \
-	cache/digest.c cache/hostdir.c cache/disk.c cache/source_http.c
+	cache/digest.c cache/hostdir.c cache/disk.c cache/source_http.c cache/curl_lazy.c
 CORE := fs/log.c fs/layerlist.c fs/zipindex.c fs/tree.c fs/treecache.c fs/stack.c fs/notify.c \
 	fs/trace.c fs/prefetch.c \
 	$(CACHE)

@@ -19,11 +19,11 @@
  *   against those pinned at open.  Anything unproven aborts the transfer. */
 #include "source_http.h"
 
+#include "curl_lazy.h"
 #include "digest.h"
 #include "disk.h"
 
 #include <arpa/inet.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -237,7 +237,10 @@ static double random01(void)
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
 
-static void curl_init(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
+static void curl_init(void)
+{
+	curl_init_rc = lfs_curl_error() ? CURLE_FAILED_INIT : curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 
 int lfs_source_http_is_url(const char *name)
 {
@@ -1852,7 +1855,8 @@ static int source_new(const char *url, const struct lfs_http_config *cfg,
 
 	pthread_once(&curl_once, curl_init);
 	if (curl_init_rc != CURLE_OK) {
-		snprintf(err, errlen, "libcurl: %s", curl_easy_strerror(curl_init_rc));
+		snprintf(err, errlen, "libcurl: %s",
+			 lfs_curl_error() ? lfs_curl_error() : curl_easy_strerror(curl_init_rc));
 		return -EIO;
 	}
 	hs = calloc(1, sizeof(*hs));

@@ -41,6 +41,8 @@ if check "mount (allow_other)" lfs_mount -o allow_other "$T/s.list" "$M"; then
 	check "daemon: no ambient capability" eq "$(status_of "$P" CapAmb)" 0000000000000000
 	check "daemon: no_new_privs" eq "$(status_of "$P" NoNewPrivs)" 1
 	check "daemon: seccomp filter (mode 2)" eq "$(status_of "$P" Seccomp)" 2
+	# libcurl is loaded for remote layers only (test_remote.sh mounts those)
+	check "daemon of local layers: libcurl not loaded" bash -c '! grep -q "/libcurl" "/proc/$1/maps"' _ "$P"
 	# the unmount helper: root, CAP_SYS_ADMIN only, its own filter
 	H=$(pgrep -P "$P" -x layerfs | head -n 1)
 	check "unmount helper: CAP_SYS_ADMIN only, no_new_privs, filtered" \
