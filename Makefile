@@ -5,6 +5,7 @@
 #   make asan       the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make tsan       the unit tests and remote-test under ThreadSanitizer
 #   make bench      benchmarks, with baselines measured in the same run
+#   make bench-vs   make bench of this tree and of commit REV (default HEAD~1), side by side
 #   make remote-bench  cold starts from a store 2 and 20 ms away (docs/remote.md; root)
 #   make fuzz       libFuzzer targets (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -82,7 +83,7 @@ FRONT_OBJ := $(FRONT:%.c=$(BUILD)/%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
 .PHONY: all check unit it hostile-test systemd-test root-tests asan tsan bench fuzz install \
-	uninstall clean demo test-libs layering remote-test remote-bench test-user install-examples \
+	uninstall clean demo test-libs layering remote-test remote-bench bench-vs test-user install-examples \
 	package package-test
 all: $(BUILD)/layerfs
 
@@ -209,6 +210,10 @@ $(BUILD)/tests/inflate_speed: tests/bench/inflate_speed.c $(CORE_OBJ)
 
 bench: $(BUILD)/layerfs $(BUILD)/tests/inflate_speed
 	LAYERFS=$(abspath $(BUILD)/layerfs) bash tests/bench/run.sh
+
+# make bench for this tree and for commit REV (default HEAD~1), side by side
+bench-vs: $(BUILD)/layerfs $(BUILD)/tests/inflate_speed
+	LAYERFS=$(abspath $(BUILD)/layerfs) REV=$(or $(REV),HEAD~1) bash tests/bench/vs.sh
 
 demo: $(BUILD)/layerfs
 	LAYERFS=$(abspath $(BUILD)/layerfs) bash examples/demo.sh
