@@ -155,6 +155,48 @@ int lfs_pool_submit(struct lfs_pool *p, struct lfs_pool_job *job, enum lfs_prio 
 	return 0;
 }
 
+unsigned lfs_pool_run_here(struct lfs_pool *p, enum lfs_prio prio,
+			   void (*run)(struct lfs_pool_job *job, int cancelled))
+{
+	struct queue *q = &p->q[prio];
+	struct lfs_pool_job *mine = NULL, **tail = &mine, *prev = NULL;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (struct lfs_pool_job *j = q->head, *next; j; j = next) {
+		next = j->next;
+		if (j->run != run) {
+			prev = j;
+			continue;
+		}
+		if (prev)
+			prev->next = next;
+		else
+			q->head = next;
+		if (q->tail == j)
+			q->tail = prev;
+		j->next = NULL;
+		*tail = j;
+		tail = &j->next;
+		n++;
+	}
+	p->queued -= n;
+	p->queued_at[prio] -= n;
+	p->running += n;
+	pthread_mutex_unlock(&p->lock);
+	for (struct lfs_pool_job *j = mine, *next; j; j = next) {
+		next = j->next;
+		j->run(j, 0);
+	}
+	pthread_mutex_lock(&p->lock);
+	p->running -= n;
+	p->run[prio] += n;
+	if (!p->queued && !p->running)
+		pthread_cond_broadcast(&p->idle);
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}
+
 void lfs_pool_wait_idle(struct lfs_pool *p)
 {
 	pthread_mutex_lock(&p->lock);

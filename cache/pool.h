@@ -51,6 +51,13 @@ void lfs_pool_free(struct lfs_pool *p);
  * then the job is not queued and stays the caller's. */
 int lfs_pool_submit(struct lfs_pool *p, struct lfs_pool_job *job, enum lfs_prio prio);
 
+/* Runs in the calling thread, at its priority, every job queued at prio
+ * whose run function is `run` (the others stay queued), oldest first, and
+ * returns how many: a daemon about to exit finishes its queued disk writes
+ * itself instead of waiting for idle threads a busy host starves. */
+unsigned lfs_pool_run_here(struct lfs_pool *p, enum lfs_prio prio,
+			   void (*run)(struct lfs_pool_job *job, int cancelled));
+
 /* Returns once nothing is queued or running (tests, dropcache). */
 void lfs_pool_wait_idle(struct lfs_pool *p);
 

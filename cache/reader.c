@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int lfs_reader_config_check(struct lfs_reader_config *cfg, char *err, size_t errlen)
@@ -94,6 +95,7 @@ void lfs_reader_free(struct lfs_reader *r)
 {
 	if (!r)
 		return;
+	rd_disk_drain(r);
 	lfs_pool_free(r->pool); /* first: its jobs use the cache */
 	lfs_cache_free(r->cache);
 	lfs_bufpool_free(r->bufs);

@@ -162,8 +162,10 @@ struct lfs_reader;
 int lfs_reader_config_check(struct lfs_reader_config *cfg, char *err, size_t errlen);
 
 struct lfs_reader *lfs_reader_new(const struct lfs_reader_config *cfg);
-/* Waits for the pool's running jobs, cancels queued ones; then frees.  The
- * members must be freed after this. */
+/* Waits for the writes queued for the disk tier (at most 10 s: the blocks
+ * they hold are what the next daemon would inflate again), then for the
+ * pool's running jobs, cancels the queued ones, and frees.  The members
+ * must be freed after this. */
 void lfs_reader_free(struct lfs_reader *r);
 
 /* A handle for reading one member from src (which must outlive it).

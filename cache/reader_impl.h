@@ -191,5 +191,8 @@ void rd_store_crcs(struct lfs_reader *r, struct lfs_member *m);
 void rd_load_crcs(struct lfs_member *m);
 struct lfs_centry *rd_disk_block(struct lfs_reader *r, struct lfs_member *m, uint64_t b);
 void rd_disk_points(struct lfs_reader *r, struct lfs_member *m, uint64_t b);
+/* At free: the queued disk writes done in this thread, then those running
+ * waited for (at most 10 s). */
+void rd_disk_drain(struct lfs_reader *r);
 
 #endif

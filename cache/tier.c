@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- the memory governor ---- */
@@ -118,6 +119,22 @@ static void disk_run(struct lfs_pool_job *job, int cancelled)
 	free(j->data);
 	free(j);
 	add(&r->disk_done, 1);
+}
+
+void rd_disk_drain(struct lfs_reader *r)
+{
+	const struct timespec tick = { 0, 5 * 1000 * 1000 };
+
+	if (!__atomic_load_n(&r->disk_queued, __ATOMIC_RELAXED))
+		return;
+	lfs_pool_run_here(r->pool, LFS_PRIO_BACKGROUND, disk_run);
+	/* and the writes idle threads were in the middle of */
+	for (int i = 0; i < 2000; i++) { /* 10 s */
+		if (__atomic_load_n(&r->disk_done, __ATOMIC_RELAXED) >=
+		    __atomic_load_n(&r->disk_queued, __ATOMIC_RELAXED))
+			return;
+		nanosleep(&tick, NULL);
+	}
 }
 
 static void disk_submit(struct lfs_reader *r, struct disk_job *j)

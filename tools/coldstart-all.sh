@@ -16,7 +16,9 @@
 #   LAYERS=DIR            where the layer zips are built (default
 #                         ~/.cache/layerfs-coldstart/layers; rebuilt only if missing)
 #   LAYERFS=build/layerfs the binary under test (built with make if missing)
-#   STRATEGIES=extract,cold,warm,hot,disk,floor
+#   STRATEGIES=extract,cold,hostfirst,hostwarm,traced,warm,hot,disk,floor
+#                         (hostfirst/hostwarm: cold with an empty or a filled host
+#                         cache; traced: cold replaying a trace of an earlier run)
 #   MOUNT_OPTS=...        passed to layerfs mount -o
 #   WAIT_IDLE=5           before each run, wait up to this many seconds for the
 #                         rest of the machine to go idle (other builds skew timings)
@@ -39,7 +41,7 @@ OUT=${OUT:-$REPO/docs/coldstart}
 CACHE=${LAYERFS_COLDSTART_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/layerfs-coldstart}
 LAYERS=${LAYERS:-$CACHE/layers}
 LAYERFS=${LAYERFS:-$REPO/build/layerfs}
-STRATEGIES=${STRATEGIES:-extract,cold,warm,hot,disk,floor}
+STRATEGIES=${STRATEGIES:-extract,cold,hostfirst,hostwarm,traced,warm,hot,disk,floor}
 MOUNT_OPTS=${MOUNT_OPTS:-}
 WAIT_IDLE=${WAIT_IDLE:-5}
 export LAYERFS_COLDSTART_CACHE=$CACHE
@@ -57,7 +59,7 @@ fi
 ensure_debs zip unzip gnuplot-nox fuse3 python3
 
 case ",$STRATEGIES," in
-*,cold,* | *,warm,* | *,hot,*)
+*,cold,* | *,warm,* | *,hot,* | *,host*,* | *,traced,*)
 	if [ ! -x "$LAYERFS" ]; then
 		echo "coldstart-all: $LAYERFS missing, running make" >&2
 		make -C "$REPO" >&2

@@ -59,6 +59,35 @@ if check "restarted daemon: mounted" lfs_mount -o "$O" "$T/ab.list" "$T/m2"; the
 		eq "$(stat_of "$T/m2" tree_cached)" 1
 	lfs_umount "$T/m2"
 fi
+# --- a short-lived daemon: unmounted while its writes are still queued ------
+# (one function start, then the environment goes).  Every core is kept busy
+# by ordinary work until it has exited, so the writer, in the idle class,
+# is behind at the unmount and gets nothing after it: the exiting daemon
+# does the queued writes itself, so the next one inflates nothing either.
+CDQ=$T/cache-quick
+lfs_daemon_dir "$CDQ"
+spin_pids=()
+stop_spinning() { kill "${spin_pids[@]}" 2>/dev/null; wait "${spin_pids[@]}" 2>/dev/null; spin_pids=(); }
+if check "quick daemon: mounted" lfs_mount -o cache_dir="$CDQ" "$T/ab.list" "$T/mq1"; then
+	for _ in $(seq "$(nproc)"); do
+		timeout 60 bash -c 'while :; do :; done' &
+		spin_pids+=($!)
+	done
+	read_all "$T/mq1"
+	qpid=$(stat_of "$T/mq1" pid)
+	check "quick daemon: writes still queued at the unmount" \
+		test "$(stat_of "$T/mq1" disk_writes_pending)" -gt 0
+	lfs_umount "$T/mq1"
+	check "quick daemon: exits once its writes are done, cores still busy" \
+		bash -c 'for i in $(seq 300); do kill -0 "$1" 2>/dev/null || exit 0; sleep 0.1; done; exit 1' _ "$qpid"
+	stop_spinning
+fi
+stop_spinning
+if check "after it: mounted" lfs_mount -o cache_dir="$CDQ" "$T/ab.list" "$T/mq2"; then
+	check "after it: tree and bytes match" same_manifest "$T/ref_ab" "$T/mq2"
+	check "after it: 0 bytes inflated" eq "$(stat_of "$T/mq2" bytes_inflated)" 0
+	lfs_umount "$T/mq2"
+fi
 # a tree file that fails its checks is dropped, and the stack built again
 tree=$(ls "$CD"/trees/* | head -n 1)
 python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(-10, 2); b = f.read(1); f.seek(-10, 2); f.write(bytes([b[0] ^ 1]))' "$tree"
