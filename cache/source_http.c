@@ -2580,6 +2580,13 @@ void lfs_source_http_start(struct lfs_source *src)
 	pthread_mutex_unlock(&hs->lock);
 }
 
+int lfs_source_http_untrusted(const struct lfs_source *src)
+{
+	return src && src->ops == &http_ops &&
+	       __atomic_load_n(&((const struct http_source *)src)->hc.digest_state, __ATOMIC_ACQUIRE) ==
+		       LFS_HTTP_DIGEST_MISMATCH;
+}
+
 void lfs_source_http_stop(struct lfs_source *src)
 {
 	if (src && src->ops == &http_ops)

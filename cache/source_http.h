@@ -231,6 +231,11 @@ void lfs_source_http_start(struct lfs_source *src);
  * remote source, or nothing listed: ignored. */
 void lfs_source_http_digest_known(struct lfs_source *src);
 
+/* 1 once the source's bytes proved not to be its listed SHA-256 (every
+ * read fails with -EIO from then on; on_digest follows).  An atomic load:
+ * cheap enough for every read. */
+int lfs_source_http_untrusted(const struct lfs_source *src);
+
 /* Stops the source's threads: read-ahead, the hasher, and the disk writer
  * once it has written what it holds.  Once it returns, no on_digest call
  * is made or under way, and nothing more is written to the disk tier.  For
