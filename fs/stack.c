@@ -49,6 +49,10 @@ struct lfs_layer {
 					 * from its version, not its bytes' SHA-256 */
 	int untrusted;			/* atomic; 1 once a remote layer's bytes proved
 					 * not to have its listed sha256= */
+	int conflict;			/* remote: its tail differs from the one the
+					 * host holds under its sha256=, so one of the
+					 * lists naming it is wrong: it shares nothing
+					 * keyed by that digest (blocks, trees) */
 	uint64_t digest_refused;	/* atomic: reads refused for that */
 };
 
@@ -493,7 +497,8 @@ static void digests_complete(struct lfs_stack *s)
 	 * untrusted meanwhile has its trees removed under the same lock */
 	pthread_mutex_lock(&s->hook_lock);
 	for (size_t i = 0; i < s->nlayers; i++)
-		untrusted |= __atomic_load_n(&s->layers[i].untrusted, __ATOMIC_ACQUIRE);
+		untrusted |= __atomic_load_n(&s->layers[i].untrusted, __ATOMIC_ACQUIRE) ||
+			     s->layers[i].conflict;
 	if (!untrusted && !s->tree_cached && !__atomic_load_n(&s->tree_saved, __ATOMIC_ACQUIRE) &&
 	    stack_key(s, NULL, s->nlayers, &key) == 0)
 		save_tree(s, &key);
@@ -528,12 +533,14 @@ static void on_remote_digest(void *ctx, struct lfs_source *src, int match,
 	lfs_digest_hex(l->digest, listed);
 	lfs_err("%s: its SHA-256 is %s, the list says sha256=%s; its bytes cannot be trusted: reads of it fail with EIO, and cache_dir keeps nothing of it",
 		l->zi->path, hex, listed);
-	/* nothing more of it goes to the disk, then what is there goes */
+	/* nothing more of it goes to the disk, then what is there goes (a
+	 * layer in conflict put nothing there: what is there is another
+	 * object's, which may well have the digest) */
 	__atomic_store_n(&l->disk, NULL, __ATOMIC_RELEASE);
-	if (s->disk)
+	if (s->disk && !l->conflict)
 		(void)lfs_disk_forget_layer(s->disk, l->digest);
 	pthread_mutex_lock(&s->hook_lock);
-	if (s->trees_fd >= 0)
+	if (s->trees_fd >= 0 && !l->conflict)
 		(void)lfs_treecache_forget(s->trees_fd, l->digest);
 	if (s->on_untrusted)
 		for (uint64_t ino = 1; ino <= lfs_tree_count(s->tree); ino++) {
@@ -639,7 +646,7 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 	struct lfs_treecache_key tree_key;
 	struct lfs_stack *s;
 	double t0 = now_seconds();
-	int all_known = 1, have_key = 0;
+	int all_known = 1, have_key = 0, shared = 1;
 	size_t max_layers = cfg->max_layers ? cfg->max_layers : LFS_TREE_MAX_LAYERS;
 	int rc;
 
@@ -715,13 +722,19 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 		if (rc)
 			goto fail;
 		all_known = all_known && l->digest_known;
+		if (l->remote) {
+			struct lfs_http_counters hc;
+
+			l->conflict = lfs_source_http_counters(srcs[i], &hc) == 0 && hc.disk_conflict;
+			shared = shared && !l->conflict;
+		}
 	}
 	rc = check_same_digest(s, &list, cfg->list_path, err, errlen);
 	if (rc)
 		goto fail;
 	/* A stack this host mounted before: its tree and indexes as they were
 	 * written then, no central directory parsed. */
-	if (s->trees_fd >= 0 && all_known) {
+	if (s->trees_fd >= 0 && all_known && shared) {
 		rc = stack_key(s, srcs, list.count, &tree_key);
 		if (rc)
 			goto fail;
@@ -784,7 +797,8 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 	rcfg.fault_ctx = s;
 	rcfg.disk = s->disk;
 	for (size_t i = 0; i < s->nlayers; i++)
-		attach_disk(s, &s->layers[i]);
+		if (!s->layers[i].conflict)
+			attach_disk(s, &s->layers[i]);
 	s->reader = lfs_reader_new(&rcfg);
 	if (!s->tree || !s->reader) {
 		rc = -ENOMEM;
@@ -801,9 +815,7 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 	if (s->tree_cached)
 		lfs_debug("the stack's tree came from cache_dir");
 	for (size_t i = 0; i < s->nlayers; i++) {
-		struct lfs_http_counters hc;
-
-		if (lfs_source_http_counters(s->layers[i].zi->src, &hc) == 0 && hc.disk_conflict)
+		if (s->layers[i].conflict)
 			lfs_warn("%s: its end differs from what this host holds under sha256=%s: one of the lists naming that digest is wrong; it shares nothing with cache_dir",
 				 s->layers[i].zi->path, list.layers[i].sha256);
 	}

@@ -117,6 +117,28 @@ if check "right sha256=, second mount on the host" \
 	lfs_umount "$T/r2"
 fi
 
+# --- another object under a digest the host holds -------------------------
+# py_mixed.zip listed with infozip.zip's digest, which the host holds
+# records of: its tail differs, so nothing of the host's is used for it
+# (chunks, blocks, the tree), and its own bytes are served until its digest
+# is found wrong.
+printf '%s\n' "$LFS_HTTP/$C sha256=$(sha "$L/$B")" >"$T/other.list"
+if check "another object under a held digest: mounted" \
+	fg_mount "$T/other.log" -o "cache_dir=$CD" "$T/other.list" "$T/o1"; then
+	check "another object: one warning, it shares nothing" \
+		bash -c '[[ $(grep -c "one of the lists naming that digest is wrong" "$1") -eq 1 ]] || { cat "$1"; exit 1; }' \
+		_ "$T/other.log"
+	check "another object: its own tree and bytes, none of the host's" \
+		bash -c 'cmp "$1/pm/readme.txt" "$2/pm/readme.txt" && cmp "$1/pm/deflated/d1.txt" "$2/pm/deflated/d1.txt" &&
+			[[ $("$3" stats "$1" | awk "\$1 == \"tree_cached\" || \$1 == \"disk_hits\" || \$1 ~ /remote_disk_hits\$/ { n += \$2 } END { print n }") -eq 0 ]] || { "$3" stats "$1" | grep -e disk_hits -e tree_cached; exit 1; }' \
+		_ "$T/o1" "$T/ref_c" "$LAYERFS"
+	check "another object: no record of the host's dropped" \
+		bash -c '! grep "dropped a record" "$1"' _ "$T/other.log"
+	lfs_umount "$T/o1"
+fi
+check "another object: the host's records of the digest are still there" \
+	test -d "$CD/v1/objects/$(where_of "$(sha "$L/$B")")"
+
 # --- a wrong digest on a valid object -------------------------------------
 WRONG=$(sha "$L/stack1.zip")
 RIGHT=$(sha "$L/$B")
