@@ -6,6 +6,8 @@
 #   - the right digest: after every file was read, stats say verified, the
 #     bytes equal the local mount's, and a second mount with the same
 #     cache_dir trusts it without hashing again;
+#   - another object listed under a digest the host holds records of: it
+#     uses none of them (chunks, blocks, tree) and serves its own bytes;
 #   - a wrong digest on an otherwise valid object: after every file was
 #     read, every read of the layer fails with EIO (what was cached too),
 #     one log line names the layer (no query) and both digests, stats and
