@@ -71,7 +71,7 @@ TEST_LDLIBS = $(shell $(PKG_CONFIG) --libs $(foreach l,$(TEST_LIBS),$(call modul
 CACHE := cache/source.c cache/source_file.c cache/source_mem.c cache/cache.c cache/crcpieces.c \
 	cache/bufpool.c cache/codec.c cache/resume.c cache/stream.c cache/pool.c cache/reader.c \
 	cache/streams.c cache/tier.c \
-	cache/digest.c cache/hostdir.c cache/disk.c cache/source_http.c cache/curl_lazy.c
+	cache/digest.c cache/hostdir.c cache/disk.c cache/coverage.c cache/source_http.c cache/curl_lazy.c
 CORE := fs/log.c fs/layerlist.c fs/zipindex.c fs/tree.c fs/treecache.c fs/stack.c fs/notify.c \
 	fs/trace.c fs/prefetch.c \
 	$(CACHE)

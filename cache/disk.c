@@ -37,6 +37,10 @@ struct lfs_disk_layer {
 	unsigned char digest[LFS_DIGEST_LEN];
 	uint32_t block_size;
 	int fd;				/* v1/<digest>/<block size> */
+	/* Forgotten (lfs_disk_forget_*): its records are being removed, and
+	 * none may be read or written again.  busy counts the writes under
+	 * way, which the removal waits for.  Both atomic. */
+	int dead, busy;
 	struct lfs_disk_layer *next;
 };
 
@@ -333,7 +337,8 @@ static int decode_payload(const struct head *h, const unsigned char *payload, vo
 static int read_record(struct lfs_disk_layer *l, const char *name, unsigned char **out,
 		       size_t *len)
 {
-	int fd = openat(l->fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	int fd = __atomic_load_n(&l->dead, __ATOMIC_ACQUIRE)
+		 ? -1 : openat(l->fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	struct stat st;
 	unsigned char *buf;
 	size_t done = 0;
@@ -455,8 +460,8 @@ static int disk_full(int err)
 
 /* Writes a record (its digest field: `digest`) under a temporary name and
  * renames it into place. */
-static int put_record_of(struct lfs_disk_layer *l, const unsigned char *digest, const char *name,
-			 const struct head *h0, const void *plain)
+static int write_record(struct lfs_disk_layer *l, const unsigned char *digest, const char *name,
+			const struct head *h0, const void *plain)
 {
 	struct lfs_disk *d = l->disk;
 	struct head h = *h0;
@@ -529,6 +534,22 @@ static int put_record_of(struct lfs_disk_layer *l, const unsigned char *digest, 
 	if (add_usage(d, HEAD + h.payload_len) > d->cfg.quota)
 		__atomic_store_n(&d->prune_due, 1, __ATOMIC_RELAXED);
 	return 0;
+}
+
+/* write_record, unless l is forgotten.  busy is raised before dead is
+ * looked at, and the forgetting thread sets dead before it looks at busy
+ * (both sequentially consistent): either this write sees dead, or the
+ * removal waits for it. */
+static int put_record_of(struct lfs_disk_layer *l, const unsigned char *digest, const char *name,
+			 const struct head *h, const void *plain)
+{
+	int rc;
+
+	__atomic_add_fetch(&l->busy, 1, __ATOMIC_SEQ_CST);
+	rc = __atomic_load_n(&l->dead, __ATOMIC_SEQ_CST) ? -ENOENT
+							  : write_record(l, digest, name, h, plain);
+	__atomic_sub_fetch(&l->busy, 1, __ATOMIC_SEQ_CST);
+	return rc;
 }
 
 static int put_record(struct lfs_disk_layer *l, const char *name, const struct head *h,
@@ -1103,4 +1124,67 @@ int lfs_disk_clear(int dirfd)
 	int rc = remove_tree(dirfd, LFS_DISK_FORMAT);
 
 	return rc == -ENOENT ? 0 : rc;
+}
+
+/* ---- forgetting what a digest names ---- */
+
+/* Under d->lock: marks the directories of list whose digest is `digest`
+ * dead, then waits for the writes under way in them (a write is a few
+ * syscalls; nothing it does takes d->lock). */
+static void kill_dirs(struct lfs_disk_layer *(*next_of)(struct lfs_disk_layer *),
+		      struct lfs_disk_layer *first, const unsigned char *digest)
+{
+	struct timespec ms = { 0, 1000000 };
+
+	for (struct lfs_disk_layer *l = first; l; l = next_of(l))
+		if (!memcmp(l->digest, digest, LFS_DIGEST_LEN))
+			__atomic_store_n(&l->dead, 1, __ATOMIC_SEQ_CST);
+	for (struct lfs_disk_layer *l = first; l; l = next_of(l))
+		while (!memcmp(l->digest, digest, LFS_DIGEST_LEN) &&
+		       __atomic_load_n(&l->busy, __ATOMIC_SEQ_CST))
+			nanosleep(&ms, NULL);
+}
+
+static struct lfs_disk_layer *next_layer(struct lfs_disk_layer *l) { return l->next; }
+
+static struct lfs_disk_layer *next_object(struct lfs_disk_layer *l)
+{
+	struct lfs_disk_object *o = ((struct lfs_disk_object *)(void *)l)->next;
+
+	return o ? &o->dir : NULL;
+}
+
+int lfs_disk_forget_layer(struct lfs_disk *d, const unsigned char digest[LFS_DIGEST_LEN])
+{
+	char hex[LFS_DIGEST_HEX];
+	int rc;
+
+	pthread_mutex_lock(&d->lock);
+	kill_dirs(next_layer, d->layers, digest);
+	pthread_mutex_unlock(&d->lock);
+	lfs_digest_hex(digest, hex);
+	rc = remove_tree(d->v1fd, hex);
+	return rc == -ENOENT ? 0 : rc;
+}
+
+int lfs_disk_forget_object(struct lfs_disk *d, const unsigned char where[LFS_DIGEST_LEN])
+{
+	char hex[LFS_DIGEST_HEX];
+	int fd, rc;
+
+	pthread_mutex_lock(&d->lock);
+	kill_dirs(next_object, d->objects ? &d->objects->dir : NULL, where);
+	pthread_mutex_unlock(&d->lock);
+	lfs_digest_hex(where, hex);
+	fd = openat(d->v1fd, "objects", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	rc = remove_tree(fd, hex);
+	close(fd);
+	return rc == -ENOENT ? 0 : rc;
+}
+
+void lfs_disk_object_where(const struct lfs_disk_object *o, unsigned char where[LFS_DIGEST_LEN])
+{
+	memcpy(where, o->dir.digest, LFS_DIGEST_LEN);
 }

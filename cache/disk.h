@@ -153,6 +153,21 @@ int lfs_disk_put_chunk(struct lfs_disk_object *o, const unsigned char version[LF
 int lfs_disk_get_head(struct lfs_disk_object *o, void **rec, size_t *len);
 int lfs_disk_put_head(struct lfs_disk_object *o, const void *rec, size_t len);
 
+/* ---- forgetting: records that must never be served again ----
+ *
+ * When a layer's bytes prove not to be what its digest says (a remote
+ * layer's listed SHA-256, checked once all of it was fetched), what the
+ * host holds under that digest goes: the layer's blocks, resume points and
+ * CRC tables (every block size), or an object's chunks and head (every
+ * chunk size).  Directories of this tier opened for it answer every get
+ * with a miss and refuse every put from then on, and the removal waits
+ * for puts under way, so nothing of it is written back afterwards.
+ * Blocking: for background threads.  0 or a negative errno. */
+int lfs_disk_forget_layer(struct lfs_disk *d, const unsigned char digest[LFS_DIGEST_LEN]);
+int lfs_disk_forget_object(struct lfs_disk *d, const unsigned char where[LFS_DIGEST_LEN]);
+/* The `where` an object's records were opened under. */
+void lfs_disk_object_where(const struct lfs_disk_object *o, unsigned char where[LFS_DIGEST_LEN]);
+
 /* ---- `layerfs cache` (over a directory no daemon needs to be using) ---- */
 
 struct lfs_disk_census {

@@ -16,16 +16,25 @@
  *   each other's kept-alive connections, the open's included.
  * - A response is checked before its first byte is stored: the status, the
  *   Content-Range against the range asked for, the total size and ETag
- *   against those pinned at open.  Anything unproven aborts the transfer. */
+ *   against those pinned at open.  Anything unproven aborts the transfer.
+ * - The listed SHA-256 is checked by a hasher thread (dg_main) that walks
+ *   the chunks in order: chunks are marked in `dg_seen` as they become
+ *   ready (publish), and the hasher, woken on `dg_cv` when the chunk it
+ *   needs next arrives (or is written to the disk, or the last one was
+ *   fetched), hashes each from memory with a reference held and no lock,
+ *   else as lfs_hash_step says (coverage.h). */
 #include "source_http.h"
 
+#include "coverage.h"
 #include "curl_lazy.h"
 #include "digest.h"
 #include "disk.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <openssl/evp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +155,19 @@ struct http_source {
 	struct chunk *wr_queue[WR_QUEUE];
 	unsigned wr_head, wr_count;
 	uint64_t wr_pending;		/* atomic: queued or being written */
+
+	/* The listed SHA-256, checked against every byte; hc.digest_state is
+	 * where it stands (atomic).  dg_seen.bits is NULL when nothing is
+	 * checked. */
+	unsigned char dg_listed[LFS_DIGEST_LEN];
+	void *dg_ctx;
+	struct lfs_coverage dg_seen;	/* chunks ready at least once; under lock */
+	uint64_t dg_next;		/* chunks hashed, in order; under lock */
+	int dg_disk_missed;		/* chunk dg_next was not on disk ... */
+	uint64_t dg_disk_gen;		/* ... when hc.disk_writes was this */
+	pthread_t dg_thread;
+	int dg_started;			/* under lock */
+	pthread_cond_t dg_cv;		/* the next chunk came, a chunk was written, stop */
 
 	struct lfs_http_counters hc;	/* atomic adds */
 };
@@ -1144,6 +1166,14 @@ static void mark_stale(struct http_source *hs)
 
 static int is_stale(struct http_source *hs) { return __atomic_load_n(&hs->stale, __ATOMIC_ACQUIRE); }
 
+static int digest_state(struct http_source *hs)
+{
+	return (int)__atomic_load_n(&hs->hc.digest_state, __ATOMIC_ACQUIRE);
+}
+
+/* The bytes proved not to be the listed ones: nothing more is served. */
+static int untrusted(struct http_source *hs) { return digest_state(hs) == LFS_HTTP_DIGEST_MISMATCH; }
+
 /* --- the pool ----------------------------------------------------------- */
 
 static CURL *pool_get(struct http_source *hs, double deadline)
@@ -1342,10 +1372,20 @@ static void publish(struct http_source *hs, struct chunk *ch, int rc)
 {
 	ch->state = rc ? CH_FAILED : CH_READY;
 	ch->err = rc;
-	if (rc)
+	if (rc) {
 		table_remove(hs, ch);
-	else
-		lru_touch(hs, ch);
+		return;
+	}
+	lru_touch(hs, ch);
+	/* One more chunk held once; the hasher wants to know when it is the
+	 * one it needs next, or the last one. */
+	if (hs->dg_seen.bits && lfs_coverage_mark(&hs->dg_seen, ch->index)) {
+		__atomic_store_n(&hs->hc.digest_seen, hs->dg_seen.have, __ATOMIC_RELAXED);
+		if (ch->index == hs->dg_next || lfs_coverage_complete(&hs->dg_seen))
+			pthread_cond_signal(&hs->dg_cv);
+	} else if (hs->dg_seen.bits && ch->index == hs->dg_next) {
+		pthread_cond_signal(&hs->dg_cv);
+	}
 }
 
 /* Fills the claimed chunks c[0..n) (consecutive): from the disk tier when
@@ -1578,6 +1618,8 @@ static int http_read(struct lfs_source *src, void *buf, size_t len, uint64_t off
 
 	if (is_stale(hs))
 		return -ESTALE;
+	if (untrusted(hs))
+		return -EIO;
 	if (off + len > hs->tail_off) {
 		uint64_t from = off > hs->tail_off ? off : hs->tail_off;
 
@@ -1619,7 +1661,7 @@ static void *ra_main(void *arg)
 		r = hs->ra_queue[hs->ra_head];
 		hs->ra_head = (hs->ra_head + 1) % RA_QUEUE;
 		hs->ra_count--;
-		if (r.off >= hs->tail_off || is_stale(hs))
+		if (r.off >= hs->tail_off || is_stale(hs) || untrusted(hs))
 			continue;
 		if (r.off + r.len > hs->tail_off)
 			r.len = hs->tail_off - r.off;
@@ -1684,7 +1726,7 @@ static void http_will_need(struct lfs_source *src, uint64_t off, uint64_t len)
 {
 	struct http_source *hs = (struct http_source *)src;
 
-	if (off >= hs->tail_off || !len || is_stale(hs))
+	if (off >= hs->tail_off || !len || is_stale(hs) || untrusted(hs))
 		return;
 	pthread_mutex_lock(&hs->lock);
 	ra_enqueue(hs, off, len);
@@ -1718,6 +1760,9 @@ static void *wr_main(void *arg)
 		pthread_mutex_lock(&hs->lock);
 		chunk_unref(c);
 		evict(hs);
+		/* the chunk the hasher needs may be on the disk now */
+		if (hs->dg_started == 1)
+			pthread_cond_signal(&hs->dg_cv);
 	}
 	pthread_mutex_unlock(&hs->lock);
 	return NULL;
@@ -1728,6 +1773,8 @@ static void *wr_main(void *arg)
  * holding their memory: they are fetched again by a later mount. */
 static void wr_enqueue(struct http_source *hs, struct chunk *c)
 {
+	if (untrusted(hs))
+		return;	/* its records are gone and must stay gone */
 	if (!hs->wr_started && !hs->stopping && hs->threads_ok)
 		hs->wr_started = pthread_create(&hs->wr_thread, NULL, wr_main, hs) == 0 ? 1 : -1;
 	if (hs->wr_started != 1 || hs->wr_count == WR_QUEUE || hs->stopping) {
@@ -1739,6 +1786,163 @@ static void wr_enqueue(struct http_source *hs, struct chunk *c)
 	hs->wr_count++;
 	add(&hs->wr_pending, 1);
 	pthread_cond_signal(&hs->wr_cv);
+}
+
+/* --- the listed digest ------------------------------------------------ */
+
+/* Hashes n bytes with the lock let go (the caller keeps them alive). */
+static int dg_update(struct http_source *hs, EVP_MD_CTX *md, const void *p, size_t n)
+{
+	int ok;
+
+	pthread_mutex_unlock(&hs->lock);
+	ok = EVP_DigestUpdate(md, p, n);
+	pthread_mutex_lock(&hs->lock);
+	return ok ? 0 : -ENOMEM;
+}
+
+/* The hasher: hashes chunk after chunk in order, each as soon as it is
+ * ready (lfs_hash_step), then the tail; decides, and on a mismatch makes
+ * the source untrusted and removes its records before telling anyone.
+ * At the lowest priority: nobody waits for it.  Leaves the state PENDING
+ * when it stops first, or the object changed (then nothing is trusted
+ * anyway: every read fails with ESTALE). */
+static void *dg_main(void *arg)
+{
+	struct http_source *hs = arg;
+	size_t cs = hs->cfg.chunk_size;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned char *buf = malloc(cs), actual[LFS_DIGEST_LEN];
+	struct sched_param sp = { 0 };
+	unsigned int dlen = 0;
+	int rc = 0, match;
+
+	(void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+	if (!md || !buf || !EVP_DigestInit_ex(md, EVP_sha256(), NULL))
+		goto out;
+	pthread_mutex_lock(&hs->lock);
+	while (!rc && !hs->stopping && !is_stale(hs) && digest_state(hs) == LFS_HTTP_DIGEST_PENDING &&
+	       hs->dg_next < hs->dg_seen.n) {
+		uint64_t idx = hs->dg_next;
+		struct chunk *c = table_find(hs, idx);
+		size_t len = chunk_len(hs, idx);
+		uint64_t writes = __atomic_load_n(&hs->hc.disk_writes, __ATOMIC_RELAXED);
+		int on_disk = hs->dobj && !(hs->dg_disk_missed && hs->dg_disk_gen == writes);
+		int pending = __atomic_load_n(&hs->wr_pending, __ATOMIC_RELAXED) != 0;
+		int got;
+
+		switch (lfs_hash_step(&hs->dg_seen, idx, c && c->state == CH_READY, on_disk, pending)) {
+		case LFS_HASH_MEMORY:
+			/* ready chunks never change; our reference keeps it */
+			c->refs++;
+			rc = dg_update(hs, md, c->data, c->len);
+			chunk_unref(c);
+			evict(hs);
+			break;
+		case LFS_HASH_DISK:
+			pthread_mutex_unlock(&hs->lock);
+			got = lfs_disk_get_chunk(hs->dobj, hs->version_key, idx, buf, len);
+			pthread_mutex_lock(&hs->lock);
+			if (got) {
+				hs->dg_disk_missed = 1;
+				hs->dg_disk_gen = writes;
+				continue;
+			}
+			add(&hs->hc.digest_disk, 1);
+			rc = dg_update(hs, md, buf, len);
+			break;
+		case LFS_HASH_FETCH:
+			/* every byte came once, this chunk is held nowhere now */
+			pthread_mutex_unlock(&hs->lock);
+			got = fetch(hs, idx * cs, len, buf, NULL, now_s() + hs->cfg.remote_timeout, 0);
+			pthread_mutex_lock(&hs->lock);
+			if (got) {
+				/* the network is down, say: try again later */
+				struct timespec ts = abs_time(now_s() + 5);
+
+				if (!hs->stopping)
+					pthread_cond_timedwait(&hs->dg_cv, &hs->lock, &ts);
+				continue;
+			}
+			add(&hs->hc.digest_refetched, 1);
+			rc = dg_update(hs, md, buf, len);
+			break;
+		case LFS_HASH_WAIT:
+			pthread_cond_wait(&hs->dg_cv, &hs->lock);
+			continue;
+		}
+		hs->dg_next++;
+		hs->dg_disk_missed = 0;
+		add(&hs->hc.digest_bytes, len);
+	}
+	if (rc || hs->stopping || is_stale(hs) || digest_state(hs) != LFS_HTTP_DIGEST_PENDING ||
+	    hs->dg_next < hs->dg_seen.n) {
+		pthread_mutex_unlock(&hs->lock);
+		goto out;
+	}
+	pthread_mutex_unlock(&hs->lock);
+	/* the tail: the source's for its life */
+	if (!EVP_DigestUpdate(md, hs->tail, (size_t)(hs->src.size - hs->tail_off)) ||
+	    !EVP_DigestFinal_ex(md, actual, &dlen))
+		goto out;
+	add(&hs->hc.digest_bytes, hs->src.size - hs->tail_off);
+	match = !memcmp(actual, hs->dg_listed, LFS_DIGEST_LEN);
+	pthread_mutex_lock(&hs->lock);
+	__atomic_store_n(&hs->hc.digest_state,
+			 match ? LFS_HTTP_DIGEST_VERIFIED : LFS_HTTP_DIGEST_MISMATCH, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&hs->lock);
+	if (!match && hs->dobj) {
+		unsigned char where[LFS_DIGEST_LEN];
+
+		/* no later open may be served a byte of it; the writer puts
+		 * nothing more there (wr_enqueue, the directory forgotten) */
+		lfs_disk_object_where(hs->dobj, where);
+		(void)lfs_disk_forget_object(hs->cfg.disk, where);
+	}
+	if (hs->cfg.on_digest)
+		hs->cfg.on_digest(hs->dg_ctx, &hs->src, match, actual);
+out:
+	EVP_MD_CTX_free(md);
+	free(buf);
+	return NULL;
+}
+
+/* Under lock: starts the hasher when threads may start and it has work. */
+static void dg_start(struct http_source *hs)
+{
+	if (hs->threads_ok && !hs->dg_started && !hs->stopping &&
+	    digest_state(hs) == LFS_HTTP_DIGEST_PENDING)
+		hs->dg_started = pthread_create(&hs->dg_thread, NULL, dg_main, hs) == 0 ? 1 : -1;
+}
+
+/* After a successful open, before anything reads the source: what the
+ * listed digest is, and which chunks there are to see.  A digest that does
+ * not parse is the caller's to refuse; it is not checked here. */
+static void dg_setup(struct http_source *hs, const char *sha256, void *ctx)
+{
+	uint64_t n = lfs_coverage_chunks(hs->tail_off, hs->cfg.chunk_size);
+
+	if (!sha256 || lfs_digest_parse(sha256, hs->dg_listed) || lfs_coverage_init(&hs->dg_seen, n))
+		return;
+	hs->dg_ctx = ctx;
+	hs->hc.digest_chunks = n;
+	hs->hc.digest_state = LFS_HTTP_DIGEST_PENDING;
+	pthread_mutex_lock(&hs->lock);
+	dg_start(hs);
+	pthread_mutex_unlock(&hs->lock);
+}
+
+void lfs_source_http_digest_known(struct lfs_source *src)
+{
+	struct http_source *hs = (struct http_source *)src;
+
+	if (!src || src->ops != &http_ops)
+		return;
+	pthread_mutex_lock(&hs->lock);
+	if (digest_state(hs) == LFS_HTTP_DIGEST_PENDING)
+		__atomic_store_n(&hs->hc.digest_state, LFS_HTTP_DIGEST_VERIFIED, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&hs->dg_cv);
+	pthread_mutex_unlock(&hs->lock);
 }
 
 static void source_free(struct http_source *hs)
@@ -1766,6 +1970,8 @@ static void source_free(struct http_source *hs)
 	pthread_cond_destroy(&hs->pool_cv);
 	pthread_cond_destroy(&hs->ra_cv);
 	pthread_cond_destroy(&hs->wr_cv);
+	pthread_cond_destroy(&hs->dg_cv);
+	lfs_coverage_free(&hs->dg_seen);
 	if (hs->secret_key)
 		memset(hs->secret_key, 0, strlen(hs->secret_key));
 	if (hs->token_header)
@@ -1781,21 +1987,44 @@ static void source_free(struct http_source *hs)
 	free(hs);
 }
 
-static void http_close(struct lfs_source *src)
+/* Once stopping is set (under lock) no thread starts any more, so the
+ * started flags can be read without it here; a joined thread's flag
+ * becomes 2, so that a second stop joins nothing. */
+static void stop_threads(struct http_source *hs)
 {
-	struct http_source *hs = (struct http_source *)src;
-
 	pthread_mutex_lock(&hs->lock);
 	__atomic_store_n(&hs->stopping, 1, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&hs->ra_cv);
 	pthread_cond_broadcast(&hs->wr_cv);
+	pthread_cond_broadcast(&hs->dg_cv);
 	pthread_mutex_unlock(&hs->lock);
-	if (hs->ra_started == 1)
+	if (hs->dg_started == 1) {
+		pthread_join(hs->dg_thread, NULL);
+		pthread_mutex_lock(&hs->lock);
+		hs->dg_started = 2;
+		pthread_mutex_unlock(&hs->lock);
+	}
+	if (hs->ra_started == 1) {
 		pthread_join(hs->ra_thread, NULL);
-	/* after read-ahead, whose chunks it may still be given; it writes what
-	 * it holds, for the next mount */
-	if (hs->wr_started == 1)
+		pthread_mutex_lock(&hs->lock);
+		hs->ra_started = 2;
+		pthread_mutex_unlock(&hs->lock);
+	}
+	/* after read-ahead and the hasher, whose chunks it may still be given;
+	 * it writes what it holds, for the next mount */
+	if (hs->wr_started == 1) {
 		pthread_join(hs->wr_thread, NULL);
+		pthread_mutex_lock(&hs->lock);
+		hs->wr_started = 2;
+		pthread_mutex_unlock(&hs->lock);
+	}
+}
+
+static void http_close(struct lfs_source *src)
+{
+	struct http_source *hs = (struct http_source *)src;
+
+	stop_threads(hs);
 	source_free(hs);
 }
 
@@ -1873,6 +2102,7 @@ static int source_new(const char *url, const struct lfs_http_config *cfg,
 	pthread_cond_init(&hs->pool_cv, &ca);
 	pthread_cond_init(&hs->ra_cv, &ca);
 	pthread_cond_init(&hs->wr_cv, &ca);
+	pthread_cond_init(&hs->dg_cv, &ca);
 	pthread_condattr_destroy(&ca);
 	hs->lru.lru_next = hs->lru.lru_prev = &hs->lru;
 	hs->src.ops = &http_ops;
@@ -2295,6 +2525,7 @@ int lfs_source_http_open_many(struct lfs_http_open *objs, size_t n,
 		if (!objs[i].rc) {
 			o->hs->free_handles[o->hs->nfree++] = o->h;
 			o->hs->nmade = 1;
+			dg_setup(o->hs, objs[i].sha256, objs[i].digest_ctx);
 			objs[i].src = &o->hs->src;
 		} else {
 			if (o->x.opening)
@@ -2349,7 +2580,21 @@ void lfs_source_http_start(struct lfs_source *src)
 		return;
 	pthread_mutex_lock(&hs->lock);
 	hs->threads_ok = 1;
+	dg_start(hs);
 	pthread_mutex_unlock(&hs->lock);
+}
+
+int lfs_source_http_untrusted(const struct lfs_source *src)
+{
+	return src && src->ops == &http_ops &&
+	       __atomic_load_n(&((const struct http_source *)src)->hc.digest_state, __ATOMIC_ACQUIRE) ==
+		       LFS_HTTP_DIGEST_MISMATCH;
+}
+
+void lfs_source_http_stop(struct lfs_source *src)
+{
+	if (src && src->ops == &http_ops)
+		stop_threads((struct http_source *)src);
 }
 
 void lfs_source_http_name(const char *url, char *buf, size_t len)

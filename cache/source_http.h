@@ -45,6 +45,19 @@
  * one of the URLs: that source shares nothing with the disk (counted in
  * disk_conflict).
  *
+ * The listed digest: an object opened with its SHA-256 (lfs_http_open's
+ * sha256) is checked against it once every byte has been fetched.  Each
+ * chunk is marked when it becomes ready (fetched, or found on the disk);
+ * a hasher thread of the source's own, at the lowest priority, hashes the
+ * chunks in order as they become ready, while they are still in memory
+ * (a reader going in order costs no second read of anything), and a chunk
+ * it finds gone once read is read back from the disk tier, or, with none
+ * and only once every chunk was fetched, fetched again.  The tail, held
+ * for the source's life, comes last.  A match is reported; a mismatch
+ * makes every later read fail with -EIO, removes the object's records
+ * from the disk tier (lfs_disk_forget_object) and is reported (on_digest)
+ * so that the caller can log it and drop what it keyed by that digest.
+ *
  * Faults: connect and transfer timeouts; 5xx, 429, resets, short bodies and
  * bad ranges are retried with capped exponential backoff and jitter.  A read
  * waits at most `remote_timeout` seconds in all, then fails with -ETIMEDOUT;
@@ -76,6 +89,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "digest.h"
 #include "source.h"
 
 struct lfs_disk;
@@ -116,6 +130,23 @@ struct lfs_http_config {
 	/* The host's disk tier (see above); NULL: none.  The caller keeps it
 	 * open until every source opened with it is closed. */
 	struct lfs_disk *disk;
+	/* Called once for a source opened with a SHA-256, when every byte of
+	 * it has been fetched and hashed, from the hasher thread with no lock
+	 * held: match is 1 when the digest is the listed one, actual is the
+	 * one the bytes have; ctx is the object's digest_ctx.  On a mismatch
+	 * the source already fails every read (-EIO) and its records are gone
+	 * from the disk tier.  NULL: nobody is told (the state is still in
+	 * the counters). */
+	void (*on_digest)(void *ctx, struct lfs_source *src, int match,
+			  const unsigned char actual[LFS_DIGEST_LEN]);
+};
+
+/* The listed SHA-256 of a source (lfs_http_counters.digest_state). */
+enum lfs_http_digest {
+	LFS_HTTP_DIGEST_UNLISTED,	/* none listed: nothing to check */
+	LFS_HTTP_DIGEST_PENDING,	/* not every byte fetched and hashed yet */
+	LFS_HTTP_DIGEST_VERIFIED,	/* every byte hashed (or known before): the listed one */
+	LFS_HTTP_DIGEST_MISMATCH,	/* every byte hashed: another; reads fail with -EIO */
 };
 
 #define LFS_HTTP_CHUNK_DEFAULT (256u * 1024)
@@ -138,7 +169,9 @@ int lfs_source_http_open(const char *url, const struct lfs_http_config *cfg,
 struct lfs_http_open {
 	const char *url;	/* in */
 	const char *sha256;	/* in: the object's SHA-256 in hex as listed, or NULL:
-				 * names its records in the disk tier */
+				 * names its records in the disk tier, and is
+				 * checked once every byte was fetched */
+	void *digest_ctx;	/* in: handed to cfg->on_digest */
 	struct lfs_source *src;	/* out: the source, or NULL */
 	int rc;			/* out: 0 or a negative errno, as lfs_source_http_open */
 	char err[512];		/* out: the one-line reason when rc != 0 */
@@ -177,6 +210,13 @@ struct lfs_http_counters {
 	uint64_t disk_pending;	/* chunks waiting for the writer now */
 	uint64_t disk_conflict;	/* 1: the tail differs from the one on disk under
 				 * the same SHA-256: nothing shared */
+	/* the listed SHA-256 */
+	uint64_t digest_state;	/* enum lfs_http_digest */
+	uint64_t digest_chunks;	/* chunks before the tail (0 when nothing is listed) */
+	uint64_t digest_seen;	/* of them, ready at least once (fetched or found on disk) */
+	uint64_t digest_bytes;	/* bytes hashed so far */
+	uint64_t digest_disk;	/* chunks hashed from the disk (gone from memory) */
+	uint64_t digest_refetched; /* chunks fetched again to be hashed (gone from both) */
 };
 
 /* Fails (-EINVAL) when src is not a remote source. */
@@ -185,6 +225,23 @@ int lfs_source_http_counters(const struct lfs_source *src, struct lfs_http_count
 /* Lets a source opened with defer_threads start its threads, in the
  * process that will serve it.  Not a remote source: ignored. */
 void lfs_source_http_start(struct lfs_source *src);
+
+/* The source's listed SHA-256 is known to be its bytes' (this host
+ * hashed this version of the object before): nothing is hashed.  Not a
+ * remote source, or nothing listed: ignored. */
+void lfs_source_http_digest_known(struct lfs_source *src);
+
+/* 1 once the source's bytes proved not to be its listed SHA-256 (every
+ * read fails with -EIO from then on; on_digest follows).  An atomic load:
+ * cheap enough for every read. */
+int lfs_source_http_untrusted(const struct lfs_source *src);
+
+/* Stops the source's threads: read-ahead, the hasher, and the disk writer
+ * once it has written what it holds.  Once it returns, no on_digest call
+ * is made or under way, and nothing more is written to the disk tier.  For
+ * closing: reads after it fail.  lfs_source_close does it too.  Not a
+ * remote source: ignored. */
+void lfs_source_http_stop(struct lfs_source *src);
 
 /* How messages name `url`: without query string or user information. */
 void lfs_source_http_name(const char *url, char *buf, size_t len);

@@ -307,6 +307,14 @@ static void *ready_thread(void *arg)
  * (`layerfs trace stop`); SIGHUP is ignored (nothing can be reloaded in
  * place: the tree and its inode numbers are fixed for the mount's life).
  * Taken synchronously so they can take locks. */
+/* A layer found untrusted: the kernel's pages of its files go, so that
+ * every later read of them reaches the daemon and fails (fs/stack.c,
+ * on_remote_digest).  From the source's hasher thread, never a worker. */
+static void drop_pages(void *ctx, uint64_t ino)
+{
+	lfs_inval_push_wait(ctx, (fuse_ino_t)ino);
+}
+
 static void *signal_thread(void *arg)
 {
 	struct daemon_state *d = arg;
@@ -622,6 +630,8 @@ static int run_daemon(struct daemon_state *d)
 	if (d->metrics_dir >= 0)
 		d->metrics_running = !pthread_create(&d->metrics_thread, NULL, metrics_thread, d);
 	d->ctx->inval = lfs_inval_start(d->se);
+	if (d->ctx->inval)
+		lfs_stack_set_on_untrusted(d->stack, drop_pages, d->ctx->inval);
 	lfs_stack_start(d->stack);
 	start_traces(d);
 	if (d->took_over)
@@ -651,6 +661,7 @@ static int run_daemon(struct daemon_state *d)
 		pthread_join(d->metrics_thread, NULL);
 		unlinkat(d->metrics_dir, d->metrics_name, 0);
 	}
+	lfs_stack_set_on_untrusted(d->stack, NULL, NULL);
 	lfs_inval_stop(d->ctx->inval);
 	d->ctx->inval = NULL;
 	stop_traces(d);

@@ -22,6 +22,10 @@ struct lfs_inval;
 struct lfs_inval *lfs_inval_start(struct fuse_session *se);
 /* Queues ino (once, while it is queued).  Never blocks on the kernel. */
 void lfs_inval_push(struct lfs_inval *iv, fuse_ino_t ino);
+/* The same, waiting for room instead of dropping it: for a background
+ * thread with many inodes to drop (a layer found untrusted), never for a
+ * worker. */
+void lfs_inval_push_wait(struct lfs_inval *iv, fuse_ino_t ino);
 /* Stops the thread after the queued invalidations; frees iv. */
 void lfs_inval_stop(struct lfs_inval *iv);
 

@@ -213,6 +213,7 @@ static void render(struct out *o, struct lfs_metrics *m, const struct lfs_stack_
 		{ "header", offsetof(struct lfs_stack_layer_stats, header_faults) },
 		{ "source", offsetof(struct lfs_stack_layer_stats, source_errors) },
 		{ "changed", offsetof(struct lfs_stack_layer_stats, changed_reads) },
+		{ "digest", offsetof(struct lfs_stack_layer_stats, digest_refused) },
 	};
 	uint64_t cum = 0;
 
@@ -237,12 +238,17 @@ static void render(struct out *o, struct lfs_metrics *m, const struct lfs_stack_
 	per_layer(o, m, st, labels, "served_bytes_total", "Bytes of the layer's files served.",
 		  offsetof(struct lfs_stack_layer_stats, bytes_served));
 	family(o, "faults_total", "counter",
-	       "Failures the log reports, by reason: data (a member's data is bad, EIO from then on), header (an entry's local header is bad), source (a read of the zip failed), changed (a read failed because the zip changed).");
+	       "Failures the log reports, by reason: data (a member's data is bad, EIO from then on), header (an entry's local header is bad), source (a read of the zip failed), changed (a read failed because the zip changed), digest (a read failed because the layer's bytes are not its listed sha256=).");
 	for (size_t i = 0; i < st->nlayers; i++)
 		for (size_t f = 0; f < sizeof(faults) / sizeof(faults[0]); f++)
 			put(o, "layerfs_faults_total{mount=\"%s\",layer=\"%s\",reason=\"%s\"} %llu\n",
 			    m->mount, labels[i], faults[f].reason,
 			    (unsigned long long)*(const uint64_t *)(const void *)((const char *)&st->layers[i] + faults[f].off));
+	family(o, "layer_digest_mismatch", "gauge",
+	       "1 once a remote layer's bytes, all fetched, proved not to have its listed sha256= (every read of it fails from then on), else 0.");
+	for (size_t i = 0; i < st->nlayers; i++)
+		put(o, "layerfs_layer_digest_mismatch{mount=\"%s\",layer=\"%s\"} %llu\n", m->mount,
+		    labels[i], (unsigned long long)st->layers[i].digest_mismatch);
 	family(o, "entry_problems", "gauge",
 	       "Entries found at mount not to be served as declared, by reason (only reasons a layer has).");
 	for (size_t i = 0; i < st->nlayers; i++)

@@ -47,6 +47,13 @@ struct lfs_layer {
 	int remote;			/* an http(s):// or s3:// object */
 	int digest_derived;		/* remote, no sha256=: digest is a key made
 					 * from its version, not its bytes' SHA-256 */
+	int untrusted;			/* atomic; 1 once a remote layer's bytes proved
+					 * not to have its listed sha256= */
+	int conflict;			/* remote: its tail differs from the one the
+					 * host holds under its sha256=, so one of the
+					 * lists naming it is wrong: it shares nothing
+					 * keyed by that digest (blocks, trees) */
+	uint64_t digest_refused;	/* atomic: reads refused for that */
 };
 
 struct lfs_stack {
@@ -72,6 +79,13 @@ struct lfs_stack {
 	uint64_t replay_ranges, replay_skipped, replay_bytes; /* atomic */
 	pthread_mutex_t slab_lock;	/* the handle slabs */
 	struct slab *slabs;
+	/* Told the inodes of a layer found untrusted (the front end drops
+	 * the kernel's pages of them); under hook_lock, which also makes a
+	 * tree's save and the removal of trees with an untrusted layer come
+	 * one after the other. */
+	pthread_mutex_t hook_lock;
+	void (*on_untrusted)(void *ctx, uint64_t ino);
+	void *untrusted_ctx;
 };
 
 /* Member handles are made in slabs: see lfs_member_init. */
@@ -114,9 +128,14 @@ void lfs_stack_free(struct lfs_stack *s)
 	if (!s)
 		return;
 	/* The pool's jobs end first (what is queued for the disk is written),
-	 * then the handles, which the reader counts, then the reader. */
+	 * then the remote sources' threads (their writers use the disk tier,
+	 * their hashers the layers, the disk and the trees), then the
+	 * handles, which the reader counts, then the reader. */
 	if (s->reader)
 		lfs_reader_wait_idle(s->reader);
+	for (size_t i = 0; i < s->nlayers; i++)
+		if (s->layers[i].remote)
+			lfs_source_http_stop(s->layers[i].zi->src);
 	for (size_t i = 0; i < s->nlayers; i++)
 		for (uint64_t j = 0; s->layers[i].members && j < s->layers[i].zi->count; j++)
 			lfs_member_destroy(s->layers[i].members[j]);
@@ -130,6 +149,7 @@ void lfs_stack_free(struct lfs_stack *s)
 		free(sl);
 	}
 	pthread_mutex_destroy(&s->slab_lock);
+	pthread_mutex_destroy(&s->hook_lock);
 	if (s->digests_fd >= 0)
 		close(s->digests_fd);
 	if (s->trees_fd >= 0)
@@ -152,6 +172,16 @@ static struct lfs_layer *owner_of(struct lfs_stack *s, void *owner, uint64_t *en
 	return NULL;
 }
 
+/* A remote layer whose bytes proved not to be its listed sha256=: its
+ * source knows first (and fails its reads), the layer once on_remote_digest
+ * ran.  Either way nothing of it is served, and nothing more logged about
+ * its reads than that one line. */
+static int untrusted(const struct lfs_layer *l)
+{
+	return l->remote && (__atomic_load_n(&l->untrusted, __ATOMIC_ACQUIRE) ||
+			     lfs_source_http_untrusted(l->zi->src));
+}
+
 /* A layer whose bytes changed under the mount: each read counted, one line
  * for the layer. */
 static void changed(struct lfs_layer *l, const char *why, const char *name)
@@ -171,8 +201,8 @@ static void on_fault(void *ctx, void *owner, enum lfs_fault kind, const char *wh
 	const struct lfs_zip_entry *e;
 	char name[256];
 
-	if (!l)
-		return;
+	if (!l || untrusted(l))
+		return;	/* logged once, when its digest proved wrong */
 	e = &l->zi->entries[i];
 	lfs_log_name(name, sizeof(name), lfs_zip_name(l->zi, e), e->name_len);
 	switch (kind) {
@@ -272,18 +302,34 @@ static uint64_t member_key(const struct lfs_zip_entry *e)
 	return e->lho << 8 | e->variant;
 }
 
-/* A remote layer is never hashed at mount (that would fetch all of it):
- * the listed digest is taken as given, and without one the layer is keyed
- * by its version (URL without query, ETag and size), under a prefix no
- * zip's SHA-256 can be made to equal. */
-static int identify_remote(struct lfs_layer *l, const struct lfs_source *src,
+/* A remote layer is not hashed at mount (that would fetch all of it): the
+ * listed digest names it from the start, and its source checks it once
+ * every byte has been fetched (on_remote_digest).  What this host learnt
+ * that way of this version of the object is remembered (the digest memo,
+ * by its version: URL without query, ETag and size): a digest it found
+ * before is trusted without hashing again, one it found wrong refuses the
+ * stack, as a local layer's would.  Without sha256= the layer is keyed by
+ * its version, under a prefix no zip's SHA-256 can be made to equal. */
+static int identify_remote(struct lfs_stack *s, struct lfs_layer *l, struct lfs_source *src,
 			   const struct lfs_layer_spec *spec, const char *listname, char *err,
 			   size_t errlen)
 {
 	if (spec->sha256) {
+		unsigned char seen[LFS_DIGEST_LEN];
+		char hex[LFS_DIGEST_HEX];
+
 		if (lfs_digest_parse(spec->sha256, l->digest))
 			return lfs_errf(err, errlen, -EINVAL, "%s:%u: bad sha256=", listname,
 					spec->line);
+		if (s->digests_fd >= 0 && lfs_digest_memo_get(s->digests_fd, src->version, seen) == 0) {
+			if (memcmp(seen, l->digest, LFS_DIGEST_LEN)) {
+				lfs_digest_hex(seen, hex);
+				return lfs_errf(err, errlen, -EINVAL,
+						"%s:%u: %s: its SHA-256 is %s, the list says sha256=%s (this host read all of it before)",
+						listname, spec->line, spec->path, hex, spec->sha256);
+			}
+			lfs_source_http_digest_known(src);
+		}
 	} else {
 		char key[LFS_SOURCE_ID_MAX + 32];
 
@@ -307,7 +353,7 @@ static int identify(struct lfs_stack *s, struct lfs_layer *l, struct lfs_source 
 	int have, rc;
 
 	if (l->remote)
-		return identify_remote(l, src, spec, listname, err, errlen);
+		return identify_remote(s, l, src, spec, listname, err, errlen);
 	have = s->digests_fd >= 0 && lfs_digest_memo_get(s->digests_fd, version, seen) == 0;
 
 	if (!spec->sha256) {
@@ -440,18 +486,70 @@ static void save_tree(struct lfs_stack *s, const struct lfs_treecache_key *key)
 static void digests_complete(struct lfs_stack *s)
 {
 	struct lfs_treecache_key key;
-	static pthread_mutex_t once = PTHREAD_MUTEX_INITIALIZER;
+	int untrusted = 0;
 
 	if (s->trees_fd < 0)
 		return;
 	for (size_t i = 0; i < s->nlayers; i++)
 		if (!__atomic_load_n(&s->layers[i].digest_known, __ATOMIC_ACQUIRE))
 			return;
-	pthread_mutex_lock(&once); /* the last two layers' jobs may both get here */
-	if (!s->tree_cached && !__atomic_load_n(&s->tree_saved, __ATOMIC_ACQUIRE) &&
+	/* the last two layers' jobs may both get here; and a layer found
+	 * untrusted meanwhile has its trees removed under the same lock */
+	pthread_mutex_lock(&s->hook_lock);
+	for (size_t i = 0; i < s->nlayers; i++)
+		untrusted |= __atomic_load_n(&s->layers[i].untrusted, __ATOMIC_ACQUIRE) ||
+			     s->layers[i].conflict;
+	if (!untrusted && !s->tree_cached && !__atomic_load_n(&s->tree_saved, __ATOMIC_ACQUIRE) &&
 	    stack_key(s, NULL, s->nlayers, &key) == 0)
 		save_tree(s, &key);
-	pthread_mutex_unlock(&once);
+	pthread_mutex_unlock(&s->hook_lock);
+}
+
+/* A remote layer's listed digest, checked by its source once every byte
+ * was fetched (from the source's hasher thread, after lfs_stack_start).
+ * A match is remembered for the next mount.  A mismatch: the layer's bytes
+ * cannot be trusted, so every read of it fails with EIO from now on, one
+ * line says so, what the host keyed by that digest goes (the source has
+ * removed its chunks; here the blocks, resume points, CRC tables and the
+ * trees with it), the kernel's pages of its files are dropped, and the
+ * memo remembers the digest the bytes have, so that a later mount of the
+ * same list is refused at once. */
+static void on_remote_digest(void *ctx, struct lfs_source *src, int match,
+			     const unsigned char actual[LFS_DIGEST_LEN])
+{
+	struct lfs_layer *l = ctx;
+	struct lfs_stack *s = l->stack;
+	char hex[LFS_DIGEST_HEX], listed[LFS_DIGEST_HEX];
+	size_t i = (size_t)(l - s->layers);
+
+	if (s->digests_fd >= 0)
+		(void)lfs_digest_memo_put(s->digests_fd, src->version, actual);
+	if (match) {
+		lfs_debug("%s: every byte fetched; its SHA-256 is the listed one", l->zi->path);
+		return;
+	}
+	__atomic_store_n(&l->untrusted, 1, __ATOMIC_RELEASE);
+	lfs_digest_hex(actual, hex);
+	lfs_digest_hex(l->digest, listed);
+	lfs_err("%s: its SHA-256 is %s, the list says sha256=%s; its bytes cannot be trusted: reads of it fail with EIO, and cache_dir keeps nothing of it",
+		l->zi->path, hex, listed);
+	/* nothing more of it goes to the disk, then what is there goes (a
+	 * layer in conflict put nothing there: what is there is another
+	 * object's, which may well have the digest) */
+	__atomic_store_n(&l->disk, NULL, __ATOMIC_RELEASE);
+	if (s->disk && !l->conflict)
+		(void)lfs_disk_forget_layer(s->disk, l->digest);
+	pthread_mutex_lock(&s->hook_lock);
+	if (s->trees_fd >= 0 && !l->conflict)
+		(void)lfs_treecache_forget(s->trees_fd, l->digest);
+	if (s->on_untrusted)
+		for (uint64_t ino = 1; ino <= lfs_tree_count(s->tree); ino++) {
+			const struct lfs_node *n = lfs_tree_node(s->tree, ino);
+
+			if (!S_ISDIR(n->mode) && n->layer == i)
+				s->on_untrusted(s->untrusted_ctx, ino);
+		}
+	pthread_mutex_unlock(&s->hook_lock);
 }
 
 /* Opens every layer's bytes: local files one by one, then every remote
@@ -486,9 +584,11 @@ static int open_sources(struct lfs_stack *s, const struct lfs_stack_config *cfg,
 	for (size_t i = 0; i < list->count; i++)
 		if (urls[i]) {
 			objs[k].url = urls[i];
+			objs[k].digest_ctx = &s->layers[i];
 			objs[k++].sha256 = list->layers[i].sha256;
 		}
 	http.disk = s->disk;
+	http.on_digest = on_remote_digest;
 	http.defer_threads = 1; /* until lfs_stack_start, after the daemon's fork */
 	(void)lfs_source_http_open_many(objs, nremote, &http);
 	k = 0;
@@ -546,7 +646,7 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 	struct lfs_treecache_key tree_key;
 	struct lfs_stack *s;
 	double t0 = now_seconds();
-	int all_known = 1, have_key = 0;
+	int all_known = 1, have_key = 0, shared = 1;
 	size_t max_layers = cfg->max_layers ? cfg->max_layers : LFS_TREE_MAX_LAYERS;
 	int rc;
 
@@ -573,6 +673,7 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 	s->digests_fd = -1;
 	s->trees_fd = -1;
 	pthread_mutex_init(&s->slab_lock, NULL);
+	pthread_mutex_init(&s->hook_lock, NULL);
 	s->max_entries = cfg->max_entries;
 	s->max_total = cfg->max_total_entries;
 	s->max_name = cfg->max_name;
@@ -621,13 +722,19 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 		if (rc)
 			goto fail;
 		all_known = all_known && l->digest_known;
+		if (l->remote) {
+			struct lfs_http_counters hc;
+
+			l->conflict = lfs_source_http_counters(srcs[i], &hc) == 0 && hc.disk_conflict;
+			shared = shared && !l->conflict;
+		}
 	}
 	rc = check_same_digest(s, &list, cfg->list_path, err, errlen);
 	if (rc)
 		goto fail;
 	/* A stack this host mounted before: its tree and indexes as they were
 	 * written then, no central directory parsed. */
-	if (s->trees_fd >= 0 && all_known) {
+	if (s->trees_fd >= 0 && all_known && shared) {
 		rc = stack_key(s, srcs, list.count, &tree_key);
 		if (rc)
 			goto fail;
@@ -690,7 +797,8 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 	rcfg.fault_ctx = s;
 	rcfg.disk = s->disk;
 	for (size_t i = 0; i < s->nlayers; i++)
-		attach_disk(s, &s->layers[i]);
+		if (!s->layers[i].conflict)
+			attach_disk(s, &s->layers[i]);
 	s->reader = lfs_reader_new(&rcfg);
 	if (!s->tree || !s->reader) {
 		rc = -ENOMEM;
@@ -707,9 +815,7 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 	if (s->tree_cached)
 		lfs_debug("the stack's tree came from cache_dir");
 	for (size_t i = 0; i < s->nlayers; i++) {
-		struct lfs_http_counters hc;
-
-		if (lfs_source_http_counters(s->layers[i].zi->src, &hc) == 0 && hc.disk_conflict)
+		if (s->layers[i].conflict)
 			lfs_warn("%s: its end differs from what this host holds under sha256=%s: one of the lists naming that digest is wrong; it shares nothing with cache_dir",
 				 s->layers[i].zi->path, list.layers[i].sha256);
 	}
@@ -861,6 +967,11 @@ static int member_of(struct lfs_stack *s, uint64_t ino, struct lfs_member **out)
 	if (S_ISDIR(n->mode))
 		return -EISDIR;
 	l = &s->layers[n->layer];
+	if (untrusted(l)) {
+		/* its bytes are not the listed ones: not even what is cached */
+		__atomic_add_fetch(&l->digest_refused, 1, __ATOMIC_RELAXED);
+		return -EIO;
+	}
 	slot = &l->members[n->entry];
 	m = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
 	if (m) {
@@ -1078,6 +1189,10 @@ void lfs_stack_get_stats(struct lfs_stack *s, struct lfs_stack_stats *out)
 		o->data_faults = load(&l->data_faults);
 		o->source_errors = load(&l->source_errors);
 		o->changed_reads = load(&l->changed_reads);
+		o->digest_refused = load(&l->digest_refused);
+		o->digest_mismatch = (uint64_t)__atomic_load_n(&l->untrusted, __ATOMIC_ACQUIRE);
+		out->digest_refused += o->digest_refused;
+		out->digest_mismatches += o->digest_mismatch;
 		/* An entry whose local header proved bad is remembered with an
 		 * offset no data can have (past the end of the file). */
 		for (uint64_t j = 0; j < l->zi->count; j++)
@@ -1095,13 +1210,29 @@ void lfs_stack_get_stats(struct lfs_stack *s, struct lfs_stack_stats *out)
 /* What a remote layer's source did: layer.N.remote_* lines. */
 static int remote_stats(const struct lfs_layer *l, size_t i, char *buf, size_t size, size_t *len)
 {
+	static const char *const states[] = {
+		[LFS_HTTP_DIGEST_UNLISTED] = "unlisted", [LFS_HTTP_DIGEST_PENDING] = "pending",
+		[LFS_HTTP_DIGEST_VERIFIED] = "verified", [LFS_HTTP_DIGEST_MISMATCH] = "mismatch",
+	};
 	struct lfs_http_counters c;
 	uint64_t errors;
+	int rc;
 
 	if (lfs_source_http_counters(l->zi->src, &c))
 		return 0;
 	errors = c.err_timeout + c.err_connect + c.err_transfer + c.err_throttled + c.err_5xx +
 		 c.err_4xx + c.err_range + c.err_stale;
+	rc = append(buf, size, len,
+		    "layer.%zu.remote_digest %s\nlayer.%zu.remote_digest_chunks %llu\n"
+		    "layer.%zu.remote_digest_seen %llu\nlayer.%zu.remote_digest_bytes %llu\n"
+		    "layer.%zu.remote_digest_disk %llu\nlayer.%zu.remote_digest_refetched %llu\n"
+		    "layer.%zu.digest_refused %llu\n",
+		    i, c.digest_state < sizeof(states) / sizeof(states[0]) ? states[c.digest_state] : "?",
+		    i, (unsigned long long)c.digest_chunks, i, (unsigned long long)c.digest_seen, i,
+		    (unsigned long long)c.digest_bytes, i, (unsigned long long)c.digest_disk, i,
+		    (unsigned long long)c.digest_refetched, i, load(&l->digest_refused));
+	if (rc)
+		return rc;
 	return append(buf, size, len,
 		      "layer.%zu.remote_requests %llu\nlayer.%zu.remote_bytes_fetched %llu\n"
 		      "layer.%zu.remote_retries %llu\nlayer.%zu.remote_errors %llu\n"
@@ -1154,7 +1285,8 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    "hits %llu\nmisses %llu\nevictions %llu\n"
 		    "bytes_read %llu\nbytes_inflated %llu\n"
 		    "resume_points %llu\nresume_points_made %llu\nmembers_failed %llu\n"
-		    "header_faults %llu\nchanged_reads %llu\nentry_problems %llu\n"
+		    "header_faults %llu\nchanged_reads %llu\ndigest_mismatches %llu\n"
+		    "digest_refused %llu\nentry_problems %llu\n"
 		    "source_errors %llu\nstream_waits %llu\ndemand_fills %llu\nprefetch_waits %llu\n"
 		    "readahead_jobs %llu\n"
 		    "pool_threads %u\npool_queued %llu\nspare_bytes %llu\n"
@@ -1178,6 +1310,7 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    (unsigned long long)r->bytes_inflated, (unsigned long long)r->cache.resume_points,
 		    (unsigned long long)r->resume_points_made, (unsigned long long)st->members_failed,
 		    (unsigned long long)header_faults, (unsigned long long)changed,
+		    (unsigned long long)st->digest_mismatches, (unsigned long long)st->digest_refused,
 		    (unsigned long long)st->problems, (unsigned long long)r->source_errors,
 		    (unsigned long long)r->stream_waits, (unsigned long long)r->demand_fills,
 		    (unsigned long long)r->prefetch_waits, (unsigned long long)r->readahead_jobs,
@@ -1309,3 +1442,11 @@ void lfs_stack_note_replay(struct lfs_stack *s, uint64_t ranges, uint64_t skippe
 	__atomic_add_fetch(&s->replay_bytes, bytes, __ATOMIC_RELAXED);
 }
 void lfs_stack_wait_idle(struct lfs_stack *s) { lfs_reader_wait_idle(s->reader); }
+
+void lfs_stack_set_on_untrusted(struct lfs_stack *s, void (*fn)(void *ctx, uint64_t ino), void *ctx)
+{
+	pthread_mutex_lock(&s->hook_lock);
+	s->on_untrusted = fn;
+	s->untrusted_ctx = ctx;
+	pthread_mutex_unlock(&s->hook_lock);
+}

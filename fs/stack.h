@@ -131,6 +131,9 @@ struct lfs_stack_layer_stats {
 	uint64_t header_faults;		/* entries whose local header is bad (EIO) */
 	uint64_t source_errors;		/* reads of the zip that failed */
 	uint64_t changed_reads;		/* reads failed because the zip changed */
+	uint64_t digest_refused;	/* reads failed because its bytes are not its sha256= */
+	uint64_t digest_mismatch;	/* 1 once a remote layer's bytes proved not to be
+					 * its sha256= (every read fails from then on) */
 	uint64_t problems[LFS_PROBLEM_COUNT];
 };
 
@@ -141,6 +144,8 @@ struct lfs_stack_stats {
 	uint64_t entries, zip_bytes, unzipped_bytes;
 	uint64_t members_failed;	/* data and header faults of every layer */
 	uint64_t problems;		/* entry problems of every layer */
+	uint64_t digest_mismatches;	/* layers whose bytes are not their sha256= */
+	uint64_t digest_refused;	/* reads failed for that, of every layer */
 	double open_seconds;
 	struct lfs_stack_layer_stats layers[LFS_TREE_MAX_LAYERS];
 };
@@ -163,6 +168,13 @@ void lfs_stack_drop_blocks(struct lfs_stack *s);
 void lfs_stack_set_observer(struct lfs_stack *s,
 			    void (*fn)(void *ctx, uint64_t ino, uint64_t off, size_t len),
 			    void *ctx);
+
+/* Called, from a background thread, for every file and symlink of a
+ * layer once its bytes proved not to be its listed sha256= (every read
+ * of it fails with EIO from then on): for dropping what the kernel caches
+ * of them.  NULL stops it; a call under way is over once this returns. */
+void lfs_stack_set_on_untrusted(struct lfs_stack *s, void (*fn)(void *ctx, uint64_t ino),
+				void *ctx);
 
 /* Layer i's identity in a trace: "sha256:HEX" when its digest is known,
  * else "version:" and its source's version. */

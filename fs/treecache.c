@@ -2,6 +2,7 @@
 
 #include "../cache/hostdir.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libdeflate.h>
@@ -12,14 +13,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAGIC "LFTREE01"
+/* The file's format; files of an older one fail the check and are made
+ * again.  The key's prefix stays, so such a file is found and replaced. */
+#define MAGIC "LFTREE02"
+#define KEY_MAGIC "LFTREE01"
 #define MAX_LAYERS LFS_TREE_MAX_LAYERS
 
 /* The file: this head, then each part (aligned to 8) where the table
- * says.  crc covers every byte after the head. */
+ * says.  crc covers every byte after the head.  The layers' digests are
+ * there for lfs_treecache_forget (the key is a hash of them). */
 struct head {
 	char magic[8];
 	unsigned char key[LFS_DIGEST_LEN];
+	unsigned char digests[MAX_LAYERS][LFS_DIGEST_LEN];
 	uint64_t nlayers;
 	uint64_t size;			/* of the whole file */
 	uint64_t off[MAX_LAYERS + 1];	/* layer i's flat index; [nlayers]: the tree */
@@ -43,11 +49,14 @@ void lfs_treecache_key(const unsigned char (*digests)[LFS_DIGEST_LEN], const int
 	uint64_t layout[] = { sizeof(struct lfs_node), sizeof(struct lfs_zip_entry), max_entries,
 			      max_total, max_name, n };
 
-	memcpy(buf, MAGIC, 8);
+	memcpy(buf, KEY_MAGIC, 8);
 	len = 8;
 	memcpy(buf + len, layout, sizeof(layout));
 	len += sizeof(layout);
+	memset(key->digests, 0, sizeof(key->digests));
+	key->n = n < MAX_LAYERS ? n : MAX_LAYERS;
 	for (size_t i = 0; i < n && i < MAX_LAYERS; i++) {
+		memcpy(key->digests[i], digests[i], LFS_DIGEST_LEN);
 		memcpy(buf + len, digests[i], LFS_DIGEST_LEN);
 		len += LFS_DIGEST_LEN;
 		memcpy(buf + len, &mtimes[i], 8);
@@ -145,6 +154,7 @@ int lfs_treecache_save(int dirfd, const struct lfs_treecache_key *key,
 	memset(&h, 0, sizeof(h));
 	memcpy(h.magic, MAGIC, 8);
 	memcpy(h.key, key->k, LFS_DIGEST_LEN);
+	memcpy(h.digests, key->digests, sizeof(h.digests));
 	h.nlayers = n;
 	for (size_t i = 0; i <= n; i++) {
 		h.off[i] = size;
@@ -184,4 +194,37 @@ int lfs_treecache_save(int dirfd, const struct lfs_treecache_key *key,
 		unlinkat(dirfd, tmp, 0);
 	free(buf);
 	return rc;
+}
+
+int lfs_treecache_forget(int dirfd, const unsigned char digest[LFS_DIGEST_LEN])
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+	int removed = 0;
+
+	if (!dir) {
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	while ((de = readdir(dir))) {
+		struct head h;
+		int f, hit = 0;
+
+		if (de->d_name[0] == '.')
+			continue;	/* ".", "..", a writer's temporary file */
+		f = openat(dirfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+		if (f < 0)
+			continue;
+		if (pread(f, &h, sizeof(h), 0) == (ssize_t)sizeof(h) && !memcmp(h.magic, MAGIC, 8) &&
+		    h.nlayers <= MAX_LAYERS)
+			for (uint64_t i = 0; i < h.nlayers && !hit; i++)
+				hit = !memcmp(h.digests[i], digest, LFS_DIGEST_LEN);
+		close(f);
+		if (hit && unlinkat(dirfd, de->d_name, 0) == 0)
+			removed++;
+	}
+	closedir(dir);
+	return removed;
 }

@@ -24,6 +24,9 @@ struct lfs_treecache;
 
 struct lfs_treecache_key {
 	unsigned char k[LFS_DIGEST_LEN];
+	/* what it was made of, written into the file for lfs_treecache_forget */
+	unsigned char digests[LFS_TREE_MAX_LAYERS][LFS_DIGEST_LEN];
+	size_t n;
 };
 
 /* The key of a stack of n layers. */
@@ -45,5 +48,10 @@ void lfs_treecache_free(struct lfs_treecache *tc);
  * ignore it). */
 int lfs_treecache_save(int dirfd, const struct lfs_treecache_key *key,
 		       struct lfs_zip_index *const *zips, size_t n, const struct lfs_tree *tree);
+
+/* Removes every tree of directory dirfd with a layer of this digest (a
+ * layer whose bytes proved not to have it: nothing built from it may be
+ * served again).  The number removed, or a negative errno. */
+int lfs_treecache_forget(int dirfd, const unsigned char digest[LFS_DIGEST_LEN]);
 
 #endif

@@ -1,5 +1,6 @@
 #include "zipindex.h"
 
+#include "../cache/source_http.h"
 #include "log.h"
 
 #include <errno.h>
@@ -875,6 +876,8 @@ int lfs_zip_data_offset(struct lfs_zip_index *zi, uint64_t i, uint64_t *off)
 		rc = lfs_source_read(zi->src, hdr, LOCAL_LEN, e->lho);
 		if (rc == -ESTALE)
 			return rc; /* the layer changed: the caller says so, once a layer */
+		if (rc && lfs_source_http_untrusted(zi->src))
+			return -EIO; /* its digest proved wrong: logged once, by the stack */
 		if (rc) {
 			/* a source error: nothing is remembered, the next read
 			 * tries again */

@@ -155,6 +155,21 @@ static void read_file_compare(struct lfs_source *src, const char *name)
 	free(want);
 }
 
+/* Reads the first `chunks` chunks of the default size and the tail. */
+static void read_part_compare(struct lfs_source *src, const char *name, size_t chunks)
+{
+	size_t len, n = chunks * LFS_HTTP_CHUNK_DEFAULT;
+	unsigned char *want = load(name, &len), *buf = malloc(len);
+
+	assert_true(n + LFS_HTTP_TAIL_DEFAULT < len);
+	assert_int_equal(lfs_source_read(src, buf, n, 0), 0);
+	assert_memory_equal(buf, want, n);
+	assert_int_equal(lfs_source_read(src, buf, 1000, len - 1000), 0);
+	assert_memory_equal(buf, want + len - 1000, 1000);
+	free(buf);
+	free(want);
+}
+
 /* --- plain http -------------------------------------------------------- */
 
 static void test_open_reads_tail_once(void **state)
@@ -1037,7 +1052,9 @@ static void test_disk_shared_by_sha256(void **state)
 	src = open_sha(m, sha, &cfg); /* many.zip under small.zip's digest */
 	c = counters(src);
 	assert_int_equal(c.disk_conflict, 1);
-	read_file_compare(src, "many.zip");
+	/* not all of it: once every byte was fetched, the digest says it is
+	 * not small.zip (test_digest_mismatch) */
+	read_part_compare(src, "many.zip", 3);
 	assert_int_equal(counters(src).disk_hits, 0);
 	lfs_source_close(src);
 	host_close(&h);
@@ -1045,6 +1062,265 @@ static void test_disk_shared_by_sha256(void **state)
 	free(m);
 }
 
+
+/* --- the listed digest -------------------------------------------------- */
+
+struct told {
+	pthread_mutex_t lock;
+	int calls, match;
+	unsigned char actual[LFS_DIGEST_LEN];
+	struct lfs_source *src;
+};
+
+static void on_digest(void *ctx, struct lfs_source *src, int match,
+		      const unsigned char actual[LFS_DIGEST_LEN])
+{
+	struct told *t = ctx;
+
+	pthread_mutex_lock(&t->lock);
+	t->calls++;
+	t->match = match;
+	t->src = src;
+	memcpy(t->actual, actual, LFS_DIGEST_LEN);
+	pthread_mutex_unlock(&t->lock);
+}
+
+static struct lfs_source *open_told(const char *url, const char *sha256,
+				    const struct lfs_http_config *cfg, struct told *t)
+{
+	struct lfs_http_open o = { .url = url, .sha256 = sha256, .digest_ctx = t };
+
+	if (lfs_source_http_open_many(&o, 1, cfg))
+		fail_msg("open %s: %d %s", url, o.rc, o.err);
+	return o.src;
+}
+
+/* The hasher runs in the background at the lowest priority: waits for it
+ * to decide (a bound against a hang, not a timing). */
+static struct lfs_http_counters decided(struct lfs_source *src)
+{
+	struct lfs_http_counters c = counters(src);
+
+	for (int i = 0; i < 3000 && c.digest_state == LFS_HTTP_DIGEST_PENDING; i++) {
+		struct timespec ts = { 0, 20000000 };
+
+		nanosleep(&ts, NULL);
+		c = counters(src);
+	}
+	return c;
+}
+
+/* The call comes after the state is set (and, on a mismatch, after the
+ * records are gone): waits for it, as decided() does. */
+static void wait_told(struct told *t, int calls)
+{
+	for (int i = 0; i < 3000; i++) {
+		struct timespec ts = { 0, 20000000 };
+		int n;
+
+		pthread_mutex_lock(&t->lock);
+		n = t->calls;
+		pthread_mutex_unlock(&t->lock);
+		if (n >= calls)
+			return;
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void hex_of(const unsigned char d[LFS_DIGEST_LEN], char hex[LFS_DIGEST_HEX])
+{
+	lfs_digest_hex(d, hex);
+}
+
+/* Reads all of it once, in order or from the end back, in pieces of
+ * `piece`; with `tolerant`, a read may fail with EIO once the digest was
+ * found wrong (the hasher may finish before the last pieces are read). */
+static void read_all(struct lfs_source *src, const char *name, size_t piece, int backwards,
+		     int tolerant)
+{
+	size_t len;
+	unsigned char *want = load(name, &len), *buf = malloc(piece);
+	size_t pieces = (len + piece - 1) / piece;
+
+	for (size_t k = 0; k < pieces; k++) {
+		size_t i = backwards ? pieces - 1 - k : k, off = i * piece;
+		size_t n = len - off < piece ? len - off : piece;
+		int rc = lfs_source_read(src, buf, n, off);
+
+		if (rc == -EIO && tolerant &&
+		    counters(src).digest_state == LFS_HTTP_DIGEST_MISMATCH)
+			continue;
+		if (rc)
+			fail_msg("read %zu at %zu: %d", n, off, rc);
+		assert_memory_equal(buf, want + off, n);
+	}
+	free(buf);
+	free(want);
+}
+
+/* The listed digest is the bytes': read in order, every chunk is hashed
+ * from memory as it arrives (nothing read twice), and the source says so
+ * once, with the digest. */
+static void test_digest_verified_in_order(void **state)
+{
+	struct lfs_http_config cfg = { .on_digest = on_digest };
+	struct told t = { PTHREAD_MUTEX_INITIALIZER, 0, 0, { 0 }, NULL };
+	char *u = url_of(need("LFS_HTTP"), "small.zip"), sha[LFS_DIGEST_HEX], got[LFS_DIGEST_HEX];
+	struct lfs_source *src;
+	struct lfs_http_counters c;
+
+	(void)state;
+	sha_of("small.zip", sha);
+	src = open_told(u, sha, &cfg, &t);
+	c = counters(src);
+	assert_int_equal(c.digest_state, LFS_HTTP_DIGEST_PENDING);
+	assert_true(c.digest_chunks >= 10);
+	read_all(src, "small.zip", 100000, 0, 0);
+	c = decided(src);
+	assert_int_equal(c.digest_state, LFS_HTTP_DIGEST_VERIFIED);
+	assert_int_equal(c.digest_seen, c.digest_chunks);
+	assert_int_equal(c.digest_bytes, src->size);
+	assert_int_equal(c.digest_refetched, 0);
+	assert_int_equal(c.digest_disk, 0);
+	wait_told(&t, 1);
+	pthread_mutex_lock(&t.lock);
+	assert_int_equal(t.calls, 1);
+	assert_int_equal(t.match, 1);
+	assert_ptr_equal(t.src, src);
+	hex_of(t.actual, got);
+	assert_string_equal(got, sha);
+	pthread_mutex_unlock(&t.lock);
+	/* and it goes on serving */
+	read_file_compare(src, "small.zip");
+	lfs_source_close(src);
+
+	/* without a listed digest there is nothing to check */
+	src = open_told(u, NULL, &cfg, &t);
+	read_all(src, "small.zip", 1 << 20, 0, 0);
+	c = counters(src);
+	assert_int_equal(c.digest_state, LFS_HTTP_DIGEST_UNLISTED);
+	assert_int_equal(c.digest_chunks, 0);
+	lfs_source_close(src);
+	/* known to be right before (the stack's memo): nothing hashed */
+	src = open_told(u, sha, &cfg, &t);
+	lfs_source_http_digest_known(src);
+	c = counters(src);
+	assert_int_equal(c.digest_state, LFS_HTTP_DIGEST_VERIFIED);
+	read_all(src, "small.zip", 1 << 20, 0, 0);
+	assert_int_equal(counters(src).digest_bytes, 0);
+	lfs_source_close(src);
+	pthread_mutex_lock(&t.lock);
+	assert_int_equal(t.calls, 1);
+	pthread_mutex_unlock(&t.lock);
+	free(u);
+}
+
+/* Read from the end back through a cache far smaller than the object:
+ * the hasher cannot go in order while chunks arrive, and what it needs is
+ * gone from memory by the time it could.  Without a disk tier those
+ * chunks are fetched again, once every byte was fetched once; with one,
+ * they are read back from the disk. */
+static void test_digest_out_of_order(void **state)
+{
+	struct lfs_http_config cfg = { .chunk_size = 64 << 10, .cache_bytes = 1 << 20,
+				       .no_sequential = 1 };
+	char *u = url_of(need("LFS_HTTP"), "big.bin"), sha[LFS_DIGEST_HEX];
+	struct lfs_source *src;
+	struct lfs_http_counters c;
+	struct host h;
+
+	(void)state;
+	sha_of("big.bin", sha);
+	src = open_sha(u, sha, &cfg);
+	read_all(src, "big.bin", 64 << 10, 1, 0);
+	c = decided(src);
+	print_message("    no disk: %llu chunks, %llu fetched again\n",
+		      (unsigned long long)c.digest_chunks, (unsigned long long)c.digest_refetched);
+	assert_int_equal(c.digest_state, LFS_HTTP_DIGEST_VERIFIED);
+	assert_true(c.digest_refetched > 0);
+	assert_int_equal(c.digest_disk, 0);
+	assert_int_equal(c.digest_bytes, src->size);
+	lfs_source_close(src);
+
+	host_open(&h);
+	cfg.disk = h.disk;
+	src = open_sha(u, sha, &cfg);
+	read_all(src, "big.bin", 64 << 10, 1, 0);
+	c = decided(src);
+	print_message("    disk: %llu chunks, %llu from disk, %llu fetched again (%llu not written)\n",
+		      (unsigned long long)c.digest_chunks, (unsigned long long)c.digest_disk,
+		      (unsigned long long)c.digest_refetched, (unsigned long long)c.disk_skipped);
+	assert_int_equal(c.digest_state, LFS_HTTP_DIGEST_VERIFIED);
+	assert_true(c.digest_disk > 0);
+	/* only what the writer could not keep up with is fetched again */
+	assert_true(c.digest_refetched <= c.disk_skipped);
+	assert_int_equal(c.digest_bytes, src->size);
+	lfs_source_close(src);
+	host_close(&h);
+	free(u);
+}
+
+/* A listed digest that is not the bytes' (a valid zip, the wrong line):
+ * once every byte was fetched, the source says so with the real digest,
+ * fails every read from then on, and the host holds no record of the
+ * object any more; a second open under the same digest starts afresh. */
+static void test_digest_mismatch(void **state)
+{
+	struct host h;
+	struct lfs_http_config cfg = { .on_digest = on_digest };
+	struct told t = { PTHREAD_MUTEX_INITIALIZER, 0, 0, { 0 }, NULL };
+	char *u = url_of(need("LFS_HTTP"), "small.zip");
+	char wrong[LFS_DIGEST_HEX], right[LFS_DIGEST_HEX], got[LFS_DIGEST_HEX], id[128], rel[256];
+	unsigned char where[LFS_DIGEST_LEN], byte;
+	struct lfs_source *src;
+	struct lfs_http_counters c;
+	struct stat st;
+	char *p;
+
+	(void)state;
+	host_open(&h);
+	cfg.disk = h.disk;
+	sha_of("many.zip", wrong);
+	sha_of("small.zip", right);
+	snprintf(id, sizeof(id), "sha256 %s", wrong);
+	lfs_digest_bytes(id, strlen(id), where);
+	lfs_digest_hex(where, got);
+	snprintf(rel, sizeof(rel), "v1/objects/%s", got);
+	p = path_in(h.dir, rel);
+
+	src = open_told(u, wrong, &cfg, &t);
+	read_all(src, "small.zip", 100000, 0, 1);
+	c = decided(src);
+	assert_int_equal(c.digest_state, LFS_HTTP_DIGEST_MISMATCH);
+	assert_int_equal(c.digest_bytes, src->size);
+	wait_told(&t, 1);
+	pthread_mutex_lock(&t.lock);
+	assert_int_equal(t.calls, 1);
+	assert_int_equal(t.match, 0);
+	hex_of(t.actual, got);
+	assert_string_equal(got, right);
+	pthread_mutex_unlock(&t.lock);
+	/* every read fails now, even of what is in memory or the tail */
+	assert_int_equal(lfs_source_read(src, &byte, 1, 0), -EIO);
+	assert_int_equal(lfs_source_read(src, &byte, 1, src->size - 1), -EIO);
+	assert_int_equal(lfs_source_changed(src), 0); /* not stale: untrusted */
+	/* the records are gone, and stay gone */
+	assert_int_equal(stat(p, &st), -1);
+	lfs_source_close(src);
+	assert_int_equal(stat(p, &st), -1);
+
+	/* another open under the same digest: nothing held, the tail again */
+	src = open_told(u, wrong, &cfg, &t);
+	c = counters(src);
+	assert_int_equal(c.not_modified, 0);
+	assert_int_equal(c.digest_state, LFS_HTTP_DIGEST_PENDING);
+	assert_int_equal(lfs_source_read(src, &byte, 1, 0), 0);
+	assert_int_equal(counters(src).disk_hits, 0);
+	lfs_source_close(src);
+	host_close(&h);
+	free(p);
+	free(u);
+}
 
 /* defer_threads (a daemon that forks after opening): no thread before
  * lfs_source_http_start, fetched chunks written by the fetching thread
@@ -1105,6 +1381,9 @@ int main(void)
 		cmocka_unit_test(test_disk_replaced_object),
 		cmocka_unit_test(test_disk_shared_by_sha256),
 		cmocka_unit_test(test_disk_deferred_threads),
+		cmocka_unit_test(test_digest_verified_in_order),
+		cmocka_unit_test(test_digest_out_of_order),
+		cmocka_unit_test(test_digest_mismatch),
 	};
 
 	if (getenv("CMOCKA_TEST_FILTER"))

@@ -1,7 +1,9 @@
 /* The disk tier's source chunks (remote objects' bytes as fetched): they
  * round-trip, a chunk of another version of the object is a quiet miss,
  * damage is a miss with a note, and census, verify, prune and clear see
- * them beside the layers' blocks. */
+ * them beside the layers' blocks; forgetting an object or a layer digest
+ * removes its records, at every size, and nothing is read or written
+ * through its directories again. */
 #include "helpers.h"
 
 #include <errno.h>
@@ -196,12 +198,86 @@ static void test_census_verify_prune_clear(void **state)
 	assert_int_equal(c.records, 0);
 }
 
+/* What a digest that proved wrong names goes: an object's chunks and head
+ * at every chunk size, a layer's blocks, points and CRC tables at every
+ * block size; other objects and layers stay. */
+static void test_forget(void **state)
+{
+	static const unsigned char other[LFS_DIGEST_LEN] = { 0x07 };
+	static const unsigned char layer[LFS_DIGEST_LEN] = { 0x1a, 0x7e };
+	struct lfs_disk *d = open_disk(0);
+	struct lfs_disk_object *o = lfs_disk_object(d, where, 65536);
+	struct lfs_disk_object *o2 = lfs_disk_object(d, where, 131072);
+	struct lfs_disk_object *keep = lfs_disk_object(d, other, 65536);
+	struct lfs_disk_layer *l = lfs_disk_layer(d, layer, 65536);
+	struct lfs_disk_layer *l2 = lfs_disk_layer(d, layer, 16384);
+	struct lfs_disk_layer *lkeep = lfs_disk_layer(d, other, 65536);
+	unsigned char a[4096], b[4096], got[LFS_DIGEST_LEN];
+	uint32_t crcs[2] = { 1, 2 }, cum;
+	struct lfs_disk_census c;
+	char hex[LFS_DIGEST_HEX], rel[256], *p;
+	struct stat st;
+
+	(void)state;
+	fill(a, sizeof(a), 3);
+	assert_int_equal(lfs_disk_put_chunk(o, v1, 0, a, sizeof(a)), 0);
+	assert_int_equal(lfs_disk_put_head(o, a, 100), 0);
+	assert_int_equal(lfs_disk_put_chunk(o2, v1, 0, a, sizeof(a)), 0);
+	assert_int_equal(lfs_disk_put_chunk(keep, v1, 0, a, sizeof(a)), 0);
+	assert_int_equal(lfs_disk_put(l, 5, 0, a, sizeof(a), 9), 0);
+	assert_int_equal(lfs_disk_put_point(l, 5, 1, a, 100), 0);
+	assert_int_equal(lfs_disk_put_crcs(l, 5, 2, crcs), 0);
+	assert_int_equal(lfs_disk_put(l2, 5, 0, a, sizeof(a), 9), 0);
+	assert_int_equal(lfs_disk_put(lkeep, 5, 0, a, sizeof(a), 9), 0);
+	lfs_disk_object_where(o, got);
+	assert_memory_equal(got, where, LFS_DIGEST_LEN);
+
+	assert_int_equal(lfs_disk_forget_object(d, where), 0);
+	assert_int_equal(lfs_disk_forget_layer(d, layer), 0);
+	/* gone from the directory */
+	lfs_digest_hex(where, hex);
+	snprintf(rel, sizeof(rel), "v1/objects/%s", hex);
+	p = path_in(dir, rel);
+	assert_int_equal(stat(p, &st), -1);
+	free(p);
+	lfs_digest_hex(layer, hex);
+	snprintf(rel, sizeof(rel), "v1/%s", hex);
+	p = path_in(dir, rel);
+	assert_int_equal(stat(p, &st), -1);
+	free(p);
+	/* and through what was opened for it: misses, and no write lands */
+	assert_int_equal(lfs_disk_get_chunk(o, v1, 0, b, sizeof(b)), -ENOENT);
+	assert_int_equal(lfs_disk_put_chunk(o, v1, 1, a, sizeof(a)), -ENOENT);
+	assert_int_equal(lfs_disk_get(l, 5, 0, b, sizeof(b), &cum), -ENOENT);
+	assert_true(lfs_disk_put(l, 5, 1, a, sizeof(a), 9) < 0);
+	assert_ptr_equal(lfs_disk_layer(d, layer, 65536), l); /* still forgotten */
+	assert_true(lfs_disk_put(lfs_disk_layer(d, layer, 65536), 5, 2, a, sizeof(a), 9) < 0);
+	/* the others are untouched */
+	assert_int_equal(lfs_disk_get_chunk(keep, v1, 0, b, sizeof(b)), 0);
+	assert_memory_equal(a, b, sizeof(a));
+	assert_int_equal(lfs_disk_get(lkeep, 5, 0, b, sizeof(b), &cum), 0);
+	assert_int_equal(notes[LFS_DISK_WRITES_OFF], 0);
+	assert_int_equal(notes[LFS_DISK_BAD_RECORD], 0);
+	lfs_disk_close(d);
+	assert_int_equal(lfs_disk_census(dirfd_, &c), 0);
+	assert_int_equal(c.objects, 1);
+	assert_int_equal(c.chunks, 1);
+	assert_int_equal(c.layers, 1);
+	assert_int_equal(c.blocks, 1);
+	/* forgetting what is not there is no error */
+	d = open_disk(0);
+	assert_int_equal(lfs_disk_forget_object(d, where), 0);
+	assert_int_equal(lfs_disk_forget_layer(d, layer), 0);
+	lfs_disk_close(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_round_trip_and_versions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_damage_is_a_miss, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_census_verify_prune_clear, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_forget, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("disk_objects", tests, NULL, NULL);
