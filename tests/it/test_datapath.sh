@@ -13,8 +13,6 @@ lfs_tmpdir T
 Z=$L/stack1.zip
 BIG=$L/big.zip
 lfs_list "$T/one.list" "$Z"
-stat_of() { "$LAYERFS" stats "$1" | awk -v k="$2" '$1 == k { print $2 }'; }
-sha() { sha256sum "$1" | cut -d' ' -f1; }
 
 # refused_one_line NAME MNT ARGS...: mount refused, exit 1, one stderr line
 # naming what NAME says, nothing mounted.
@@ -157,11 +155,7 @@ fi
 # --- a layer changed in place after mount: once served silently -----------
 cp "$BIG" "$T/changing.zip"
 lfs_list "$T/changing.list" "$T/changing.zip"
-mkdir -p "$T/chg"
-lfs_register_mount "$T/chg"
-timeout -k 5 120 "$LAYERFS" mount -f -o cache_size=16M "$T/changing.list" "$T/chg" </dev/null \
-	>"$T/chg.log" 2>&1 &
-for _ in $(seq 100); do mountpoint -q "$T/chg" && break; sleep 0.1; done
+lfs_fg_mount "$T/chg.log" -o cache_size=16M "$T/changing.list" "$T/chg"
 f=$T/chg/big/big40.bin
 if check "changed in place: mounted, read whole" bash -c 'cmp "$1" "$2"' _ "$f" "$G/src/big/big/big40.bin"; then
 	# flip a byte in the middle of the zip, in place (same size, inode)
