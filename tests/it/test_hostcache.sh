@@ -213,14 +213,21 @@ fi
 # --- kill -9 while writing heavily, then a restart ---------------------------
 lfs_daemon_dir "$T/crash"
 lfs_fg_mount "$T/k.log" -o cache_dir="$T/crash",cache_level=3 "$T/ab.list" "$T/k"
-kpid=$LFS_FG_PID
+# the daemon itself: $LFS_FG_PID is the timeout(1) around it, whose death
+# leaves the daemon running (to shut down cleanly at the umount below)
+kpid=$(stat_of "$T/k" pid)
 (cat "$T/k/big/big40.bin" >/dev/null 2>&1) &
+reader=$!
 sleep 0.3
 kill -9 "$kpid"
-wait "$kpid" 2>/dev/null
+wait "$LFS_FG_PID" "$reader" 2>/dev/null
+check "kill -9 while writing: the daemon is gone at once" lfs_wait_exit "$kpid" 2
 umount -l "$T/k" 2>/dev/null
-check "kill -9 while writing: cache verify runs" \
-	bash -c 'out=$("$1" cache verify -o cache_dir="$2") || { echo "$out"; exit 1; }; echo "$out"' \
+# records are written under a temporary name and renamed into place: a
+# kill leaves none half-written, so verify finds records and none bad
+check "kill -9 while writing: cache verify finds the records written before the kill, none bad" \
+	bash -c 'out=$("$1" cache verify -o cache_dir="$2") || { echo "$out"; exit 1; }; echo "$out"
+		[[ $out =~ ": "([0-9]+)" records checked, 0 bad" && ${BASH_REMATCH[1]} -gt 0 ]]' \
 	_ "$LAYERFS" "$T/crash"
 check "kill -9 while writing: after verify, verify is clean" \
 	bash -c 'out=$("$1" cache verify -o cache_dir="$2") && [[ $out == *", 0 bad"* ]] || { echo "$out"; exit 1; }' \
