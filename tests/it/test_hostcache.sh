@@ -132,6 +132,8 @@ check "damage: the layer has records on disk" test "${#records[@]}" -gt 10
 blocks=($(cd "$BLK" && ls | grep -E '^[0-9a-f]{16}\.[0-9a-f]+$' | head -n 4))
 points=($(cd "$BLK" && ls | grep -E '\.p[0-9a-f]+$' | head -n 1))
 crcs=($(cd "$BLK" && ls | grep -E '\.crc$' | head -n 1))
+check "damage: records of each kind to damage (4 blocks, a resume point, a CRC index)" \
+	eq "${#blocks[@]} ${#points[@]} ${#crcs[@]}" "4 1 1" "blocks, points, CRC indexes"
 truncate -s -7 "$BLK/${blocks[0]}"
 python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(200); b = f.read(1); f.seek(200); f.write(bytes([b[0] ^ 1]))' "$BLK/${blocks[1]}"
 mv "$BLK/${blocks[2]}" "$BLK/${blocks[3]}" # a block of the wrong index (and size, at the end)
