@@ -141,15 +141,27 @@ fi
 
 # --- counters read while reads run: once ERANGE one call in ten ------------
 if check "stats under load: mount" lfs_mount -o cache_size=8M "$T/big.list" "$T/load"; then
-	( for _ in 1 2 3 4; do cat "$T/load/big/big40.bin" >/dev/null; python3 "$LFS_IT_DIR/../bench/readbench.py" evict "$T/load/big/big40.bin"; done ) &
+	# the reader goes on until told to stop, so that every call meets reads
+	# (four reads once could be over before the calls were), and checks
+	# what it reads
+	( while [[ ! -e $T/load.stop ]]; do
+		cmp "$T/load/big/big40.bin" "$G/src/big/big/big40.bin" || exit 1
+		python3 "$LFS_IT_DIR/../bench/readbench.py" evict "$T/load/big/big40.bin"
+	done ) >"$T/load.log" 2>&1 &
 	readers=$!
 	fails=0
 	for _ in $(seq 200); do
 		"$LAYERFS" stats "$T/load" >/dev/null 2>&1 || fails=$((fails + 1))
 		"$LAYERFS" dropcache "$T/load" 2>/dev/null || fails=$((fails + 1))
 	done
-	wait "$readers"
+	running=0
+	kill -0 "$readers" 2>/dev/null && running=1
+	touch "$T/load.stop"
+	rrc=0
+	wait "$readers" || rrc=$?
 	check "stats and dropcache while reads run: 400 calls, none failed" eq "$fails" 0
+	check "stats and dropcache while reads run: the reads ran throughout, every byte right" \
+		eq "$running $rrc" "1 0" "reader running at the end, its exit status ($(head -c 300 "$T/load.log"))"
 	lfs_umount "$T/load"
 fi
 
