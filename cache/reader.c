@@ -78,6 +78,7 @@ struct lfs_reader *lfs_reader_new(const struct lfs_reader_config *cfg)
 	r->fault_ctx = cfg->fault_ctx;
 	r->disk = cfg->disk;
 	r->budget = cfg->cache_size;
+	pthread_mutex_init(&r->ra_lock, NULL);
 	r->cache = lfs_cache_new(cfg->cache_size, cache_shards(cfg->cache_size, cfg->block_size));
 	r->bufs = lfs_bufpool_new(cfg->block_size, SPARE_BYTES);
 	r->pool = lfs_pool_new(cfg->threads);
@@ -100,6 +101,7 @@ void lfs_reader_free(struct lfs_reader *r)
 	lfs_cache_free(r->cache);
 	lfs_bufpool_free(r->bufs);
 	lfs_crc_pieces_free(r->crcs);
+	pthread_mutex_destroy(&r->ra_lock);
 	free(r);
 }
 

@@ -60,6 +60,8 @@ struct ra_job {
 };
 
 #define RA_QUEUED 4		/* read-ahead jobs of one member waiting at once */
+#define RA_SEEN 16		/* members counted as being read ahead, at most */
+#define RA_SEEN_NS 1000000000ull /* ... for as long after they asked for it */
 
 /* What only a streamed member (larger than a block) needs: its streams,
  * their waiters, read-ahead and block CRCs.  Kept apart so that the
@@ -103,6 +105,11 @@ struct lfs_reader {
 	void (*fault)(void *ctx, void *owner, enum lfs_fault kind, const char *why);
 	void *fault_ctx;
 	unsigned ra_active;		/* read-ahead streams running, atomic */
+	pthread_mutex_t ra_lock;	/* ra_seen */
+	struct {
+		const struct lfs_member *m;
+		uint64_t at;		/* CLOCK_MONOTONIC_COARSE, ns; 0: free */
+	} ra_seen[RA_SEEN];		/* members that asked for read-ahead lately */
 	struct lfs_disk *disk;
 	uint64_t disk_pinned;		/* bytes held for the disk writer, atomic */
 	uint64_t disk_hits, disk_points, disk_queued, disk_done, disk_skipped;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- streamed members ---- */
@@ -438,14 +439,48 @@ int rd_get_streamed(struct lfs_reader *r, struct lfs_member *m, uint64_t b,
 
 /* ---- read-ahead and prefetch, in the pool ---- */
 
+/* How many members are being read ahead, m among them: those that asked
+ * for read-ahead in the last RA_SEEN_NS (at most RA_SEEN), or the streams
+ * running for it if more.  Running streams alone miss readers slower than
+ * inflation: their windows are made, then wait to be read, and each such
+ * reader had a whole window to itself (four of them inflated 11 to 16 times
+ * what they read in test_readahead_is_shared). */
+static unsigned ra_members(struct lfs_reader *r, const struct lfs_member *m)
+{
+	struct timespec ts;
+	uint64_t now;
+	unsigned n = 0, slot = RA_SEEN, running = __atomic_load_n(&r->ra_active, __ATOMIC_RELAXED);
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + 1;
+	pthread_mutex_lock(&r->ra_lock);
+	for (unsigned i = 0; i < RA_SEEN && slot == RA_SEEN; i++)
+		if (r->ra_seen[i].m == m)
+			slot = i;
+	for (unsigned i = 0; i < RA_SEEN && slot == RA_SEEN; i++)
+		if (now - r->ra_seen[i].at >= RA_SEEN_NS)
+			slot = i; /* free, or not asked for long enough */
+	if (slot == RA_SEEN) { /* all taken: the one that asked longest ago */
+		slot = 0;
+		for (unsigned i = 1; i < RA_SEEN; i++)
+			if (r->ra_seen[i].at < r->ra_seen[slot].at)
+				slot = i;
+	}
+	r->ra_seen[slot].m = m;
+	r->ra_seen[slot].at = now;
+	for (unsigned i = 0; i < RA_SEEN; i++)
+		n += now - r->ra_seen[i].at < RA_SEEN_NS;
+	pthread_mutex_unlock(&r->ra_lock);
+	return n > running ? n : running;
+}
+
 /* Blocks to inflate ahead of one reader: the read-ahead is shared by the
  * members being read ahead at once.  Four readers with a window each had
  * the cache evict blocks inflated ahead before they were read, and inflate
  * nearly twice what they read (docs/performance.md, make bench's item 6). */
-static uint64_t ra_window(struct lfs_reader *r)
+static uint64_t ra_window(struct lfs_reader *r, unsigned members)
 {
-	unsigned active = __atomic_load_n(&r->ra_active, __ATOMIC_RELAXED);
-	uint64_t n = r->readahead_blocks / (active ? active : 1);
+	uint64_t n = r->readahead_blocks / (members ? members : 1);
 
 	return n ? n : 1;
 }
@@ -613,14 +648,15 @@ static int join_queued(struct lfs_member *m, uint64_t blk, uint64_t last)
 void lfs_reader_readahead(struct lfs_reader *r, struct lfs_member *m, uint64_t end,
 			  enum lfs_seq seq)
 {
-	uint64_t B = r->block_size, blk = (end + B - 1) / B, last;
+	uint64_t B = r->block_size, blk = (end + B - 1) / B, last, window;
 	struct ra_job *job = NULL;
 
 	if (seq == LFS_SEQ_NO || !streamed(r, m) || !r->readahead_blocks || failed(m) ||
 	    blk >= m->nblocks)
 		return;
+	window = ra_window(r, ra_members(r, m));
 	pthread_mutex_lock(&m->s->lock);
-	last = blk + ra_window(r) - 1;
+	last = blk + window - 1;
 	if (!join_running(m, blk, last) && !join_queued(m, blk, last) &&
 	    (seq == LFS_SEQ_CONTINUED ||
 	     /* A read that found all its blocks ready starts read-ahead only
@@ -628,7 +664,7 @@ void lfs_reader_readahead(struct lfs_reader *r, struct lfs_member *m, uint64_t e
 	      * random read among blocks some other stream made, and read-ahead
 	      * from there walked on to that stream and inflated a whole
 	      * window. */
-	     (m->s->ra_stop && blk <= m->s->ra_stop && m->s->ra_stop - blk < ra_window(r)))) {
+	     (m->s->ra_stop && blk <= m->s->ra_stop && m->s->ra_stop - blk < window))) {
 		for (unsigned i = 0; i < RA_QUEUED && !job; i++) {
 			if (m->s->ra_queued[i])
 				continue;

@@ -11,6 +11,18 @@
 
 #include "../../fs/log.h"
 
+/* What a run exercised, counted by the target (ended by a NULL name): the
+ * corpus replay (replay.c) prints the counts and fails below the minimums
+ * it is given, so that a corpus that no longer reaches the checks (every
+ * input refused by the index, say) cannot pass. */
+struct fuzz_count {
+	const char *name;
+	unsigned long n;
+};
+extern struct fuzz_count fuzz_counts[];
+
+static inline void fuzz_count(unsigned i) { __atomic_add_fetch(&fuzz_counts[i].n, 1, __ATOMIC_RELAXED); }
+
 static inline int fuzz_file(const uint8_t *data, size_t size, char *path, size_t pathlen)
 {
 	int fd = memfd_create("fuzz.zip", MFD_CLOEXEC);

@@ -11,6 +11,14 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+enum { C_OPENED, C_TREES, C_NODES };
+struct fuzz_count fuzz_counts[] = {
+	{ "opened", 0 }, /* inputs the index opened */
+	{ "trees", 0 },	 /* ... whose tree was built, checked, flattened and mapped back */
+	{ "nodes", 0 },	 /* tree nodes looked up and listed */
+	{ NULL, 0 },
+};
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct lfs_zip_limits lim = { 100000, 4096 };
@@ -23,6 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (fd < 0)
 		return 0;
 	if (lfs_zip_open(path, &lim, &zi, err, sizeof(err)) == 0) {
+		fuzz_count(C_OPENED);
 		b = lfs_tree_builder_new(0);
 		/* the same layer twice: overrides of every kind */
 		if (lfs_tree_add_layer(b, 0, zi, 200000) == 0 &&
@@ -30,6 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			t = lfs_tree_freeze(b);
 			for (uint32_t ino = 1; t && ino <= lfs_tree_count(t); ino++) {
 				const struct lfs_node *n = lfs_tree_node(t, ino);
+
+				fuzz_count(C_NODES);
 
 				if (lfs_tree_lookup(t, n->parent, lfs_tree_name(t, n), n->name_len) != ino &&
 				    ino != LFS_TREE_ROOT)
@@ -50,6 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 				if (flat && (!u || lfs_tree_count(u) != lfs_tree_count(t)))
 					__builtin_trap();
+				if (flat)
+					fuzz_count(C_TREES);
 				lfs_tree_free(u);
 				free(flat);
 			}

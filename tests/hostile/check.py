@@ -268,12 +268,17 @@ def concurrent_eio(m, case, nthreads, name):
                 errs.append("%s: %s" % (short(p), e))
         except threading.BrokenBarrierError:
             errs.append("barrier broken")
-    ts = [threading.Thread(target=reader, args=(f["path"],))
+    ts = [threading.Thread(target=reader, args=(f["path"],), daemon=True)
           for f in case["eio"] for _ in range(nthreads)]
     for t in ts:
         t.start()
+    deadline = time.monotonic() + 60
     for t in ts:
-        t.join(120)
+        t.join(max(0, deadline - time.monotonic()))
+    # a reader still blocked has reported nothing: that is no pass
+    hung = sum(t.is_alive() for t in ts)
+    if hung:
+        errs.append("%d of %d readers still blocked after 60 s" % (hung, len(ts)))
     report(name, not errs, "; ".join(sorted(set(errs))[:6]))
 
 

@@ -21,71 +21,17 @@
 #
 # LAYERFS            the binary (default: build/layerfs under the repo root)
 # HOSTILE_KEEP=1     keep the temp dir (corpus, logs) for inspection
-# Needs root, FUSE (fusermount3), python3.
+# Needs root, FUSE (fusermount3), python3.  Mounts, daemons and the temp
+# dir are cleaned up at exit by the harness (tests/lib.sh).
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-LAYERFS=${LAYERFS:-$REPO/build/layerfs}
-case $LAYERFS in /*) ;; *) LAYERFS=$PWD/$LAYERFS ;; esac
-export LAYERFS
-PY=${PYTHON:-python3}
+. "$HERE/../lib.sh"
 export LC_ALL=C.UTF-8 TZ=UTC
-
-PASS=0
-FAIL=0
-FAILED=()
-MOUNTS=()
-PIDS=()
-T=
-
-ok() { PASS=$((PASS + 1)); echo "ok $*"; }
-bad() { FAIL=$((FAIL + 1)); FAILED+=("$1"); echo "FAIL $*"; }
-
-is_mounted() { # MNT: per /proc/mounts (works when the daemon is dead, too)
-	awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/mounts
-}
-
-force_umount() {
-	local m=$1
-	is_mounted "$m" || return 0
-	fusermount3 -u -z "$m" >/dev/null 2>&1 || umount -l "$m" >/dev/null 2>&1
-	! is_mounted "$m"
-}
-
-cleanup() {
-	local m p
-	for m in "${MOUNTS[@]}"; do
-		force_umount "$m" || echo "# warning: could not unmount $m" >&2
-	done
-	for p in "${PIDS[@]}"; do
-		if kill -0 "$p" 2>/dev/null; then
-			kill -TERM "$p" 2>/dev/null
-			sleep 0.5
-			kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
-		fi
-	done
-	if [[ -n $T && -d $T ]]; then
-		if awk -v d="$T/" 'index($2 "/", d) == 1 { f = 1 } END { exit !f }' /proc/mounts; then
-			echo "# warning: $T still has a mount below it; not removed" >&2
-		elif [[ ${HOSTILE_KEEP:-0} == 1 ]]; then
-			echo "# kept $T"
-		else
-			rm -rf --one-file-system "$T"
-		fi
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-finish() {
-	[[ $FAIL -gt 0 ]] && echo "# failed: ${FAILED[*]}"
-	echo "$PASS passed, $FAIL failed"
-	[[ $FAIL -eq 0 ]]
-	exit $?
-}
+[[ ${HOSTILE_KEEP:-0} == 1 ]] && LFS_KEEP_TMP=1
 
 if [[ ${1:-} == --list ]]; then
-	T=$(mktemp -d "${TMPDIR:-/tmp}/layerfs-hostile.XXXXXX")
+	lfs_init --no-binary
+	lfs_tmpdir T layerfs-hostile
 	"$PY" "$HERE/make_corpus.py" "$T/corpus" >/dev/null || exit 1
 	"$PY" - "$T/corpus/expect.json" <<'EOF'
 import json, sys, textwrap
@@ -94,10 +40,7 @@ for c in json.load(open(sys.argv[1]))["cases"]:
 EOF
 	exit 0
 fi
-if [[ ! -x $LAYERFS ]]; then
-	bad "binary" "layerfs not found or not executable: $LAYERFS"
-	finish
-fi
+lfs_init
 HOSTILE_ASAN=0
 grep -qa __asan_init "$LAYERFS" && HOSTILE_ASAN=1
 export HOSTILE_ASAN
@@ -106,14 +49,13 @@ SAN_PREFIX=$(sed -n 's/.*log_path=\([^:]*\).*/\1/p' <<<"${ASAN_OPTIONS:-}")
 if [[ -n $SAN_PREFIX ]]; then mkdir -p "$(dirname "$SAN_PREFIX")"; fi
 san_reports() { [[ -n $SAN_PREFIX ]] && ls -1 "$SAN_PREFIX".* 2>/dev/null | sort; true; }
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/layerfs-hostile.XXXXXX")
-T=$(readlink -f "$T")
+lfs_tmpdir T layerfs-hostile
 C=$T/corpus
 t0=$(date +%s)
 if ! "$PY" "$HERE/make_corpus.py" "$C" >"$T/corpus.log" 2>&1; then
 	cat "$T/corpus.log"
-	bad "corpus" "make_corpus.py failed"
-	finish
+	lfs_fail "corpus" "make_corpus.py failed"
+	lfs_finish
 fi
 echo "# $(cat "$T/corpus.log") ($(($(date +%s) - t0)) s); binary $LAYERFS$([[ $HOSTILE_ASAN == 1 ]] && echo ' (ASan)')"
 
@@ -131,7 +73,7 @@ for c in ex["cases"]:
 EOF
 )
 if [[ $# -gt 0 && ${#CASES[@]} -ne $# ]]; then
-	bad "cases" "unknown case name among: $*"
+	lfs_fail "cases" "unknown case name among: $*"
 fi
 
 # Things a traversal would create outside the mount.
@@ -178,95 +120,81 @@ for line in "${CASES[@]}"; do
 		rc=0
 		(cd "$CWD" && exec timeout -k 5 10 "$LAYERFS" mount "${oargs[@]}" "$LIST" "$MNT" \
 			>"$D/out" 2>"$D/err" </dev/null) || rc=$?
-		if is_mounted "$MNT"; then MOUNTS+=("$MNT"); fi
+		if lfs_is_mounted "$MNT"; then lfs_register_mount "$MNT"; fi
 		nerr=$(wc -l <"$D/err")
 		msg=$(head -c 600 "$D/err")
 		if [[ $rc -eq 124 || $rc -eq 137 ]]; then
-			bad "$name: refused" "layerfs mount hung (killed after 10 s); stderr: $msg"
+			lfs_fail "$name: refused" "layerfs mount hung (killed after 10 s); stderr: $msg"
 		elif [[ $rc -eq 1 ]]; then
-			ok "$name: refused with exit status 1"
+			lfs_pass "$name: refused with exit status 1"
 		else
-			bad "$name: refused" "exit status $rc (expected 1); stderr: $msg"
+			lfs_fail "$name: refused" "exit status $rc (expected 1); stderr: $msg"
 		fi
 		if [[ $nerr -eq 1 ]]; then
-			ok "$name: exactly one stderr line"
+			lfs_pass "$name: exactly one stderr line"
 		else
-			bad "$name: exactly one stderr line" "$nerr lines: $msg"
+			lfs_fail "$name: exactly one stderr line" "$nerr lines: $msg"
 		fi
 		if grep -qF -- "$needle" "$D/err" && grep -qiF -- "$reason" "$D/err"; then
-			ok "$name: message names the file and the reason"
+			lfs_pass "$name: message names the file and the reason"
 		else
-			bad "$name: message names the file and the reason" \
+			lfs_fail "$name: message names the file and the reason" \
 				"expected '$needle' and '$reason' in: $msg"
 		fi
 		if [[ -s $D/out ]]; then
-			bad "$name: nothing on stdout" "$(head -c 300 "$D/out")"
+			lfs_fail "$name: nothing on stdout" "$(head -c 300 "$D/out")"
 		fi
-		if is_mounted "$MNT"; then
-			bad "$name: nothing mounted" "$MNT is in /proc/mounts"
-			force_umount "$MNT"
+		if lfs_is_mounted "$MNT"; then
+			lfs_fail "$name: nothing mounted" "$MNT is in /proc/mounts"
+			lfs_force_umount "$MNT"
 		else
-			ok "$name: nothing mounted"
+			lfs_pass "$name: nothing mounted"
 		fi
 	else
 		(cd "$CWD" && exec "$LAYERFS" mount -f "${oargs[@]}" "$LIST" "$MNT" \
 			>"$D/out" 2>"$D/log" </dev/null) &
 		pid=$!
-		PIDS+=("$pid")
-		MOUNTS+=("$MNT")
+		lfs_register_pid "$pid"
+		lfs_register_mount "$MNT"
 		up=0
-		for _ in $(seq 300); do
-			if mountpoint -q "$MNT" 2>/dev/null; then up=1; break; fi
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
+		lfs_wait_mounted "$MNT" 30 "$pid" && up=1
 		if [[ $up -ne 1 ]]; then
-			bad "$name: mounts" "not mounted after 30 s; log: $(tail -c 600 "$D/log")"
+			lfs_fail "$name: mounts" "not mounted after 30 s; log: $(tail -c 600 "$D/log")"
 		else
-			ok "$name: mounts"
+			lfs_pass "$name: mounts"
 			tmo=90
 			[[ $isbomb == 1 ]] && tmo=400
 			out=$(cd "$CWD" && timeout -k 5 "$tmo" "$PY" "$HERE/check.py" "$C" "$name" "$MNT" \
 				"$D/log" "$LAYER" 2>&1)
 			crc=$?
 			printf '%s\n' "$out" | grep -E '^(ok|FAIL) ' || true
-			npass=$(grep -c '^ok ' <<<"$out")
-			nfail=$(grep -c '^FAIL ' <<<"$out")
-			PASS=$((PASS + npass))
-			FAIL=$((FAIL + nfail))
-			[[ $nfail -gt 0 ]] && FAILED+=("$name")
+			lfs_add_results "$(grep -c '^ok ' <<<"$out")" "$(grep -c '^FAIL ' <<<"$out")" "$name"
 			if [[ $crc -ne 0 ]]; then
-				bad "$name: checker" "check.py exit $crc$([[ $crc -eq 124 ]] && echo ' (timed out: a hung read?)'): $(grep -vE '^(ok|FAIL) ' <<<"$out" | tail -n 5)"
+				lfs_fail "$name: checker" "check.py exit $crc$([[ $crc -eq 124 ]] && echo ' (timed out: a hung read?)'): $(grep -vE '^(ok|FAIL) ' <<<"$out" | tail -n 5)"
 			fi
 			if kill -0 "$pid" 2>/dev/null; then
-				ok "$name: daemon process alive after the checks"
+				lfs_pass "$name: daemon process alive after the checks"
 			else
-				bad "$name: daemon process alive after the checks" "it exited; log: $(tail -c 800 "$D/log")"
+				lfs_fail "$name: daemon process alive after the checks" "it exited; log: $(tail -c 800 "$D/log")"
 			fi
 		fi
 		timeout -k 5 15 "$LAYERFS" umount "$MNT" >/dev/null 2>&1
-		for _ in $(seq 150); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$pid" 2>/dev/null; then
-			bad "$name: daemon exits after umount" "still running 15 s after umount; killed"
-			kill -TERM "$pid" 2>/dev/null
-			sleep 2
-			kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+		if ! lfs_wait_exit "$pid" 15; then
+			lfs_fail "$name: daemon exits after umount" "still running 15 s after umount; killed"
+			lfs_stop_pid "$pid" 2
 		fi
-		force_umount "$MNT"
+		lfs_force_umount "$MNT"
 		drc=0
 		wait "$pid" || drc=$?
 		if [[ $up -eq 1 ]]; then
 			if [[ $drc -eq 0 ]]; then
-				ok "$name: unmounts, daemon exits 0"
+				lfs_pass "$name: unmounts, daemon exits 0"
 			else
-				bad "$name: unmounts, daemon exits 0" "exit status $drc; log: $(tail -c 800 "$D/log")"
+				lfs_fail "$name: unmounts, daemon exits 0" "exit status $drc; log: $(tail -c 800 "$D/log")"
 			fi
 		fi
 		if [[ -s $D/out ]]; then
-			bad "$name: nothing on the daemon's stdout" "$(head -c 300 "$D/out")"
+			lfs_fail "$name: nothing on the daemon's stdout" "$(head -c 300 "$D/out")"
 		fi
 	fi
 
@@ -274,18 +202,18 @@ for line in "${CASES[@]}"; do
 	esc_after=$(escapes "${ESC_DIRS[@]}")
 	tree_after=$(snap_tree)
 	if [[ $esc_after != "$esc_before" ]]; then
-		bad "$name: nothing created outside the mount" "new: $(comm -13 <(echo "$esc_before") <(echo "$esc_after") | tr '\n' ' ')"
+		lfs_fail "$name: nothing created outside the mount" "new: $(comm -13 <(echo "$esc_before") <(echo "$esc_after") | tr '\n' ' ')"
 	elif [[ $tree_after != "$tree_before" ]]; then
-		bad "$name: nothing created outside the mount" "temp dir changed: $(diff <(echo "$tree_before") <(echo "$tree_after") | head -n 5 | tr '\n' ' ')"
+		lfs_fail "$name: nothing created outside the mount" "temp dir changed: $(diff <(echo "$tree_before") <(echo "$tree_after") | head -n 5 | tr '\n' ' ')"
 	else
-		ok "$name: nothing created outside the mount"
+		lfs_pass "$name: nothing created outside the mount"
 	fi
 	printf '# %s: %.1f s\n' "$name" "$(echo "$(date +%s.%N) - $c0" | bc)"
 	san_after=$(san_reports)
 	if [[ $san_after != "$san_before" ]]; then
 		new=$(comm -13 <(echo "$san_before") <(echo "$san_after"))
-		bad "$name: no sanitizer report" "$(echo $new): $(cat $new 2>/dev/null | grep -m 3 -E 'ERROR|SUMMARY|runtime error')"
+		lfs_fail "$name: no sanitizer report" "$(echo $new): $(cat $new 2>/dev/null | grep -m 3 -E 'ERROR|SUMMARY|runtime error')"
 	fi
 done
 echo "# $((${#CASES[@]})) cases in $(($(date +%s) - t0)) s"
-finish
+lfs_finish

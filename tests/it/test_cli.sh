@@ -117,19 +117,9 @@ check "mount: returns with stdout/stderr captured through a pipe (no hang)" \
 lfs_force_umount "$T/cap"
 
 # --- -f: foreground ------------------------------------------------------------
-mkdir -p "$T/fg"
-lfs_register_mount "$T/fg"
-timeout -k 5 120 "$LAYERFS" mount -f "$T/stack.list" "$T/fg" </dev/null >"$T/fg.log" 2>&1 &
-fgpid=$!
 up=0
-for i in $(seq 100); do
-	if mountpoint -q "$T/fg"; then
-		up=1
-		break
-	fi
-	if ! kill -0 "$fgpid" 2>/dev/null; then break; fi
-	sleep 0.1
-done
+lfs_fg_mount "$T/fg.log" "$T/stack.list" "$T/fg" >/dev/null && up=1
+fgpid=$LFS_FG_PID
 check "mount -f: mounted while running" eq "$up" 1 "mounted ($(head -c 300 "$T/fg.log"))"
 check "mount -f: process still in the foreground" kill -0 "$fgpid"
 check "mount -f: content readable" eq "$(cat "$T/fg/common/only2.txt" 2>&1)" "only in layer 2"

@@ -10,8 +10,6 @@ lfs_init
 lfs_gen
 lfs_tmpdir T
 
-stat_of() { "$LAYERFS" stats "$1" | awk -v k="$2" '$1 == k { print $2 }'; }
-sha() { sha256sum "$1" | cut -d' ' -f1; }
 # every layer with its sha256=, so digests are known at mount
 sha_list() {
 	local f=$1 z
@@ -28,10 +26,6 @@ settle() {
 	done
 	echo "disk writes still pending: $(stat_of "$1" disk_writes_pending)"
 	return 1
-}
-drop_all() { # MNT: the daemon's blocks and the kernel's pages of the mount
-	"$LAYERFS" dropcache "$1"
-	find "$1" -type f -exec python3 "$LFS_IT_DIR/../bench/readbench.py" evict {} + 2>/dev/null
 }
 read_all() { find "$1" -type f -exec cat {} + >/dev/null; }
 CD=$T/cache
@@ -167,14 +161,13 @@ check "damage: the layer has records on disk" test "${#records[@]}" -gt 10
 blocks=($(cd "$BLK" && ls | grep -E '^[0-9a-f]{16}\.[0-9a-f]+$' | head -n 4))
 points=($(cd "$BLK" && ls | grep -E '\.p[0-9a-f]+$' | head -n 1))
 crcs=($(cd "$BLK" && ls | grep -E '\.crc$' | head -n 1))
+check "damage: records of each kind to damage (4 blocks, a resume point, a CRC index)" \
+	eq "${#blocks[@]} ${#points[@]} ${#crcs[@]}" "4 1 1" "blocks, points, CRC indexes"
 truncate -s -7 "$BLK/${blocks[0]}"
 python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(200); b = f.read(1); f.seek(200); f.write(bytes([b[0] ^ 1]))' "$BLK/${blocks[1]}"
 mv "$BLK/${blocks[2]}" "$BLK/${blocks[3]}" # a block of the wrong index (and size, at the end)
 rm -f "$BLK/${points[0]:-none}" "$BLK/${crcs[0]:-none}" # an index gone
-mkdir -p "$T/dmg"
-lfs_register_mount "$T/dmg"
-timeout -k 5 200 "$LAYERFS" mount -f -o "$O" "$T/ab.list" "$T/dmg" </dev/null >"$T/dmg.log" 2>&1 &
-for _ in $(seq 100); do mountpoint -q "$T/dmg" && break; sleep 0.1; done
+lfs_fg_mount "$T/dmg.log" -o "$O" "$T/ab.list" "$T/dmg"
 check "damage: tree and bytes match" same_manifest "$T/ref_ab" "$T/dmg"
 check "damage: three bad records dropped (stats)" eq "$(stat_of "$T/dmg" disk_bad_records)" 3
 check "damage: one log line each" \
@@ -236,11 +229,7 @@ mkdir -p "$T/tiny"
 if mount -t tmpfs -o size=2m,mode=0700 tmpfs "$T/tiny" 2>/dev/null; then
 	lfs_register_mount "$T/tiny"
 	chown "$LFS_DAEMON_USER:" "$T/tiny"
-	mkdir -p "$T/full"
-	lfs_register_mount "$T/full"
-	timeout -k 5 200 "$LAYERFS" mount -f -o cache_dir="$T/tiny",cache_dir_size=64M "$T/ab.list" "$T/full" </dev/null \
-		>"$T/full.log" 2>&1 &
-	for _ in $(seq 100); do mountpoint -q "$T/full" && break; sleep 0.1; done
+	lfs_fg_mount "$T/full.log" -o cache_dir="$T/tiny",cache_dir_size=64M "$T/ab.list" "$T/full"
 	check "full disk: tree and bytes match" same_manifest "$T/ref_ab" "$T/full"
 	settle "$T/full" >/dev/null
 	check "full disk: writes turned off" eq "$(stat_of "$T/full" disk_writing)" 0
@@ -254,19 +243,22 @@ fi
 
 # --- kill -9 while writing heavily, then a restart ---------------------------
 lfs_daemon_dir "$T/crash"
-mkdir -p "$T/k"
-lfs_register_mount "$T/k"
-timeout -k 5 200 "$LAYERFS" mount -f -o cache_dir="$T/crash",cache_level=3 "$T/ab.list" "$T/k" </dev/null \
-	>"$T/k.log" 2>&1 &
-kpid=$!
-for _ in $(seq 100); do mountpoint -q "$T/k" && break; sleep 0.1; done
+lfs_fg_mount "$T/k.log" -o cache_dir="$T/crash",cache_level=3 "$T/ab.list" "$T/k"
+# the daemon itself: $LFS_FG_PID is the timeout(1) around it, whose death
+# leaves the daemon running (to shut down cleanly at the umount below)
+kpid=$(stat_of "$T/k" pid)
 (cat "$T/k/big/big40.bin" >/dev/null 2>&1) &
+reader=$!
 sleep 0.3
 kill -9 "$kpid"
-wait "$kpid" 2>/dev/null
+wait "$LFS_FG_PID" "$reader" 2>/dev/null
+check "kill -9 while writing: the daemon is gone at once" lfs_wait_exit "$kpid" 2
 umount -l "$T/k" 2>/dev/null
-check "kill -9 while writing: cache verify runs" \
-	bash -c 'out=$("$1" cache verify -o cache_dir="$2") || { echo "$out"; exit 1; }; echo "$out"' \
+# records are written under a temporary name and renamed into place: a
+# kill leaves none half-written, so verify finds records and none bad
+check "kill -9 while writing: cache verify finds the records written before the kill, none bad" \
+	bash -c 'out=$("$1" cache verify -o cache_dir="$2") || { echo "$out"; exit 1; }; echo "$out"
+		[[ $out =~ ": "([0-9]+)" records checked, 0 bad" && ${BASH_REMATCH[1]} -gt 0 ]]' \
 	_ "$LAYERFS" "$T/crash"
 check "kill -9 while writing: after verify, verify is clean" \
 	bash -c 'out=$("$1" cache verify -o cache_dir="$2") && [[ $out == *", 0 bad"* ]] || { echo "$out"; exit 1; }' \

@@ -25,7 +25,6 @@ echo "from b" >"$T/src/b/bin/b.txt"
 (cd "$T/src/b" && zip -qrX "$T/srv/layers/secret-path.zip" .)
 printf '%s name=base version=3\n%s\n' "$T/srv/layers/named.zip" "$T/srv/layers/secret-path.zip" >"$T/s.list"
 
-stat_of() { "$LAYERFS" stats "$1" | awk -v k="$2" '$1 == k { print $2 }'; }
 daemon_pid() { stat_of "$1" pid; }
 status_of() { grep -E "^$2:" "/proc/$1/status" | cut -f2- | tr '\t' ' '; }
 

@@ -15,8 +15,6 @@ lfs_tmpdir T
 TR=$T/tr
 lfs_daemon_dir "$TR"
 
-stat_of() { "$LAYERFS" stats "$1" | awk -v k="$2" '$1 == k { print $2 }'; }
-
 # Layers of deflated files, so that every read needs an inflation.
 "$PY" - "$T" <<'EOF'
 import random, sys, zipfile
@@ -41,18 +39,7 @@ lfs_list "$T/fn.list" "$T/fn.zip"
 mkdir -p "$T/ref" && (cd "$T/ref" && unzip -qo "$T/fn.zip" && unzip -qo "$T/other.zip")
 
 # fg_mount LOG OPTIONS LIST MNT: a daemon in the foreground, its log kept.
-fg_mount() {
-	local log=$1 opts=$2 list=$3 mnt=$4
-	mkdir -p "$mnt"
-	lfs_register_mount "$mnt"
-	timeout -k 5 300 "$LAYERFS" mount -f ${opts:+-o "$opts"} "$list" "$mnt" </dev/null >"$log" 2>&1 &
-	for _ in $(seq 200); do
-		lfs_is_mounted "$mnt" && return 0
-		sleep 0.05
-	done
-	echo "not mounted: $(cat "$log")"
-	return 1
-}
+fg_mount() { lfs_fg_mount "$1" ${2:+-o "$2"} "$3" "$4"; }
 # fg_umount MNT: unmounts and waits for the daemon to have written its log.
 fg_umount() {
 	local pid

@@ -22,8 +22,6 @@ lfs_init
 lfs_gen
 lfs_tmpdir T
 
-stat_of() { "$LAYERFS" stats "$1" | awk -v k="$2" '$1 == k { print $2 }'; }
-sha() { sha256sum "$1" | cut -d' ' -f1; }
 # sum of a per-layer key over layers 0..N-1
 stat_sum() {
 	local m=$1 k=$2 n=$3 i t=0
@@ -39,25 +37,6 @@ settle() {
 			return 0
 		sleep 0.1
 	done
-	return 1
-}
-# MNT: the kernel's pages of the mount and the daemon's blocks go
-drop_all() {
-	"$LAYERFS" dropcache "$1"
-	find "$1" -type f -exec python3 "$LFS_IT_DIR/../bench/readbench.py" evict {} + 2>/dev/null
-}
-# foreground mount with its log in $2: fg_mount LOG [mount args...] LIST MNT
-fg_mount() {
-	local log=$1 mnt=${*: -1} _
-	shift
-	mkdir -p "$mnt"
-	lfs_register_mount "$mnt"
-	timeout -k 5 300 "$LAYERFS" mount -f "$@" </dev/null >"$log" 2>&1 &
-	for _ in $(seq 200); do
-		mountpoint -q "$mnt" && return 0
-		sleep 0.05
-	done
-	echo "not mounted: $(tail -3 "$log")"
 	return 1
 }
 
@@ -104,7 +83,7 @@ if check "https with ca_file: mounted" lfs_mount -o ca_file="$LFS_CA" "$T/https.
 	lfs_umount "$T/https"
 fi
 if check "https with insecure: mounted, with a warning" \
-	fg_mount "$T/insecure.log" -o insecure "$T/https.list" "$T/https2"; then
+	lfs_fg_mount "$T/insecure.log" -o insecure "$T/https.list" "$T/https2"; then
 	check "insecure: one warning line" grep -q "certificates of remote layers are not verified" "$T/insecure.log"
 	lfs_umount "$T/https2"
 fi
@@ -151,7 +130,7 @@ check "check: one line per layer, remote ones by URL" \
 printf '%s\n' "$LFS_HTTP/$A?X-Amz-Credential=AKIDSHOWN&X-Amz-Signature=SIGSECRET" "s3://layers/$B" \
 	>"$T/secret.list"
 if check "presigned URL and S3 keys: mounted (foreground, debug log)" \
-	fg_mount "$T/secret.log" -d -o "$S3O" "$T/secret.list" "$T/secret"; then
+	lfs_fg_mount "$T/secret.log" -d -o "$S3O" "$T/secret.list" "$T/secret"; then
 	head -c 1000000 "$T/secret/big/mid6.bin" >/dev/null
 	find "$T/secret/deep" -type f -exec cat {} + >/dev/null 2>&1
 	pid=$(stat_of "$T/secret" pid)
@@ -210,7 +189,7 @@ check "cache verify: clean" \
 cp "$L/$A" "$LFS_DATA/replace.zip"
 printf '%s\n' "$LFS_PROXY/_f/lat=1,tag=rp/replace.zip" >"$T/replace.list"
 lfs_ref "$T/ref_a" "$L/$A"
-if check "replaced object: mounted" fg_mount "$T/replace.log" -o remote_cache_size=1M "$T/replace.list" "$T/rp"; then
+if check "replaced object: mounted" lfs_fg_mount "$T/replace.log" -o remote_cache_size=1M "$T/replace.list" "$T/rp"; then
 	cmp "$T/rp/big/mid6.bin" "$T/ref_a/big/mid6.bin"
 	python3 - "$LFS_DATA/replace.zip" <<'EOF'
 import os, sys, zipfile

@@ -20,52 +20,20 @@
 #   bash tests/package/run.sh [--build-only]
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
+. "$HERE/../lib.sh"
+REPO=$LFS_REPO
 OUT=$REPO/build/package
 SUITE=bookworm
 export LC_ALL=C
+# a failing step's output: its end (build logs)
+LFS_CHECK_SHOW="tail -n 30"
 
-PASS=0
-FAIL=0
-FAILED=()
-W=
-check() {
-	local name=$1 out rc=0
-	shift
-	out=$("$@" 2>&1) || rc=$?
-	if [[ $rc -eq 0 ]]; then
-		PASS=$((PASS + 1))
-		echo "ok $name"
-	else
-		FAIL=$((FAIL + 1))
-		FAILED+=("$name")
-		echo "FAIL $name"
-		[[ -n $out ]] && printf '%s\n' "$out" | tail -n 30 | sed 's/^/    /'
-	fi
-	return $rc
-}
-finish() {
-	[[ $FAIL -gt 0 ]] && echo "# failed: ${FAILED[*]}"
-	echo "$PASS passed, $FAIL failed"
-	[[ $FAIL -eq 0 ]]
-	exit $?
-}
-cleanup() {
-	[[ -n $W && -d $W ]] || return 0
-	if grep -qF " $W/" /proc/self/mountinfo; then
-		echo "# warning: mounts remain under $W; not removed" >&2
-	else
-		rm -rf --one-file-system "$W"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-[[ $(id -u) -eq 0 ]] || { echo "SKIP: needs root"; echo "0 passed, 0 failed"; exit 77; }
+lfs_need_root
+lfs_init --no-binary
 "$REPO/tools/ensure-debs.sh" debhelper dpkg-dev fakeroot lintian debootstrap zip ||
-	{ echo "FAIL cannot install the packaging tools"; echo "0 passed, 1 failed"; exit 1; }
+	{ lfs_fail "cannot install the packaging tools"; lfs_finish; }
 
-W=$(mktemp -d /tmp/layerfs-package.XXXXXX)
+lfs_tmpdir W /tmp/layerfs-package
 mkdir -p "$OUT" "$W/src/layerfs"
 
 # ---- build -------------------------------------------------------------------
@@ -79,7 +47,7 @@ t_build() {
 	rm -f "$OUT"/layerfs_*.deb
 	cp "$W"/src/layerfs_*_*.deb "$OUT/" && ls "$OUT"/layerfs_*.deb | grep -v dbgsym
 }
-check "dpkg-buildpackage -us -uc -b" t_build || finish
+check "dpkg-buildpackage -us -uc -b" t_build || lfs_finish
 DEB=$(ls "$OUT"/layerfs_*.deb | grep -v dbgsym | head -n 1)
 echo "# $DEB"
 t_lintian() {
@@ -103,7 +71,7 @@ t_contents() {
 	dpkg-deb -I "$DEB" conffiles | grep -qx /etc/layerfs/example.conf
 }
 check "the package's files, conffiles and dependencies" t_contents
-[[ ${1:-} == --build-only ]] && finish
+[[ ${1:-} == --build-only ]] && lfs_finish
 
 # ---- a fresh root --------------------------------------------------------------
 MIRROR=$(awk '/^URIs:/ { print $2; exit } /^deb / { print $2; exit }' \
@@ -115,7 +83,7 @@ t_debootstrap() {
 	debootstrap --variant=minbase --cache-dir="$OUT/debs" "$SUITE" "$R" "$MIRROR" \
 		>"$W/debootstrap.log" 2>&1 || { tail -n 20 "$W/debootstrap.log"; return 1; }
 }
-check "debootstrap $SUITE (minbase) from $MIRROR" t_debootstrap || finish
+check "debootstrap $SUITE (minbase) from $MIRROR" t_debootstrap || lfs_finish
 cp "$DEB" "$R/tmp/layerfs.deb"
 # everything in there runs in a private mount namespace: /proc, /dev and
 # the FUSE mount vanish with it
@@ -132,7 +100,7 @@ t_install() {
 		{ tail -n 20 "$W/apt.log"; return 1; }
 	inroot layerfs --version
 }
-check "apt installs the .deb and its dependencies" t_install || finish
+check "apt installs the .deb and its dependencies" t_install || lfs_finish
 check "postinst made the user layerfs" inroot getent passwd layerfs
 t_mount_example() {
 	inroot sh -c '
@@ -152,4 +120,4 @@ t_mount_example() {
 		echo'
 }
 check "the example stack mounts in the fresh root, served as layerfs" t_mount_example
-finish
+lfs_finish

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Remote sources against real servers on loopback, all started here and
-# stopped by PID on exit:
+# stopped by PID on exit (the harness, tests/lib.sh, also on ^C):
 #   nginx        the test layers over http and https (a certificate made
 #                here with openssl), with range requests
 #   faultproxy   between the source and nginx: latency, 5xx, 429, resets,
@@ -11,7 +11,8 @@
 #   TEST_SOURCE_HTTP=build/tests/test_source_http bash tests/remote/run.sh [cmocka filter]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
+. "$here/../lib.sh"
+root=$LFS_REPO
 test_bin=${TEST_SOURCE_HTTP:-}
 [ -n "$test_bin" ] || [ -n "${LFS_REMOTE_CMD:-}" ] || { echo "run.sh: set TEST_SOURCE_HTTP" >&2; exit 2; }
 
@@ -21,20 +22,9 @@ nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 # Debian's python3, whose botocore is the one installed above.
 py=/usr/bin/python3
 
-work=$(mktemp -d /tmp/lfs-remote-XXXXXX)
+lfs_init --no-binary
+lfs_tmpdir work /tmp/lfs-remote
 chmod 755 "$work"	# nginx's workers run as another user
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do
-		kill "$p" 2>/dev/null || true
-	done
-	for p in "${pids[@]}"; do
-		wait "$p" 2>/dev/null || true
-	done
-	rm -rf "$work"
-}
-trap cleanup EXIT
 
 # A free loopback port (nginx cannot report the one it was given).
 free_port() {
@@ -138,17 +128,17 @@ http {
 }
 EOF
 "$nginx_bin" -p "$ng" -c "$ng/nginx.conf" -e "$ng/error.log" &
-pids+=($!)
+lfs_register_pid $!
 wait_port "$http_port" nginx
 wait_port "$https_port" "nginx (https)"
 
 # --- the fault proxy and the S3 endpoint -------------------------------
 "$py" "$here/faultproxy.py" --upstream "127.0.0.1:$http_port" --port-file "$work/proxy.port" &
-pids+=($!)
+lfs_register_pid $!
 "$py" "$here/s3server.py" --root "$data" --port-file "$work/s3.port" --region eu-west-3 \
 	--domain s3.localhost --key AKIDTEST:secrettest \
 	--token ASIATEMP:secrettemp:goodtoken --expired-token oldtoken &
-pids+=($!)
+lfs_register_pid $!
 wait_file "$work/proxy.port" faultproxy
 wait_file "$work/s3.port" s3server
 proxy_port=$(cat "$work/proxy.port")

@@ -27,51 +27,19 @@
 
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-LAYERFS=${LAYERFS:-$REPO/build/layerfs}
-case $LAYERFS in /*) ;; *) LAYERFS=$PWD/$LAYERFS ;; esac
+. "$HERE/../lib.sh"
+REPO=$LFS_REPO
 export LC_ALL=C TZ=UTC
 
-PASS=0
-FAIL=0
-FAILED=()
 T=
 UNSHARE_PID=
 SDPID=
 CGDIR=
 
-say() { printf '# %s\n' "$*"; }
-check() {
-	local name=$1 out rc=0
-	shift
-	out=$("$@" 2>&1) || rc=$?
-	if [[ $rc -eq 0 ]]; then
-		PASS=$((PASS + 1))
-		echo "ok $name"
-		[[ ${LFS_SD_VERBOSE:-0} == 1 && -n $out ]] && printf '%s\n' "$out" | sed 's/^/    /'
-	else
-		FAIL=$((FAIL + 1))
-		FAILED+=("$name")
-		echo "FAIL $name"
-		[[ -n $out ]] && printf '%s\n' "$out" | head -n 30 | sed 's/^/    /'
-	fi
-	return 0
-}
-finish() {
-	[[ $FAIL -gt 0 ]] && say "failed: ${FAILED[*]}"
-	echo "$PASS passed, $FAIL failed"
-	[[ $FAIL -eq 0 ]]
-	exit $?
-}
-skip() {
-	echo "SKIP: $*"
-	echo "0 passed, 0 failed"
-	exit 77
-}
-
 # Everything the test mounts lives in the namespaces; killing their PID 1
-# ends them (and the daemons, and their mounts).
-cleanup() {
+# ends them (and the daemons, and their mounts).  Then the harness removes
+# the temp dir.
+stop_systemd() {
 	local i
 	if [[ -n $SDPID ]] && kill -0 "$SDPID" 2>/dev/null; then
 		timeout 20 nsenter -t "$SDPID" -m -p -r -w systemctl poweroff >/dev/null 2>&1
@@ -87,48 +55,35 @@ cleanup() {
 		find "$CGDIR" -depth -type d -exec rmdir {} + 2>/dev/null
 		[[ -d $CGDIR ]] && echo "# warning: cgroup $CGDIR left behind" >&2
 	fi
-	if [[ -n $T && -d $T ]]; then
-		if grep -qF " $T/" /proc/self/mountinfo; then
-			echo "# warning: mounts remain under $T; not removed" >&2
-		else
-			rm -rf --one-file-system "$T"
-		fi
-	fi
+	return 0
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
 
 # ---- prerequisites --------------------------------------------------------
-[[ $(id -u) -eq 0 ]] || skip "needs root"
-[[ -c /dev/fuse ]] || skip "no /dev/fuse"
+lfs_need_root
+[[ -c /dev/fuse ]] || lfs_skip "no /dev/fuse"
 for c in unshare nsenter zip systemctl python3 make; do
-	command -v $c >/dev/null || skip "needs $c"
+	command -v $c >/dev/null || lfs_skip "needs $c"
 done
 SYSTEMD=
 for s in /usr/lib/systemd/systemd /lib/systemd/systemd; do
 	[[ -x $s ]] && { SYSTEMD=$s; break; }
 done
-[[ -n $SYSTEMD ]] || skip "no systemd binary"
-[[ $(readlink -f "$SYSTEMD") == /usr/* ]] || skip "systemd is not under /usr (needed: /usr is shared with the container)"
+[[ -n $SYSTEMD ]] || lfs_skip "no systemd binary"
+[[ $(readlink -f "$SYSTEMD") == /usr/* ]] || lfs_skip "systemd is not under /usr (needed: /usr is shared with the container)"
 CG2=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
-[[ -n $CG2 ]] || skip "no cgroup2 mounted"
+[[ -n $CG2 ]] || lfs_skip "no cgroup2 mounted"
 CGSELF=$(awk -F: '$1 == "0" { print $3 }' /proc/self/cgroup)
-[[ -x $LAYERFS ]] || { echo "FAIL no binary $LAYERFS"; FAIL=1; finish; }
+lfs_init
+lfs_on_exit stop_systemd
 
-# The unit's daemon runs as layerfs and opens /dev/fuse itself: as udev's
-# rule makes it on a host (0666), put back at the end.
-FUSE_MODE=$(stat -c %a /dev/fuse)
-if [[ $FUSE_MODE != 666 ]]; then
-	chmod 666 /dev/fuse || skip "cannot make /dev/fuse usable by the unit's user"
-	trap 'chmod "$FUSE_MODE" /dev/fuse; cleanup' EXIT
-fi
+# The unit's daemon runs as layerfs and opens /dev/fuse itself.
+lfs_fuse_for_all || lfs_skip "cannot make /dev/fuse usable by the unit's user"
 
-T=$(mktemp -d /tmp/layerfs-boot.XXXXXX)
-T=$(readlink -f "$T")
+lfs_tmpdir T /tmp/layerfs-boot
 R=$T/root
 mkdir -p "$R"
 CGDIR=$CG2${CGSELF%/}/layerfs-boot.$$
-mkdir "$CGDIR" || skip "cannot create a cgroup under $CG2$CGSELF"
+mkdir "$CGDIR" || lfs_skip "cannot create a cgroup under $CG2$CGSELF"
 
 # ---- the scratch root, prepared and booted inside the namespaces ----------
 LBUILD=$(dirname "$LAYERFS")
@@ -219,9 +174,9 @@ done
 if [[ -z $SDPID ]]; then
 	echo "FAIL systemd did not start:"
 	tail -n 20 "$T/boot.log" "$T/install.log" 2>/dev/null | sed 's/^/    /'
-	FAIL=1
-	FAILED=(boot)
-	finish
+	LFS_FAIL=1
+	LFS_FAILED_NAMES=(boot)
+	lfs_finish
 fi
 sd() { nsenter -t "$SDPID" -m -p -r -w "$@"; }
 # -m only: a PID 1-namespace view of the mount table and files
@@ -231,7 +186,7 @@ for i in $(seq 100); do
 	[[ $st == running || $st == degraded ]] && break
 	sleep 0.2
 done
-say "systemd $("$SYSTEMD" --version | head -n 1 | awk '{ print $2 }') booted: $st (pid $SDPID)"
+lfs_log "systemd $("$SYSTEMD" --version | head -n 1 | awk '{ print $2 }') booted: $st (pid $SDPID)"
 
 prop() { sd systemctl show -P "$2" "$1"; }
 mainpid() { prop layerfs@t.service MainPID; }
@@ -346,7 +301,7 @@ if sd systemctl -q is-active systemd-journald.service; then
 	JOURNAL=yes
 	check "journald: 'serving' logged at priority info (6)" t_journal
 else
-	say "journald not running in the container: journal checks skipped"
+	lfs_log "journald not running in the container: journal checks skipped"
 fi
 
 # =========================== crash, hang, stop ==============================
@@ -539,4 +494,4 @@ t_security() {
 if command -v systemd-analyze >/dev/null; then
 	check "systemd-analyze security: exposure below 4.0" t_security
 fi
-finish
+lfs_finish

@@ -26,7 +26,8 @@
 #   - then tests/systemd/boot.sh: the installed unit under a real systemd
 #     (LFS_SD_BOOT=0 skips it; it skips itself where it cannot boot one)
 # Mount points live in a temp dir only; everything is unmounted and removed
-# on exit, also on failure or ^C.  Needs root and /dev/fuse, zip, python3.
+# on exit, also on failure or ^C (the harness, tests/lib.sh, after the
+# daemons and listeners are stopped).  Needs root and /dev/fuse, zip, python3.
 # Ends with "N passed, M failed"; exit 1 if any failed, 77 if it cannot run.
 # About 20s in all.
 #
@@ -36,11 +37,9 @@
 
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-LAYERFS=${LAYERFS:-$REPO/build/layerfs}
-case $LAYERFS in /*) ;; *) LAYERFS=$PWD/$LAYERFS ;; esac
+. "$HERE/../lib.sh"
+REPO=$LFS_REPO
 UNIT=${LFS_SD_UNIT:-$REPO/systemd/layerfs@.service}	# LFS_SD_UNIT: test another copy
-PY=${PYTHON:-python3}
 # the interpreter itself, not a wrapper script (pyenv shims cost ~0.2s a call)
 PY=$($PY -c 'import sys; print(sys.executable)' 2>/dev/null) || PY=${PYTHON:-python3}
 UNIT_BIN=/usr/local/bin/layerfs	# the unit's ExecStart=; make install rewrites it
@@ -50,42 +49,12 @@ SYSPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 INST=fn				# the instance: layerfs@fn.service
 export LC_ALL=C TZ=UTC
 
-PASS=0
-FAIL=0
-FAILED=()
 T=
 
-say() { printf '# %s\n' "$*"; }
-
-# check NAME CMD [ARGS...]: CMD (usually a function below) passes by
-# exiting 0; whatever it prints is shown when it fails.
-check() {
-	local name=$1 out rc=0
-	shift
-	out=$("$@" 2>&1) || rc=$?
-	if [[ $rc -eq 0 ]]; then
-		PASS=$((PASS + 1))
-		echo "ok $name"
-		[[ ${LFS_SD_VERBOSE:-0} == 1 && -n $out ]] && printf '%s\n' "$out" | sed 's/^/    /'
-	else
-		FAIL=$((FAIL + 1))
-		FAILED+=("$name")
-		echo "FAIL $name"
-		[[ -n $out ]] && printf '%s\n' "$out" | head -n 30 | sed 's/^/    /'
-	fi
-	return 0
-}
-
-finish() {
-	[[ $FAIL -gt 0 ]] && say "failed: ${FAILED[*]}"
-	echo "$PASS passed, $FAIL failed"
-	[[ $FAIL -eq 0 ]]
-	exit $?
-}
-
-# ---- cleanup: daemons, listeners, mounts, the temp dir -------------------
-cleanup() {
-	local f p m i
+# ---- cleanup: daemons and listeners; the harness then unmounts what is
+# left under $T and removes it -----------------------------------------------
+stop_daemons() {
+	local f p i
 	[[ -n $T && -d $T ]] || return 0
 	for f in "$T"/*.pid; do
 		[[ -f $f ]] || continue
@@ -96,53 +65,28 @@ cleanup() {
 		while read -r p; do kill -TERM "$p" 2>/dev/null; done <"$T/listeners"
 	fi
 	for i in 1 2 3 4 5 6 7 8 9 10; do
-		[[ -z $($PY "$HERE/mnt.py" under "$T") ]] && break
+		[[ -z $(lfs_mounts_under "$T") ]] && break
 		sleep 0.2
 	done
 	for f in "$T"/*.pid; do
 		[[ -f $f ]] || continue
 		p=$(cat "$f" 2>/dev/null) && [[ -n $p ]] && kill -KILL "$p" 2>/dev/null
 	done
-	while IFS= read -r m; do
-		umount -l "$m" 2>/dev/null || fusermount3 -u -z "$m" 2>/dev/null
-	done < <($PY "$HERE/mnt.py" under "$T")
-	if [[ -n $($PY "$HERE/mnt.py" under "$T") ]]; then
-		echo "# warning: mounts remain under $T; not removed" >&2
-		return 0
-	fi
-	rm -rf --one-file-system "$T"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
 
 # ---- prerequisites --------------------------------------------------------
-skip() {
-	echo "SKIP: $*"
-	echo "0 passed, 0 failed"
-	exit 77
-}
-[[ $(id -u) -eq 0 ]] || skip "needs root (mounts like the unit does)"
-[[ -c /dev/fuse ]] || skip "no /dev/fuse"
-command -v zip >/dev/null || skip "needs zip"
-command -v "$PY" >/dev/null || skip "needs $PY"
-if [[ ! -x $LAYERFS ]]; then
-	echo "FAIL layerfs binary not found: $LAYERFS (run make)"
-	FAIL=1
-	FAILED=(binary)
-	finish
-fi
+lfs_need_root "needs root (mounts like the unit does)"
+[[ -c /dev/fuse ]] || lfs_skip "no /dev/fuse"
+command -v zip >/dev/null || lfs_skip "needs zip"
+command -v "$PY" >/dev/null || lfs_skip "needs $PY"
+lfs_init
+lfs_on_exit stop_daemons
 
-# The unit's daemon runs as layerfs and opens /dev/fuse itself: as udev's
-# rule makes it on a host (0666), put back at the end.
-FUSE_MODE=$(stat -c %a /dev/fuse)
-if [[ $FUSE_MODE != 666 ]]; then
-	chmod 666 /dev/fuse || skip "cannot make /dev/fuse usable by the unit's user"
-	trap 'chmod "$FUSE_MODE" /dev/fuse; cleanup' EXIT
-fi
-id -u "$UNIT_USER" >/dev/null 2>&1 || skip "no user $UNIT_USER (make test-user)"
+# The unit's daemon runs as layerfs and opens /dev/fuse itself.
+lfs_fuse_for_all || lfs_skip "cannot make /dev/fuse usable by the unit's user"
+id -u "$UNIT_USER" >/dev/null 2>&1 || lfs_skip "no user $UNIT_USER (make test-user)"
 
-T=$(mktemp -d /tmp/layerfs-systemd.XXXXXX)
-T=$(readlink -f "$T")
+lfs_tmpdir T /tmp/layerfs-systemd
 chmod 755 "$T"
 
 # ---- layers, list, config (example.conf's format) -------------------------
@@ -357,7 +301,7 @@ if command -v systemd-analyze >/dev/null; then
 	check "unit: systemd-analyze verify" t_verify
 	check "unit: verify rejects a broken copy (control)" t_verify_negative
 else
-	say "systemd-analyze not installed: verify not run"
+	lfs_log "systemd-analyze not installed: verify not run"
 fi
 check "unit: no option that makes a private mount namespace" t_no_mount_namespace
 check "unit: notify, watchdog, restart, stop, config, device settings" t_unit_basics
@@ -733,25 +677,22 @@ check "make uninstall PREFIX=...: removes everything it installed" t_uninstall_p
 # boot.sh (about 12s) boots systemd in its own namespaces and runs the unit
 # there; its checks count here, prefixed "systemd:".  LFS_SD_BOOT=0 skips it.
 if [[ ${LFS_SD_BOOT:-1} == 1 ]]; then
-	say "under a real systemd: tests/systemd/boot.sh"
+	lfs_log "under a real systemd: tests/systemd/boot.sh"
 	LAYERFS=$LAYERFS bash "$HERE/boot.sh" 2>&1 | tee "$T/boot.out" |
 		grep -vE '^[0-9]+ passed, [0-9]+ failed$|^# failed: ' | sed -E 's/^(ok|FAIL) /\1 systemd: /'
 	rc=${PIPESTATUS[0]}
 	summary=$(tail -n 1 "$T/boot.out")
 	if [[ $rc -eq 77 ]]; then
-		say "boot.sh skipped: $(grep '^SKIP' "$T/boot.out")"
+		lfs_log "boot.sh skipped: $(grep '^SKIP' "$T/boot.out")"
 	elif [[ $summary =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
-		PASS=$((PASS + BASH_REMATCH[1]))
-		FAIL=$((FAIL + BASH_REMATCH[2]))
-		[[ ${BASH_REMATCH[2]} -gt 0 || $rc -ne 0 ]] && FAILED+=("systemd: see above")
-		[[ ${BASH_REMATCH[2]} -eq 0 && $rc -ne 0 ]] && FAIL=$((FAIL + 1))
+		lfs_add_results "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" "systemd: see above"
+		[[ ${BASH_REMATCH[2]} -eq 0 && $rc -ne 0 ]] &&
+			lfs_fail "systemd: boot.sh" "exited $rc after $summary"
 	else
-		echo "FAIL systemd: boot.sh ended without a summary (exit $rc)"
-		FAIL=$((FAIL + 1))
-		FAILED+=("systemd: boot.sh")
+		lfs_fail "systemd: boot.sh ended without a summary (exit $rc)"
 	fi
 else
-	say "LFS_SD_BOOT=0: the real-systemd checks (boot.sh) were not run"
+	lfs_log "LFS_SD_BOOT=0: the real-systemd checks (boot.sh) were not run"
 fi
 
-finish
+lfs_finish

@@ -114,6 +114,15 @@ static struct lfs_reader *reader(uint32_t block, uint32_t spacing, uint64_t budg
 	return lfs_reader_new(&cfg);
 }
 
+/* A reader of the configuration given (checked, and completed, first). */
+static struct lfs_reader *reader_of(struct lfs_reader_config *cfg)
+{
+	char err[128];
+
+	assert_int_equal(lfs_reader_config_check(cfg, err, sizeof(err)), 0);
+	return lfs_reader_new(cfg);
+}
+
 static void read_check(struct lfs_reader *r, struct member_file *f, uint64_t off, size_t len)
 {
 	unsigned char *buf = malloc(len + 1);
@@ -539,6 +548,7 @@ struct seq_arg {
 	struct member_file *f;
 	uint32_t step;
 	int bad;
+	unsigned pause;	/* microseconds between reads: a reader slower than inflation */
 };
 
 /* Reads f in order, asking for read-ahead after every read, as the FUSE
@@ -556,6 +566,8 @@ static void *seq_thread(void *arg)
 			a->bad++;
 		if (n > 0)
 			lfs_reader_readahead(a->r, a->f->m, off + (uint64_t)n, LFS_SEQ_CONTINUED);
+		if (a->pause)
+			usleep(a->pause);
 	}
 	free(buf);
 	return NULL;
@@ -580,7 +592,7 @@ static void test_parallel_readahead(void **state)
 		M(r, f[i]);
 	}
 	for (int i = 0; i < 4; i++) {
-		a[i] = (struct seq_arg){ r, f[i % 3], i == 3 ? 3 * B : B, 0 };
+		a[i] = (struct seq_arg){ r, f[i % 3], i == 3 ? 3 * B : B, 0, 0 };
 		pthread_create(&th[i], NULL, seq_thread, &a[i]);
 	}
 	for (int i = 0; i < 4; i++)
@@ -660,42 +672,47 @@ static void test_readahead_starts(void **state)
 
 /* Readers of several members share the read-ahead: with a window each,
  * blocks inflated ahead were evicted before they were read and inflated
- * again (here 1.6-3.4 times the bytes read; shared, 1.0-1.12). */
+ * again (here 1.6-3.4 times the bytes read; shared, 1.0-1.12).  Readers as
+ * fast as inflation, and readers slower than it (whose windows are made,
+ * then wait to be read: while read-ahead was shared only among the streams
+ * running, each such reader had a whole window, and four inflated 11 to 16
+ * times what they read; shared, 1.19). */
 static void test_readahead_is_shared(void **state)
 {
 	const uint32_t B = 16384;
-	struct lfs_reader_config cfg = { .cache_size = 32u << 20, .block_size = B,
-					  .spacing = 1u << 20, .readahead = 8u << 20 };
-	struct lfs_reader *r;
-	struct member_file *f[4];
-	struct seq_arg a[4];
-	struct lfs_reader_stats st;
-	pthread_t th[4];
-	char err[128];
-	uint64_t total = 0;
+	const unsigned pauses[] = { 0, 400 }; /* microseconds between a reader's reads */
 
 	(void)state;
-	assert_int_equal(lfs_reader_config_check(&cfg, err, sizeof(err)), 0);
-	r = lfs_reader_new(&cfg);
-	for (int i = 0; i < 4; i++) {
-		f[i] = member_new(16u << 20, 1, 80 + (uint32_t)i);
-		M(r, f[i]);
-		total += f[i]->size;
-		a[i] = (struct seq_arg){ r, f[i], B, 0 };
+	for (size_t p = 0; p < sizeof(pauses) / sizeof(pauses[0]); p++) {
+		struct lfs_reader_config cfg = { .cache_size = 32u << 20, .block_size = B,
+						  .spacing = 1u << 20, .readahead = 8u << 20 };
+		struct lfs_reader *r = reader_of(&cfg);
+		struct member_file *f[4];
+		struct seq_arg a[4];
+		struct lfs_reader_stats st;
+		pthread_t th[4];
+		uint64_t total = 0;
+
+		for (int i = 0; i < 4; i++) {
+			f[i] = member_new(16u << 20, 1, 80 + (uint32_t)i);
+			M(r, f[i]);
+			total += f[i]->size;
+			a[i] = (struct seq_arg){ r, f[i], B, 0, pauses[p] };
+		}
+		for (int i = 0; i < 4; i++)
+			pthread_create(&th[i], NULL, seq_thread, &a[i]);
+		for (int i = 0; i < 4; i++)
+			pthread_join(th[i], NULL);
+		lfs_reader_get_stats(r, &st);
+		for (int i = 0; i < 4; i++) {
+			assert_int_equal(a[i].bad, 0);
+			member_free(f[i]);
+		}
+		if (st.bytes_inflated > total + total / 2)
+			fail_msg("readers %u us apart: inflated %llu bytes to read %llu", pauses[p],
+				 (unsigned long long)st.bytes_inflated, (unsigned long long)total);
+		lfs_reader_free(r);
 	}
-	for (int i = 0; i < 4; i++)
-		pthread_create(&th[i], NULL, seq_thread, &a[i]);
-	for (int i = 0; i < 4; i++)
-		pthread_join(th[i], NULL);
-	lfs_reader_get_stats(r, &st);
-	for (int i = 0; i < 4; i++) {
-		assert_int_equal(a[i].bad, 0);
-		member_free(f[i]);
-	}
-	if (st.bytes_inflated > total + total / 2)
-		fail_msg("inflated %llu bytes to read %llu", (unsigned long long)st.bytes_inflated,
-			 (unsigned long long)total);
-	lfs_reader_free(r);
 }
 
 /* A small budget still keeps a sequential reader's parked stream: split in
@@ -725,10 +742,12 @@ static void test_small_budget_keeps_stream(void **state)
 static void test_readahead_stays_near_its_reader(void **state)
 {
 	const uint32_t B = 16384, S = 65536;
-	struct lfs_reader *r = reader(B, S, 256u << 20); /* read-ahead: 4 blocks */
+	struct lfs_reader_config cfg = { .cache_size = 256u << 20, .block_size = B, .spacing = S,
+					  .readahead = 4u * B };
+	struct lfs_reader *r = reader_of(&cfg);
 	struct member_file *f = member_new(1024u * B, 1, 61);
 	struct seq_arg a;
-	struct seq_arg j = { r, f, B, 0 };
+	struct seq_arg j = { r, f, B, 0, 0 };
 	struct lfs_reader_stats st;
 	static uint64_t ends[4096], points[4096];
 	size_t np = points_before(ends, block_ends(f, ends, 4096), S, f->size, points);
@@ -743,17 +762,18 @@ static void test_readahead_stays_near_its_reader(void **state)
 	/* What the readers may cost: the sequential one its quarter and one
 	 * window beyond; each of the jumper's pairs a read from the resume
 	 * point before it and one window of read-ahead (as jumper_thread
-	 * draws them).  A read-ahead dragged from the first quarter to the
-	 * far half would add megabytes. */
-	bound = 256u * B + 4u * B;
+	 * draws them); a window is what the configuration says.  A
+	 * read-ahead dragged from the first quarter to the far half would add
+	 * megabytes. */
+	bound = 256u * B + cfg.readahead;
 	for (int i = 0; i < 30; i++) {
 		uint64_t jb = 600 + rnd(&seed) % 400;
 
-		bound += cost_of_read(points, np, B, f->size, jb * B + 5000, B) + 4u * B;
+		bound += cost_of_read(points, np, B, f->size, jb * B + 5000, B) + cfg.readahead;
 	}
 	/* the sequential reader covers the first quarter only */
 	f->size = 256u * B;
-	a = (struct seq_arg){ r, f, B, 0 };
+	a = (struct seq_arg){ r, f, B, 0, 0 };
 	pthread_create(&th[0], NULL, seq_thread, &a);
 	pthread_create(&th[1], NULL, jumper_thread, &j);
 	pthread_join(th[0], NULL);
@@ -932,7 +952,8 @@ static void test_source_errors_are_transient(void **state)
 			}
 			assert_false(flags_of(f) & LFS_MEMBER_FAILED);
 			assert_int_equal(n.data, 0);
-			assert_true(n.source >= 1);
+			/* each failed read of the source reported once */
+			assert_int_equal(n.source, f->size > B ? 2 : 1);
 			member_free(f);
 			free(bytes);
 			free(buf);
@@ -988,7 +1009,7 @@ static void test_layer_changed_in_place(void **state)
 			free(buf);
 		}
 		if (noticed)
-			assert_true(n.changed >= 1);
+			assert_int_equal(n.changed, 1);
 		else
 			assert_int_equal(n.data, 1);
 		member_free(f);
