@@ -54,6 +54,7 @@ struct lfs_disk {
 	int dirfd, v1fd;
 	struct lfs_disk_config cfg;
 	pthread_mutex_t lock;		/* layers, objects */
+	pthread_mutex_t prune_lock;	/* one prune at a time */
 	struct lfs_disk_layer *layers;
 	struct lfs_disk_object *objects;
 	int writing;			/* atomic */
@@ -170,6 +171,7 @@ int lfs_disk_open(int dirfd, const struct lfs_disk_config *cfg, struct lfs_disk 
 		return rc;
 	}
 	pthread_mutex_init(&d->lock, NULL);
+	pthread_mutex_init(&d->prune_lock, NULL);
 	d->writing = 1;
 	d->prune_due = 1; /* the first writer counts what is there */
 	*out = d;
@@ -227,6 +229,7 @@ void lfs_disk_close(struct lfs_disk *d)
 	close(d->v1fd);
 	close(d->dirfd);
 	pthread_mutex_destroy(&d->lock);
+	pthread_mutex_destroy(&d->prune_lock);
 	free(d);
 }
 
@@ -447,9 +450,11 @@ static int get_record(struct lfs_disk_layer *l, const char *name, const char *ma
 			     plain_len, aux);
 }
 
+/* Usage is counted as the prune measures it (st_blocks): a record takes
+ * whole 4 KiB blocks. */
 static uint64_t add_usage(struct lfs_disk *d, uint64_t n)
 {
-	return __atomic_add_fetch(&d->usage, n, __ATOMIC_RELAXED);
+	return __atomic_add_fetch(&d->usage, (n + 4095) / 4096 * 4096, __ATOMIC_RELAXED);
 }
 
 static int disk_full(int err)
@@ -918,9 +923,20 @@ static uint64_t prune_tree(int v1fd, uint64_t quota, uint64_t *total, uint64_t *
 
 uint64_t lfs_disk_prune(struct lfs_disk *d)
 {
-	uint64_t total = 0, evicted = 0, dropped = prune_tree(d->v1fd, d->cfg.quota, &total, &evicted);
+	uint64_t total = 0, evicted = 0, dropped, before;
 
-	__atomic_store_n(&d->usage, total, __ATOMIC_RELAXED);
+	/* Another thread pruning does this one's work. */
+	if (pthread_mutex_trylock(&d->prune_lock))
+		return 0;
+	before = get(&d->usage);
+	dropped = prune_tree(d->v1fd, d->cfg.quota, &total, &evicted);
+	/* usage becomes total plus what was written since `before`, the
+	 * records written while the tree was walked counted again if the walk
+	 * saw them (a usage too high only prunes sooner; one too low, as when
+	 * it was set to the walk's total, let the quota be passed).  Only
+	 * writes add to it meanwhile, so the sum never wraps below total. */
+	__atomic_add_fetch(&d->usage, total - before, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&d->prune_lock);
 	if (evicted) {
 		char detail[128];
 
