@@ -54,7 +54,8 @@ struct lfs_disk {
 	int dirfd, v1fd;
 	struct lfs_disk_config cfg;
 	pthread_mutex_t lock;		/* layers, objects */
-	pthread_mutex_t prune_lock;	/* one prune at a time */
+	pthread_mutex_t prune_lock;	/* one prune at a time, and: */
+	int counted;			/* usage has been measured by a walk */
 	struct lfs_disk_layer *layers;
 	struct lfs_disk_object *objects;
 	int writing;			/* atomic */
@@ -925,10 +926,16 @@ uint64_t lfs_disk_prune(struct lfs_disk *d)
 {
 	uint64_t total = 0, evicted = 0, dropped, before;
 
-	/* Another thread pruning does this one's work. */
-	if (pthread_mutex_trylock(&d->prune_lock))
-		return 0;
+	/* One prune at a time; a writer that crossed the quota while another
+	 * pruned waits for it and prunes again only if still over (the other's
+	 * walk may have missed its record). */
+	pthread_mutex_lock(&d->prune_lock);
 	before = get(&d->usage);
+	if (d->counted && before <= d->cfg.quota) {
+		pthread_mutex_unlock(&d->prune_lock);
+		return 0;
+	}
+	d->counted = 1;
 	dropped = prune_tree(d->v1fd, d->cfg.quota, &total, &evicted);
 	/* usage becomes total plus what was written since `before`, the
 	 * records written while the tree was walked counted again if the walk

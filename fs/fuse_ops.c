@@ -133,7 +133,6 @@ static void lfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	else
 		fuse_reply_iov(req, pin.iov, (int)pin.niov);
 	lfs_metrics_read(ctx->metrics, t0, n < 0);
-	lfs_metrics_op(ctx->metrics, LFS_OP_READ, t0);
 	sequential = pin.sequential;
 	lfs_stack_unpin(s, &pin);
 	/* the member failed: what the kernel cached of it before must go too */

@@ -68,19 +68,24 @@ struct lfs_inval *lfs_inval_start(struct fuse_session *se)
 	return iv;
 }
 
+/* Queues ino once (lock held); a full queue drops it. */
+static void enqueue(struct lfs_inval *iv, fuse_ino_t ino)
+{
+	for (unsigned i = 0; i < iv->n; i++)
+		if (iv->queue[i] == ino)
+			return;
+	if (iv->n < QUEUE) {
+		iv->queue[iv->n++] = ino;
+		pthread_cond_signal(&iv->wake);
+	}
+}
+
 void lfs_inval_push(struct lfs_inval *iv, fuse_ino_t ino)
 {
 	if (!iv)
 		return;
 	pthread_mutex_lock(&iv->lock);
-	for (unsigned i = 0; i < iv->n; i++)
-		if (iv->queue[i] == ino)
-			goto out;
-	if (iv->n < QUEUE) {
-		iv->queue[iv->n++] = ino;
-		pthread_cond_signal(&iv->wake);
-	}
-out:
+	enqueue(iv, ino);
 	pthread_mutex_unlock(&iv->lock);
 }
 
@@ -91,14 +96,7 @@ void lfs_inval_push_wait(struct lfs_inval *iv, fuse_ino_t ino)
 	pthread_mutex_lock(&iv->lock);
 	while (iv->n == QUEUE && !iv->stopping)
 		pthread_cond_wait(&iv->room, &iv->lock);
-	for (unsigned i = 0; i < iv->n; i++)
-		if (iv->queue[i] == ino)
-			goto out;
-	if (iv->n < QUEUE) {
-		iv->queue[iv->n++] = ino;
-		pthread_cond_signal(&iv->wake);
-	}
-out:
+	enqueue(iv, ino);
 	pthread_mutex_unlock(&iv->lock);
 }
 

@@ -40,12 +40,17 @@ static const char *const op_names[LFS_OP_COUNT] = {
 
 const char *lfs_op_name(enum lfs_op op) { return op < LFS_OP_COUNT ? op_names[op] : "?"; }
 
+static void count_op(struct lfs_metrics *m, enum lfs_op op, uint64_t ns)
+{
+	__atomic_add_fetch(&m->op_count[op], 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&m->op_ns[op], ns, __ATOMIC_RELAXED);
+}
+
 void lfs_metrics_op(struct lfs_metrics *m, enum lfs_op op, uint64_t start)
 {
 	if (!m || op >= LFS_OP_COUNT)
 		return;
-	__atomic_add_fetch(&m->op_count[op], 1, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&m->op_ns[op], lfs_metrics_clock() - start, __ATOMIC_RELAXED);
+	count_op(m, op, lfs_metrics_clock() - start);
 }
 
 uint64_t lfs_metrics_clock(void)
@@ -121,6 +126,7 @@ void lfs_metrics_read(struct lfs_metrics *m, uint64_t start, int failed)
 	__atomic_add_fetch(&m->buckets[b], 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&m->sum_ns, ns, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&m->reads, 1, __ATOMIC_RELAXED);
+	count_op(m, LFS_OP_READ, ns); /* the same request, the same time */
 	if (failed)
 		__atomic_add_fetch(&m->read_errors, 1, __ATOMIC_RELAXED);
 }

@@ -23,8 +23,8 @@ void lfs_metrics_free(struct lfs_metrics *m);
 
 /* Monotonic nanoseconds, for lfs_metrics_read's start. */
 uint64_t lfs_metrics_clock(void);
-/* A read request begun at `start` was answered (failed: with an error).
- * m may be NULL. */
+/* A read request begun at `start` was answered (failed: with an error);
+ * counted as an LFS_OP_READ request too.  m may be NULL. */
 void lfs_metrics_read(struct lfs_metrics *m, uint64_t start, int failed);
 
 /* The requests the kernel sends, as counted per kind: how many, and how
@@ -47,7 +47,8 @@ enum lfs_op {
 	LFS_OP_COUNT
 };
 const char *lfs_op_name(enum lfs_op op);
-/* A request of kind op begun at `start` was answered.  m may be NULL. */
+/* A request of kind op begun at `start` was answered (reads: see
+ * lfs_metrics_read).  m may be NULL. */
 void lfs_metrics_op(struct lfs_metrics *m, enum lfs_op op, uint64_t start);
 
 /* The stack's "key value" lines and the daemon's (version, uptime, reads);
