@@ -75,7 +75,7 @@ CACHE := cache/source.c cache/source_file.c cache/source_mem.c cache/cache.c cac
 CORE := fs/log.c fs/layerlist.c fs/zipindex.c fs/tree.c fs/treecache.c fs/stack.c fs/notify.c \
 	fs/trace.c fs/prefetch.c \
 	$(CACHE)
-FRONT := fs/fuse_ops.c fs/inval.c fs/options.c fs/metrics.c fs/privs.c fs/daemon.c fs/check.c \
+FRONT := fs/fuse_ops.c fs/inval.c fs/push.c fs/options.c fs/metrics.c fs/privs.c fs/daemon.c fs/check.c \
 	fs/ctl.c fs/cachecmd.c \
 	fs/main.c
 CORE_OBJ := $(CORE:%.c=$(BUILD)/%.o)

@@ -431,7 +431,10 @@ static void start_traces(struct daemon_state *d)
 
 	pthread_mutex_lock(&d->trace_lock);
 	if (d->have_replay) {
-		d->replay = lfs_replay_start(d->stack, &d->replay_trace);
+		if (o->prefetch_push)
+			d->ctx->push = lfs_push_start(d->se, d->stack, d->mountpoint);
+		d->replay = lfs_replay_start(d->stack, &d->replay_trace,
+					     d->ctx->push ? lfs_push_want_cb : NULL, d->ctx->push);
 		d->have_replay = 0;
 	}
 	if (d->trace_dirfd >= 0 && (o->trace || !d->replay)) {
@@ -451,6 +454,11 @@ static void stop_traces(struct daemon_state *d)
 {
 	lfs_replay_free(d->replay);
 	d->replay = NULL;
+	if (d->ctx) {
+		/* after the workers: nobody calls lfs_push_known any more */
+		lfs_push_stop(d->ctx->push);
+		d->ctx->push = NULL;
+	}
 	if (d->have_replay)
 		lfs_trace_free(&d->replay_trace);
 	d->have_replay = 0;

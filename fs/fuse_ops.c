@@ -58,10 +58,14 @@ static void lfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 				      strlen(name));
 		rc = fill_entry(ctx, ino, &e);
 	}
-	if (rc)
+	if (rc) {
 		fuse_reply_err(req, -rc);
-	else
+	} else {
 		fuse_reply_entry(req, &e);
+		/* the kernel has the inode now: it can take its pages */
+		if (e.ino)
+			lfs_push_known(ctx->push, e.ino);
+	}
 	lfs_metrics_op(ctx->metrics, LFS_OP_LOOKUP, t0);
 }
 
@@ -163,6 +167,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, i
 	uint64_t t0 = lfs_metrics_clock();
 	char *buf, name[256];
 	size_t used = 0;
+	off_t end = off;
 
 	if (!dir || !(buf = malloc(size))) {
 		fuse_reply_err(req, dir ? ENOMEM : ENOENT);
@@ -198,9 +203,13 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, i
 		if (need > size - used)
 			break;
 		used += need;
+		end = i + 1;
 	}
 	fuse_reply_buf(req, buf, used);
 	free(buf);
+	/* READDIRPLUS made the kernel an inode of each entry it sent */
+	for (off_t j = off < 2 ? 2 : off; plus && ctx->push && j < end; j++)
+		lfs_push_known(ctx->push, lfs_tree_child(t, (uint32_t)ino, (uint32_t)(j - 2)));
 	lfs_metrics_op(ctx->metrics, op, t0);
 }
 

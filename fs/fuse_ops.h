@@ -13,6 +13,7 @@
 
 #include "inval.h"
 #include "metrics.h"
+#include "push.h"
 #include "stack.h"
 
 #define LFS_XATTR_LAYER "user.layerfs.layer"
@@ -29,6 +30,7 @@ struct lfs_fuse_ctx {
 	/* Stats and metrics are the operator's: they answer root and, when
 	 * has_admin_gid, the members of admin_gid.  Everyone else sees
 	 * user.layerfs.layer as `provenance` says. */
+	struct lfs_push *push;	/* a replay's pushes into the page cache (NULL: none) */
 	struct lfs_metrics *metrics; /* read timing; NULL: none */
 	int provenance;		/* 0 names, 1 paths, 2 off (-o provenance=) */
 	int has_admin_gid;

@@ -34,7 +34,7 @@ enum target {
 	O_CACHE_SIZE, O_BLOCK_SIZE, O_SPACING, O_READAHEAD, O_MAX_READ, O_THREADS,
 	O_ENTRY_TIMEOUT, O_ATTR_TIMEOUT, O_TIMEOUT, O_UID, O_GID, O_MAX_LAYERS,
 	O_MAX_ENTRIES, O_MAX_TOTAL, O_MAX_NAME, O_CACHE_DIR, O_CACHE_DIR_SIZE, O_CACHE_LEVEL,
-	O_TRACE, O_TRACE_SECONDS, O_PREFETCH, O_PREFETCH_JUMPS, O_SCHED, O_DEBUG, O_JOURNAL,
+	O_TRACE, O_TRACE_SECONDS, O_PREFETCH, O_PREFETCH_JUMPS, O_PREFETCH_PUSH, O_SCHED, O_DEBUG, O_JOURNAL,
 	O_USER, O_SECCOMP, O_ADMIN_GROUP, O_PROVENANCE, O_METRICS_FILE, O_METRICS_INTERVAL,
 	O_FDSTORE,
 	O_REMOTE_TIMEOUT, O_REMOTE_CHUNK, O_REMOTE_CACHE, O_REMOTE_CONNS, O_S3_REGION,
@@ -104,6 +104,11 @@ static const struct optdef defs[] = {
 	  "1: a read far into a member no stream is near (an mmap'd\n"
 	  "                           library's fault) has the rest of it made ahead\n"
 	  "                           (default 0)" },
+	{ "prefetch_push", T_COUNT, O_PREFETCH_PUSH, 0, 1, "0|1",
+	  "1: a replay also stores what it made into the kernel's\n"
+	  "                           page cache once each file is looked up, so the\n"
+	  "                           function's reads of it never reach the daemon\n"
+	  "                           (default 1)" },
 	{ "sched", T_SCHED, O_SCHED, 0, 0, "batch|normal",
 	  "scheduling policy of the serving threads (default normal;\n"
 	  "                           batch: their wake-ups do not preempt the inflater,\n"
@@ -345,6 +350,7 @@ static int apply(struct lfs_options *o, const struct optdef *d, const char *val)
 	case O_SPACING: o->stack.reader.spacing = (uint32_t)v; break;
 	case O_READAHEAD: o->stack.reader.readahead = v; break;
 	case O_PREFETCH_JUMPS: o->stack.reader.prefetch_jumps = (int)v; break;
+	case O_PREFETCH_PUSH: o->prefetch_push = (int)v; break;
 	case O_THREADS: o->stack.reader.threads = (unsigned)v; break;
 	case O_MAX_READ: o->max_read = (unsigned)v; break;
 	case O_UID: o->stack.uid = (uid_t)v; break;
@@ -458,6 +464,7 @@ int lfs_options_parse(int argc, char **argv, struct lfs_options *o)
 	o->stack.max_total_entries = DEFAULT_MAX_TOTAL;
 	o->stack.max_name = DEFAULT_MAX_NAME;
 	o->stack.reader.readahead = DEFAULT_READAHEAD;
+	o->prefetch_push = 1;
 	o->entry_timeout = DEFAULT_TIMEOUT;
 	o->attr_timeout = DEFAULT_TIMEOUT;
 	o->max_read = DEFAULT_MAX_READ;

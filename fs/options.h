@@ -29,6 +29,7 @@ struct lfs_options {
 	char *cache_dir;	/* owned; stack.cache_dir points here */
 	char *trace;		/* owned: record the start-up trace here */
 	char *prefetch;		/* owned: replay this trace ("auto": see README) */
+	int prefetch_push;	/* 1: push what a replay made into the page cache */
 	double trace_seconds;	/* how long a recording lasts */
 	char *user;		/* -o user= (NULL: the default, layerfs) */
 	int seccomp;		/* enum lfs_seccomp_mode */

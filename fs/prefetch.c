@@ -276,6 +276,8 @@ _Static_assert(LFS_TRACE_MAX_LAYERS >= LFS_TREE_MAX_LAYERS, "trace layers");
 struct lfs_replay {
 	struct lfs_stack *s;
 	struct lfs_trace tr;
+	void (*made)(void *ctx, uint32_t ino, const char *path, uint64_t off, uint64_t len);
+	void *made_ctx;
 	pthread_t thread;
 	int stop;		/* atomic: abandon */
 };
@@ -315,6 +317,8 @@ static void *replay_main(void *arg)
 		if (asked + (end - off) > budget)
 			break; /* what is beyond would evict what was made */
 		if (lfs_stack_prefetch(s, ino, off, end - off) == 0) {
+			if (rp->made)
+				rp->made(rp->made_ctx, ino, r->path, off, end - off);
 			asked += end - off;
 			done++;
 		}
@@ -326,7 +330,10 @@ static void *replay_main(void *arg)
 	return NULL;
 }
 
-struct lfs_replay *lfs_replay_start(struct lfs_stack *s, struct lfs_trace *tr)
+struct lfs_replay *lfs_replay_start(struct lfs_stack *s, struct lfs_trace *tr,
+				    void (*made)(void *ctx, uint32_t ino, const char *path,
+						 uint64_t off, uint64_t len),
+				    void *made_ctx)
 {
 	struct lfs_replay *rp = calloc(1, sizeof(*rp));
 
@@ -335,6 +342,8 @@ struct lfs_replay *lfs_replay_start(struct lfs_stack *s, struct lfs_trace *tr)
 		return NULL;
 	}
 	rp->s = s;
+	rp->made = made;
+	rp->made_ctx = made_ctx;
 	rp->tr = *tr;
 	memset(tr, 0, sizeof(*tr));
 	if (pthread_create(&rp->thread, NULL, replay_main, rp)) {

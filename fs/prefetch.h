@@ -39,8 +39,14 @@ int lfs_recorder_stop(struct lfs_recorder *rec);
 void lfs_recorder_free(struct lfs_recorder *rec);
 
 /* Starts replaying trace tr (read at mount, as whoever started the daemon;
- * taken: *tr is emptied) against s.  NULL when it cannot start. */
-struct lfs_replay *lfs_replay_start(struct lfs_stack *s, struct lfs_trace *tr);
+ * taken: *tr is emptied) against s.  Each range it asks to have made is
+ * also handed to made(made_ctx, ino, path, off, len) when made is not NULL
+ * (the front end pushes it into the kernel's page cache: push.h).  NULL
+ * when it cannot start. */
+struct lfs_replay *lfs_replay_start(struct lfs_stack *s, struct lfs_trace *tr,
+				    void (*made)(void *ctx, uint32_t ino, const char *path,
+						 uint64_t off, uint64_t len),
+				    void *made_ctx);
 /* Abandons what is left of it, and frees.  NULL is ignored. */
 void lfs_replay_free(struct lfs_replay *rp);
 

@@ -248,7 +248,7 @@ static const long serving_calls[] = {
 	SYS_fdatasync, SYS_ftruncate, SYS_fallocate, SYS_fadvise64, SYS_readahead, SYS_mkdirat,
 	SYS_unlinkat, SYS_renameat, SYS_renameat2, SYS_getdents64, SYS_fchmod, SYS_flock,
 	SYS_readlinkat, SYS_faccessat, SYS_faccessat2, SYS_splice, SYS_pipe2, SYS_poll,
-	SYS_ppoll, SYS_umount2, SYS_utimensat,
+	SYS_ppoll, SYS_umount2, SYS_utimensat, SYS_openat2,
 #ifdef SYS_open
 	SYS_open, SYS_stat, SYS_lstat, SYS_readlink, SYS_access, SYS_pipe, SYS_rename, SYS_dup2,
 	SYS_unlink, SYS_mkdir,

@@ -77,6 +77,7 @@ struct lfs_stack {
 	void (*observer)(void *ctx, uint64_t ino, uint64_t off, size_t len);
 	void *observer_ctx;
 	uint64_t replay_ranges, replay_skipped, replay_bytes; /* atomic */
+	uint64_t push_wanted, push_files, push_bytes, push_errors; /* atomic */
 	pthread_mutex_t slab_lock;	/* the handle slabs */
 	struct slab *slabs;
 	/* Told the inodes of a layer found untrusted (the front end drops
@@ -1299,7 +1300,8 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    "memory_held_back %llu\n"
 		    "prefetch_ranges %llu\nprefetch_skipped %llu\nprefetch_asked %llu\n"
 		    "prefetch_jobs %llu\nprefetch_bytes %llu\nprefetch_used %llu\nprefetch_unused %llu\n"
-		    "prefetch_jumps %llu\n",
+		    "prefetch_jumps %llu\nprefetch_push_wanted %llu\nprefetch_pushed_files %llu\n"
+		    "prefetch_pushed_bytes %llu\nprefetch_push_errors %llu\n",
 		    (long)getpid(), st->nlayers, (unsigned long long)st->entries, st->inodes,
 		    (unsigned long long)st->zip_bytes, (unsigned long long)st->unzipped_bytes,
 		    st->open_seconds, s->tree_cached, __atomic_load_n(&s->tree_saved, __ATOMIC_ACQUIRE),
@@ -1332,7 +1334,8 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    (unsigned long long)r->prefetch_made, (unsigned long long)r->prefetch_used,
 		    (unsigned long long)(r->prefetch_made > r->prefetch_used
 					  ? r->prefetch_made - r->prefetch_used : 0),
-		    (unsigned long long)r->jump_prefetches);
+		    (unsigned long long)r->jump_prefetches, load(&s->push_wanted),
+		    load(&s->push_files), load(&s->push_bytes), load(&s->push_errors));
 	for (size_t i = 0; i < st->nlayers && !rc; i++) {
 		const struct lfs_stack_layer_stats *l = &st->layers[i];
 		uint64_t problems = 0;
@@ -1441,6 +1444,16 @@ void lfs_stack_note_replay(struct lfs_stack *s, uint64_t ranges, uint64_t skippe
 	__atomic_add_fetch(&s->replay_skipped, skipped, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&s->replay_bytes, bytes, __ATOMIC_RELAXED);
 }
+
+void lfs_stack_note_push(struct lfs_stack *s, uint64_t wanted, uint64_t files, uint64_t bytes,
+			 uint64_t errors)
+{
+	__atomic_add_fetch(&s->push_wanted, wanted, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&s->push_files, files, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&s->push_bytes, bytes, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&s->push_errors, errors, __ATOMIC_RELAXED);
+}
+
 void lfs_stack_wait_idle(struct lfs_stack *s) { lfs_reader_wait_idle(s->reader); }
 
 void lfs_stack_set_on_untrusted(struct lfs_stack *s, void (*fn)(void *ctx, uint64_t ino), void *ctx)

@@ -192,6 +192,10 @@ uint32_t lfs_stack_block_size(const struct lfs_stack *s);
 /* What a replay did, for the stats. */
 void lfs_stack_note_replay(struct lfs_stack *s, uint64_t ranges, uint64_t skipped,
 			   uint64_t bytes);
+/* What a push into the kernel's page cache did (push.h), for the stats:
+ * bytes wanted, files pushed, bytes stored, failed stores. */
+void lfs_stack_note_push(struct lfs_stack *s, uint64_t wanted, uint64_t files, uint64_t bytes,
+			 uint64_t errors);
 
 /* Waits until no read-ahead or prefetch is queued or running (tests). */
 void lfs_stack_wait_idle(struct lfs_stack *s);

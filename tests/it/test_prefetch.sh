@@ -128,6 +128,46 @@ if check "replay: mount with prefetch=" fg_mount "$T/rp.log" "prefetch=$T/t1" "$
 fi
 check "replay: not a single warning in its log" bash -c '! grep -qi "warn\|error\|skipped" "$1" || { cat "$1"; exit 1; }' _ "$T/rp.log"
 
+# --- the replay pushed into the kernel's page cache -------------------------
+# The daemon's user must be let into its mount to look the traced files up
+# ahead of the function: allow_other, and a mount point it can reach.
+chmod 0711 "$T"
+mkdir -p "$T/pub" && chmod 0755 "$T/pub"
+if check "push: mount with prefetch= and allow_other" fg_mount "$T/push.log" \
+	"prefetch=$T/t1,allow_other" "$T/fn.list" "$T/pub/push"; then
+	for _ in $(seq 200); do
+		[[ $(stat_of "$T/pub/push" prefetch_pushed_bytes) -gt 0 &&
+			$(stat_of "$T/pub/push" prefetch_pushed_bytes) == $(stat_of "$T/pub/push" prefetch_push_wanted) ]] && break
+		sleep 0.05
+	done
+	check "push: every byte the replay asked for was pushed, none failed" bash -c \
+		'[[ $1 -gt 0 && $1 == "$2" && $3 == 0 ]] || { echo "pushed $1 of $2, errors $3"; exit 1; }' _ \
+		"$(stat_of "$T/pub/push" prefetch_pushed_bytes)" "$(stat_of "$T/pub/push" prefetch_push_wanted)" \
+		"$(stat_of "$T/pub/push" prefetch_push_errors)"
+	check "push: the four traced files pushed" eq "$(stat_of "$T/pub/push" prefetch_pushed_files)" 4
+	before=$(stat_of "$T/pub/push" reads)
+	start_reads "$T/pub/push"
+	check "push: the reads are right" cmp "$T/got.reads" <(want_reads)
+	check "push: not one of them reached the daemon (reads unchanged)" \
+		eq "$(stat_of "$T/pub/push" reads)" "$before"
+	cat "$T/pub/push/app/mod09.py" >/dev/null
+	check "push: a file the trace does not name is read from the daemon" \
+		test "$(stat_of "$T/pub/push" reads)" -gt "$before"
+	fg_umount "$T/pub/push"
+fi
+if check "push off: mount with prefetch_push=0" fg_mount "$T/nopush.log" \
+	"prefetch=$T/t1,allow_other,prefetch_push=0" "$T/fn.list" "$T/pub/nopush"; then
+	check "push off: replay finished" replayed "$T/pub/nopush"
+	before=$(stat_of "$T/pub/nopush" reads)
+	start_reads "$T/pub/nopush"
+	check "push off: the reads are right" cmp "$T/got.reads" <(want_reads)
+	check "push off: nothing pushed, the reads reach the daemon" bash -c \
+		'[[ $1 == 0 && $3 -gt $2 ]] || { echo "pushed $1, reads $2 -> $3"; exit 1; }' _ \
+		"$(stat_of "$T/pub/nopush" prefetch_pushed_bytes)" "$before" "$(stat_of "$T/pub/nopush" reads)"
+	fg_umount "$T/pub/nopush"
+fi
+chmod 0700 "$T"
+
 # --- reads of other files during a big replay ------------------------------
 # A trace of every block of the generated big layer's deflated members and
 # of fn.zip's library, made by hand (the format is documented in
