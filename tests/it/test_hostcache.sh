@@ -56,8 +56,9 @@ fi
 # --- a short-lived daemon: unmounted while its writes are still queued ------
 # (one function start, then the environment goes).  Every core is kept busy
 # by ordinary work until it has exited, so the writer, in the idle class,
-# is behind at the unmount and gets nothing after it: the exiting daemon
-# does the queued writes itself, so the next one inflates nothing either.
+# is behind at the unmount (mostly) and gets nothing after it: the exiting
+# daemon does the queued writes itself, so the next one inflates nothing
+# either.
 CDQ=$T/cache-quick
 lfs_daemon_dir "$CDQ"
 spin_pids=()
@@ -69,8 +70,11 @@ if check "quick daemon: mounted" lfs_mount -o cache_dir="$CDQ" "$T/ab.list" "$T/
 	done
 	read_all "$T/mq1"
 	qpid=$(stat_of "$T/mq1" pid)
-	check "quick daemon: writes still queued at the unmount" \
-		test "$(stat_of "$T/mq1" disk_writes_pending)" -gt 0
+	# Whether the starved writer is still behind here depends on the
+	# scheduler (an idle-class thread still gets a sliver of each core):
+	# said, not checked.  tests/unit/test_pool.c checks the exit path
+	# (lfs_pool_run_here) without timing; the checks below hold either way.
+	lfs_log "quick daemon: $(stat_of "$T/mq1" disk_writes_pending) writes still queued at the unmount"
 	lfs_umount "$T/mq1"
 	check "quick daemon: exits once its writes are done, cores still busy" \
 		bash -c 'for i in $(seq 300); do kill -0 "$1" 2>/dev/null || exit 0; sleep 0.1; done; exit 1' _ "$qpid"
