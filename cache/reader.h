@@ -82,6 +82,10 @@ struct lfs_member_desc {
 	/* Where the layer's disk tier is, once its digest is known: a slot
 	 * the caller sets atomically (NULL: none yet).  NULL: never. */
 	struct lfs_disk_layer *const *disk;
+	/* While that slot is still NULL because the layer's digest is being
+	 * made: where the blocks made meanwhile are noted, to be written
+	 * once it is known (lfs_disk_later_attach).  NULL: nothing noted. */
+	struct lfs_disk_later *later;
 };
 
 enum lfs_fault {
@@ -162,6 +166,21 @@ struct lfs_reader;
 int lfs_reader_config_check(struct lfs_reader_config *cfg, char *err, size_t errlen);
 
 struct lfs_reader *lfs_reader_new(const struct lfs_reader_config *cfg);
+/* Blocks made before a layer's digest is known have no place in the disk
+ * tier yet (it is keyed by the digest).  The caller makes one of these for
+ * such a layer and points its members' descriptors at it; the reader notes
+ * each block it makes there (member, index, running CRC; at most 65,536),
+ * and lfs_disk_later_attach, called once the layer's disk slot is set,
+ * queues them for the disk writer, which writes those still in memory.
+ * Thread-safe.  NULL when memory ran out (then nothing is noted). */
+struct lfs_disk_later *lfs_disk_later_new(void);
+/* l: the layer's disk tier, just set in its slot; NULL: the layer gets
+ * none (what was noted is forgotten).  Notes nothing more after it. */
+void lfs_disk_later_attach(struct lfs_reader *r, struct lfs_disk_later *dl,
+			   struct lfs_disk_layer *l);
+/* After the reader is freed.  NULL is ignored. */
+void lfs_disk_later_free(struct lfs_disk_later *dl);
+
 /* Waits for the writes queued for the disk tier (at most 10 s: the blocks
  * they hold are what the next daemon would inflate again), then for the
  * pool's running jobs, cancels the queued ones, and frees.  The members

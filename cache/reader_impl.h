@@ -190,6 +190,9 @@ void rd_note_reach(struct lfs_member *m, uint64_t pos);
 
 /* tier.c */
 void rd_govern(struct lfs_reader *r, uint64_t made);
+/* 1 while blocks m makes are noted for a disk tier to come (reader.h,
+ * lfs_disk_later_new). */
+int rd_disk_later(const struct lfs_member *m);
 void rd_disk_write_block(struct lfs_reader *r, struct lfs_member *m, uint64_t b,
 			 struct lfs_centry *e, uint32_t cum);
 void rd_disk_write_copy(struct lfs_reader *r, struct lfs_member *m, int kind, uint64_t index,

@@ -310,7 +310,7 @@ static int run_stream(struct lfs_reader *r, struct lfs_member *m, struct stream_
 		rd_govern(r, len);
 		if (out)
 			add(&r->demand_fills, 1);
-		if ((out && k == want) || disk_of(m) || c->prefetch) {
+		if ((out && k == want) || disk_of(m) || rd_disk_later(m) || c->prefetch) {
 			struct lfs_centry *e = lfs_cache_insert_get(r->cache, &bk, buf, len);
 
 			if (e && c->prefetch)

@@ -5,6 +5,7 @@
 #include "reader_impl.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <libdeflate.h>
 #include <malloc.h>
@@ -148,6 +149,104 @@ static void disk_submit(struct lfs_reader *r, struct disk_job *j)
  * disk tier.  The entry stays referenced until then, within a bound; past
  * the bound, the writer takes the block from the cache when its turn
  * comes (a block evicted by then is written the next time it is made). */
+/* ---- blocks made before the digest was known ---- */
+
+#define LATER_MAX 65536
+
+struct later_block {
+	uint64_t layer_key, member, index;
+	uint32_t cum;
+};
+
+struct lfs_disk_later {
+	pthread_mutex_t lock;
+	int closed;			/* lock; atomic reads: notes nothing more */
+	struct later_block *v;		/* lock */
+	size_t n, cap;
+};
+
+struct lfs_disk_later *lfs_disk_later_new(void)
+{
+	struct lfs_disk_later *dl = calloc(1, sizeof(*dl));
+
+	if (dl)
+		pthread_mutex_init(&dl->lock, NULL);
+	return dl;
+}
+
+void lfs_disk_later_free(struct lfs_disk_later *dl)
+{
+	if (!dl)
+		return;
+	pthread_mutex_destroy(&dl->lock);
+	free(dl->v);
+	free(dl);
+}
+
+int rd_disk_later(const struct lfs_member *m)
+{
+	return m->d.later && !__atomic_load_n(&m->d.later->closed, __ATOMIC_ACQUIRE);
+}
+
+/* Notes block b of m for lfs_disk_later_attach: 1, or 0 when the list is
+ * closed (its disk slot may be set by now). */
+static int later_note(struct lfs_reader *r, struct lfs_member *m, uint64_t b, uint32_t cum)
+{
+	struct lfs_disk_later *dl = m->d.later;
+
+	pthread_mutex_lock(&dl->lock);
+	if (dl->closed) {
+		pthread_mutex_unlock(&dl->lock);
+		return 0;
+	}
+	if (dl->n == dl->cap && dl->cap < LATER_MAX) {
+		size_t cap = dl->cap ? 2 * dl->cap : 256;
+		struct later_block *v = realloc(dl->v, cap * sizeof(*v));
+
+		if (v) {
+			dl->v = v;
+			dl->cap = cap;
+		}
+	}
+	if (dl->n < dl->cap)
+		dl->v[dl->n++] = (struct later_block){ m->d.layer, m->d.key, b, cum };
+	else
+		add(&r->disk_skipped, 1);
+	pthread_mutex_unlock(&dl->lock);
+	return 1;
+}
+
+void lfs_disk_later_attach(struct lfs_reader *r, struct lfs_disk_later *dl,
+			   struct lfs_disk_layer *l)
+{
+	struct later_block *v;
+	size_t n;
+
+	if (!dl)
+		return;
+	pthread_mutex_lock(&dl->lock);
+	__atomic_store_n(&dl->closed, 1, __ATOMIC_RELEASE);
+	v = dl->v;
+	n = dl->n;
+	dl->v = NULL;
+	dl->n = dl->cap = 0;
+	pthread_mutex_unlock(&dl->lock);
+	for (size_t i = 0; l && i < n; i++) {
+		struct disk_job *j = calloc(1, sizeof(*j));
+
+		if (!j) {
+			add(&r->disk_skipped, n - i);
+			break;
+		}
+		/* block NULL: taken from the cache when its turn comes */
+		*j = (struct disk_job){ .job = { disk_run, NULL }, .r = r, .layer = l,
+					.layer_key = v[i].layer_key, .member = v[i].member,
+					.index = v[i].index, .cum_crc = v[i].cum, .kind = 0 };
+		disk_submit(r, j);
+	}
+	free(v);
+}
+
 void rd_disk_write_block(struct lfs_reader *r, struct lfs_member *m, uint64_t b,
 			     struct lfs_centry *e, uint32_t cum)
 {
@@ -155,6 +254,10 @@ void rd_disk_write_block(struct lfs_reader *r, struct lfs_member *m, uint64_t b,
 	struct disk_job *j;
 	uint64_t len = lfs_centry_len(e), pinned;
 
+	if (!l && m->d.later && later_note(r, m, b, cum))
+		return;
+	if (!l)
+		l = disk_of(m); /* the list closed: set by now, or never */
 	if (!l)
 		return;
 	j = calloc(1, sizeof(*j));

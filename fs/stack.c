@@ -45,6 +45,7 @@ struct lfs_layer {
 	struct lfs_stack *stack;
 	struct lfs_disk_layer *disk;	/* atomic; set once the digest is known */
 	int remote;			/* an http(s):// or s3:// object */
+	struct lfs_disk_later *later;	/* blocks made before the digest was known */
 	int digest_derived;		/* remote, no sha256=: digest is a key made
 					 * from its version, not its bytes' SHA-256 */
 	int untrusted;			/* atomic; 1 once a remote layer's bytes proved
@@ -141,6 +142,8 @@ void lfs_stack_free(struct lfs_stack *s)
 		for (uint64_t j = 0; s->layers[i].members && j < s->layers[i].zi->count; j++)
 			lfs_member_destroy(s->layers[i].members[j]);
 	lfs_reader_free(s->reader);
+	for (size_t i = 0; i < s->nlayers; i++)
+		lfs_disk_later_free(s->layers[i].later);
 	lfs_disk_close(s->disk);
 	free_layers(s);
 	lfs_tree_free(s->tree);
@@ -254,6 +257,10 @@ static void attach_disk(struct lfs_stack *s, struct lfs_layer *l)
 	if (s->disk && __atomic_load_n(&l->digest_known, __ATOMIC_ACQUIRE))
 		__atomic_store_n(&l->disk, lfs_disk_layer(s->disk, l->digest, s->block_size),
 				 __ATOMIC_RELEASE);
+	/* what was made while the digest was being made goes there too */
+	if (l->later && s->reader)
+		lfs_disk_later_attach(s->reader, l->later,
+				      __atomic_load_n(&l->disk, __ATOMIC_ACQUIRE));
 }
 
 /* What the index and the tree (lfs_tree_add_layer) leave out of what an
@@ -538,6 +545,7 @@ static void on_remote_digest(void *ctx, struct lfs_source *src, int match,
 	 * layer in conflict put nothing there: what is there is another
 	 * object's, which may well have the digest) */
 	__atomic_store_n(&l->disk, NULL, __ATOMIC_RELEASE);
+	lfs_disk_later_attach(s->reader, l->later, NULL);
 	if (s->disk && !l->conflict)
 		(void)lfs_disk_forget_layer(s->disk, l->digest);
 	pthread_mutex_lock(&s->hook_lock);
@@ -855,6 +863,7 @@ static void digest_run(struct lfs_pool_job *job, int cancelled)
 		__atomic_add_fetch(&l->source_errors, 1, __ATOMIC_RELAXED);
 		lfs_warn("%s: cannot hash it: %s; it shares nothing with other mounts", l->zi->path,
 			 strerror(-rc));
+		lfs_disk_later_attach(l->stack->reader, l->later, NULL);
 		return;
 	}
 	memcpy(l->digest, d, LFS_DIGEST_LEN);
@@ -879,6 +888,9 @@ void lfs_stack_start(struct lfs_stack *s)
 		struct lfs_layer *l = &s->layers[i];
 
 		if (!__atomic_load_n(&l->digest_known, __ATOMIC_ACQUIRE)) {
+			/* blocks made before the digest is known wait for it */
+			if (s->disk)
+				__atomic_store_n(&l->later, lfs_disk_later_new(), __ATOMIC_RELEASE);
 			l->digest_job.run = digest_run;
 			(void)lfs_pool_submit(lfs_reader_pool(s->reader), &l->digest_job,
 					      LFS_PRIO_BACKGROUND);
@@ -1003,6 +1015,7 @@ static int member_of(struct lfs_stack *s, uint64_t ino, struct lfs_member **out)
 	d.crc = e->crc;
 	d.method = e->method;
 	d.disk = &l->disk;
+	d.later = __atomic_load_n(&l->later, __ATOMIC_ACQUIRE);
 	/* under the slab lock, so two threads never make one handle twice */
 	pthread_mutex_lock(&s->slab_lock);
 	m = __atomic_load_n(slot, __ATOMIC_ACQUIRE);

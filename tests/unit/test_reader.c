@@ -8,6 +8,8 @@
 
 #include "../../cache/reader.h"
 
+#include <sys/stat.h>
+
 #define PREFIX 777 /* member data does not start at offset 0 */
 
 struct member_file {
@@ -371,6 +373,61 @@ static void test_readahead(void **state)
 	assert_int_equal(st.bytes_inflated, f->size + cost_of_read(points, np, B, f->size, 3 * B, 10));
 	member_free(f);
 	lfs_reader_free(r);
+}
+
+/* Blocks made while the layer's digest is not known (its disk slot still
+ * NULL) are noted, and written to the disk tier once the slot is set and
+ * lfs_disk_later_attach is called; nothing is written before. */
+static void test_disk_later(void **state)
+{
+	static const unsigned char digest[LFS_DIGEST_LEN] = { 0x5e, 1, 2, 3 };
+	const uint32_t B = 65536;
+	struct lfs_disk_config dcfg = { 1ull << 30, 1, NULL, NULL };
+	struct lfs_reader_config cfg = { .cache_size = 64 << 20, .block_size = B,
+					  .spacing = 4 * B, .readahead = 0 };
+	struct member_file *f = member_new(5 * (size_t)B + 100, 1, 41);
+	struct lfs_disk_layer *slot = NULL, *dl;
+	struct lfs_disk_later *later = lfs_disk_later_new();
+	char err[256], *cdir = path_in(dir, "hostcache");
+	unsigned char *buf = malloc(B);
+	struct lfs_disk *disk;
+	struct lfs_reader *r;
+	uint32_t cum;
+	int dirfd;
+
+	(void)state;
+	assert_non_null(later);
+	assert_int_equal(mkdir(cdir, 0700), 0);
+	dirfd = open(cdir, O_RDONLY | O_DIRECTORY);
+	assert_true(dirfd >= 0);
+	assert_int_equal(lfs_disk_open(dirfd, &dcfg, &disk, err, sizeof(err)), 0);
+	cfg.disk = disk;
+	r = reader_of(&cfg);
+	f->d.disk = &slot;
+	f->d.later = later;
+	read_check(r, f, 0, f->size);
+	lfs_reader_wait_idle(r);
+	dl = lfs_disk_layer(disk, digest, B);
+	assert_non_null(dl);
+	assert_int_equal(lfs_disk_get(dl, f->d.key, 0, buf, B, &cum), -ENOENT);
+
+	__atomic_store_n(&slot, dl, __ATOMIC_RELEASE);
+	lfs_disk_later_attach(r, later, dl);
+	lfs_reader_wait_idle(r);
+	for (uint64_t b = 0; b < 6; b++) {
+		size_t len = b < 5 ? B : 100;
+
+		assert_int_equal(lfs_disk_get(dl, f->d.key, b, buf, len, &cum), 0);
+		assert_memory_equal(buf, f->data + b * B, len);
+		assert_int_equal(cum, (uint32_t)crc32(0, f->data, (uInt)(b * B + len)));
+	}
+	member_free(f);
+	lfs_reader_free(r);
+	lfs_disk_later_free(later);
+	lfs_disk_close(disk);
+	close(dirfd);
+	free(buf);
+	free(cdir);
 }
 
 /* prefetch_jumps: a read far into a member no stream is near has the
@@ -1056,6 +1113,7 @@ int main(void)
 		cmocka_unit_test(test_source_errors_are_transient),
 		cmocka_unit_test(test_layer_changed_in_place),
 		cmocka_unit_test(test_prefetch_jumps),
+		cmocka_unit_test(test_disk_later),
 	};
 
 	return cmocka_run_group_tests_name("reader", tests, setup, teardown);
