@@ -5,10 +5,10 @@
 #include "reader_impl.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <fcntl.h>
 #include <libdeflate.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,10 +145,6 @@ static void disk_submit(struct lfs_reader *r, struct disk_job *j)
 		disk_run(&j->job, 1);
 }
 
-/* Has block e (index b of m, running CRC cum at its end) written to the
- * disk tier.  The entry stays referenced until then, within a bound; past
- * the bound, the writer takes the block from the cache when its turn
- * comes (a block evicted by then is written the next time it is made). */
 /* ---- blocks made before the digest was known ---- */
 
 #define LATER_MAX 65536
@@ -247,6 +243,12 @@ void lfs_disk_later_attach(struct lfs_reader *r, struct lfs_disk_later *dl,
 	free(v);
 }
 
+/* Has block e (index b of m, running CRC cum at its end) written to the
+ * disk tier.  The entry stays referenced until then, within a bound; past
+ * the bound, the writer takes the block from the cache when its turn
+ * comes (a block evicted by then is written the next time it is made).
+ * While the layer waits for its digest, the block is only noted
+ * (lfs_disk_later_attach writes it then). */
 void rd_disk_write_block(struct lfs_reader *r, struct lfs_member *m, uint64_t b,
 			     struct lfs_centry *e, uint32_t cum)
 {
@@ -254,10 +256,11 @@ void rd_disk_write_block(struct lfs_reader *r, struct lfs_member *m, uint64_t b,
 	struct disk_job *j;
 	uint64_t len = lfs_centry_len(e), pinned;
 
-	if (!l && m->d.later && later_note(r, m, b, cum))
-		return;
-	if (!l)
-		l = disk_of(m); /* the list closed: set by now, or never */
+	if (!l && m->d.later) {
+		if (later_note(r, m, b, cum))
+			return;
+		l = disk_of(m); /* the list closed: the slot is set by now, or never */
+	}
 	if (!l)
 		return;
 	j = calloc(1, sizeof(*j));

@@ -59,17 +59,15 @@ static int fusermount_umount(const char *mnt)
 
 int lfs_ctl_umount(const char *mnt)
 {
+	const struct timespec pause = { 0, 50 * 1000 * 1000 };
+	int rc;
+
 	/* Busy for a moment is not busy: a replay's look-ahead (push.h) holds
 	 * a path in the mount for the length of one lookup. */
-	for (int i = 0; umount2(mnt, 0) < 0; i++) {
-		struct timespec ts = { 0, 50 * 1000 * 1000 };
-
-		if (errno != EBUSY || i == 10)
-			goto failed;
-		nanosleep(&ts, NULL);
-	}
-	return 0;
-failed:
+	for (int i = 0; (rc = umount2(mnt, 0)) < 0 && errno == EBUSY && i < 10; i++)
+		nanosleep(&pause, NULL);
+	if (rc == 0)
+		return 0;
 	if (errno == EPERM)
 		return fusermount_umount(mnt) ? 1 : 0; /* not root: the setuid helper */
 	fprintf(stderr, "layerfs: %s: cannot unmount: %s\n", mnt, strerror(errno));

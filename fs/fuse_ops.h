@@ -27,10 +27,10 @@ struct lfs_fuse_ctx {
 	unsigned max_read;	/* largest read request to ask the kernel for */
 	struct lfs_inval *inval; /* page caches to drop after a member fails
 				  * (NULL: none) */
+	struct lfs_push *push;	/* a replay's pushes into the page cache (NULL: none) */
 	/* Stats and metrics are the operator's: they answer root and, when
 	 * has_admin_gid, the members of admin_gid.  Everyone else sees
 	 * user.layerfs.layer as `provenance` says. */
-	struct lfs_push *push;	/* a replay's pushes into the page cache (NULL: none) */
 	struct lfs_metrics *metrics; /* read timing; NULL: none */
 	int provenance;		/* 0 names, 1 paths, 2 off (-o provenance=) */
 	int has_admin_gid;

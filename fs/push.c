@@ -42,7 +42,7 @@ struct lfs_push {
 	char *mnt;			/* the mount point, NULL: no walk */
 	uint32_t *walk;			/* lock: wanted inodes in the replay's order */
 	size_t walked, nwalk, walkcap;
-	int stopping;			/* lock */
+	int stopping;			/* written under lock; atomic reads */
 	pthread_t thread;
 };
 
