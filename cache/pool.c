@@ -63,18 +63,20 @@ static int has_work(const struct lfs_pool *p, int background)
 
 /* Idle threads run as SCHED_IDLE: what nobody waits for (prefetch, writing
  * blocks out, hashing) uses only the CPU time nothing else wants, so a
- * function's start is not slowed by it. */
+ * function's start is not slowed by it.  The others run as SCHED_BATCH:
+ * read-ahead is throughput work, and a batch thread woken for a job does
+ * not preempt the thread that queued it, the worker about to reply to a
+ * sequential reader (3 % of a cold sequential read, docs/performance.md).
+ * Named, for top -H and the tests. */
 static void *worker(void *arg)
 {
 	struct worker_arg a = *(struct worker_arg *)arg;
 	struct lfs_pool *p = a.p;
+	struct sched_param sp = { 0 };
 
 	free(arg);
-	if (a.background) {
-		struct sched_param sp = { 0 };
-
-		(void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
-	}
+	(void)pthread_setname_np(pthread_self(), a.background ? "layerfs-idle" : "layerfs-pool");
+	(void)pthread_setschedparam(pthread_self(), a.background ? SCHED_IDLE : SCHED_BATCH, &sp);
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		struct lfs_pool_job *j;

@@ -431,6 +431,26 @@ void lfs_reader_unpin(struct lfs_reader *r, struct lfs_pin *p)
 	memset(p, 0, sizeof(*p));
 }
 
+/* The run of reads in order that the read [off, off + len) is part of,
+ * in bytes (lfs_pin.in_order). */
+static uint64_t note_order(struct lfs_member *m, uint64_t off, size_t len)
+{
+	uint64_t end = __atomic_load_n(&m->order_end, __ATOMIC_RELAXED);
+	uint64_t run = __atomic_load_n(&m->order_run, __ATOMIC_RELAXED);
+
+	if (run && off + LFS_IN_ORDER_SLACK >= end && off <= end + LFS_IN_ORDER_SLACK) {
+		run += len;
+		if (off + len > end)
+			end = off + len;
+	} else {
+		run = len;
+		end = off + len;
+	}
+	__atomic_store_n(&m->order_end, end, __ATOMIC_RELAXED);
+	__atomic_store_n(&m->order_run, run, __ATOMIC_RELAXED);
+	return run;
+}
+
 ssize_t lfs_reader_pin(struct lfs_reader *r, struct lfs_member *m, uint64_t off, size_t len,
 		       struct lfs_pin *p)
 {
@@ -446,6 +466,7 @@ ssize_t lfs_reader_pin(struct lfs_reader *r, struct lfs_member *m, uint64_t off,
 		len = (size_t)(m->d.size - off);
 	if (!m->codec)
 		return lfs_reader_fail(r, m, "compression method not supported");
+	p->in_order = note_order(m, off, len);
 	max = in_place(r, m) ? 1 : len / r->block_size + 2;
 	p->iov = malloc(max * sizeof(*p->iov));
 	p->entries = malloc(max * sizeof(*p->entries));

@@ -135,7 +135,15 @@ struct lfs_pin {
 	size_t count;
 	void *buf;		/* large stored members: the bytes read */
 	enum lfs_seq sequential; /* how the read went (see lfs_reader_readahead) */
+	/* Bytes of the member read in order up to the end of this read: reads
+	 * that start within LFS_IN_ORDER_SLACK of where the furthest read
+	 * ended continue a run (the kernel's read-ahead requests can arrive
+	 * out of order); any other read starts a new one.  Approximate when
+	 * threads read one member at once. */
+	uint64_t in_order;
 };
+
+#define LFS_IN_ORDER_SLACK (1u << 20)
 
 struct lfs_reader_stats {
 	struct lfs_cache_stats cache;

@@ -89,6 +89,8 @@ struct lfs_member {
 	void *owner;
 	uint64_t nblocks;
 	uint64_t reach;			/* furthest offset a stream reached, atomic */
+	uint64_t order_end, order_run;	/* lfs_pin.in_order: where the run reached,
+					 * its bytes; atomic */
 	uint32_t flags;			/* LFS_MEMBER_*, atomic */
 	struct member_streams *s;	/* streamed members only */
 	struct lfs_reader *r;		/* whose budget the handle is counted in */

@@ -55,7 +55,7 @@ struct daemon_state {
 	struct lfs_privs privs;
 	char *mountpoint;
 	int ready_fd;		/* parent waiting for readiness, or -1 */
-	int sched_batch;	/* run the workers as SCHED_BATCH */
+	int sched_batch;	/* run the workers as SCHED_BATCH throughout */
 	sigset_t signals;	/* handled by signal_thread */
 	int stored;		/* the connection is in systemd's store */
 	int took_over;		/* ... and came from there */
@@ -877,7 +877,7 @@ int lfs_daemon_mount(struct lfs_options *o)
 		return 1;
 	}
 	d.mountpoint = mnt;
-	d.sched_batch = o->sched_batch;
+	d.sched_batch = o->sched == LFS_SCHED_BATCH;
 	if (lfs_stack_open(&o->stack, &d.stack, err, sizeof(err))) {
 		lfs_err("%s", err);
 		goto out;
@@ -908,6 +908,7 @@ int lfs_daemon_mount(struct lfs_options *o)
 	ctx.entry_timeout = o->entry_timeout;
 	ctx.attr_timeout = o->attr_timeout;
 	ctx.max_read = o->max_read;
+	ctx.sched_auto = o->sched == LFS_SCHED_AUTO;
 	ctx.provenance = o->provenance;
 	ctx.metrics = lfs_metrics_new(LAYERFS_VERSION, LAYERFS_COMMIT, mnt);
 	if (!ctx.metrics || fuse_mount_args(o, o->pos[0]))

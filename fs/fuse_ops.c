@@ -3,11 +3,41 @@
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
 
 static struct lfs_fuse_ctx *ctx_of(fuse_req_t req) { return fuse_req_userdata(req); }
+
+/* -o sched=auto, after each request, for the next one: a worker that has
+ * just answered a read deep into a member read in order (a stream: a large
+ * file copied or scanned) sleeps as SCHED_BATCH, so that the kernel's next
+ * request, or the block it then waits for, wakes it without preempting the
+ * thread inflating ahead or the reader copying out (each such preemption
+ * cost a sequential reader its throughput, docs/performance.md); after any
+ * other request it sleeps as SCHED_OTHER, so that on a busy host a start's
+ * small requests are answered at once instead of waiting for a free core.
+ * A system call only when it changes. */
+#define STREAM_RUN (4u << 20)
+
+static void settle_policy(const struct lfs_fuse_ctx *ctx, int streaming)
+{
+	static _Thread_local int batch;
+	static int refused;	/* atomic: a filter forbids the call */
+	struct sched_param sp = { 0 };
+	int rc;
+
+	if (!ctx->sched_auto || streaming == batch || __atomic_load_n(&refused, __ATOMIC_RELAXED))
+		return;
+	rc = pthread_setschedparam(pthread_self(), streaming ? SCHED_BATCH : SCHED_OTHER, &sp);
+	if (!rc)
+		batch = streaming;
+	else if (!__atomic_exchange_n(&refused, 1, __ATOMIC_RELAXED))
+		lfs_warn("sched=auto: cannot change the workers' scheduling policy (%s); "
+			 "they stay as they are", strerror(rc));
+}
 
 static void lfs_init(void *userdata, struct fuse_conn_info *conn)
 {
@@ -67,6 +97,7 @@ static void lfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			lfs_push_known(ctx->push, e.ino);
 	}
 	lfs_metrics_op(ctx->metrics, LFS_OP_LOOKUP, t0);
+	settle_policy(ctx, 0);
 }
 
 static void lfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -82,6 +113,7 @@ static void lfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	else
 		fuse_reply_attr(req, &st, ctx->attr_timeout);
 	lfs_metrics_op(ctx->metrics, LFS_OP_GETATTR, t0);
+	settle_policy(ctx, 0);
 }
 
 static void lfs_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -96,6 +128,7 @@ static void lfs_readlink(fuse_req_t req, fuse_ino_t ino)
 	else
 		fuse_reply_readlink(req, buf);
 	lfs_metrics_op(ctx->metrics, LFS_OP_READLINK, t0);
+	settle_policy(ctx, 0);
 }
 
 /* No open or opendir at all: answering ENOSYS once makes the kernel stop
@@ -123,7 +156,7 @@ static void lfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct lfs_pin pin;
 	ssize_t n;
 	enum lfs_seq sequential;
-	uint64_t t0 = lfs_metrics_clock();
+	uint64_t in_order, t0 = lfs_metrics_clock();
 
 	(void)fi;
 	if (off < 0) {
@@ -138,12 +171,14 @@ static void lfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_iov(req, pin.iov, (int)pin.niov);
 	lfs_metrics_read(ctx->metrics, t0, n < 0);
 	sequential = pin.sequential;
+	in_order = pin.in_order;
 	lfs_stack_unpin(s, &pin);
 	/* the member failed: what the kernel cached of it before must go too */
 	if (n == -EIO)
 		lfs_inval_push(ctx->inval, ino);
 	if (n > 0 && sequential != LFS_SEQ_NO)
 		lfs_stack_readahead(s, ino, (uint64_t)off + (uint64_t)n, sequential);
+	settle_policy(ctx, n > 0 && in_order >= STREAM_RUN);
 }
 
 static void lfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -211,6 +246,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, i
 	for (off_t j = off < 2 ? 2 : off; plus && ctx->push && j < end; j++)
 		lfs_push_known(ctx->push, lfs_tree_child(t, (uint32_t)ino, (uint32_t)(j - 2)));
 	lfs_metrics_op(ctx->metrics, op, t0);
+	settle_policy(ctx, 0);
 }
 
 static void lfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -378,6 +414,7 @@ static void lfs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *ar
 	(void)in_buf; (void)in_bufsz; (void)out_bufsz;
 	fuse_reply_err(req, ENOTTY);
 	lfs_metrics_op(ctx->metrics, LFS_OP_IOCTL, t0);
+	settle_policy(ctx, 0);
 }
 
 const struct fuse_lowlevel_ops lfs_fuse_ops = {

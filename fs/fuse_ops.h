@@ -33,6 +33,7 @@ struct lfs_fuse_ctx {
 	 * user.layerfs.layer as `provenance` says. */
 	struct lfs_metrics *metrics; /* read timing; NULL: none */
 	int provenance;		/* 0 names, 1 paths, 2 off (-o provenance=) */
+	int sched_auto;		/* workers batch only while read-ahead streams */
 	int has_admin_gid;
 	gid_t admin_gid;
 };

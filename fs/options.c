@@ -24,7 +24,6 @@ enum type {
 	T_COUNT,	/* a plain number */
 	T_SECONDS,
 	T_STRING,
-	T_SCHED,	/* batch | normal */
 	T_CHOICE,	/* one of the words of arg, "a|b|c": its index */
 	T_FLAG,		/* no value */
 };
@@ -109,10 +108,12 @@ static const struct optdef defs[] = {
 	  "                           page cache once each file is looked up, so the\n"
 	  "                           function's reads of it never reach the daemon\n"
 	  "                           (default 1)" },
-	{ "sched", T_SCHED, O_SCHED, 0, 0, "batch|normal",
-	  "scheduling policy of the serving threads (default normal;\n"
-	  "                           batch: their wake-ups do not preempt the inflater,\n"
-	  "                           for hosts that stream large members)" },
+	{ "sched", T_CHOICE, O_SCHED, 0, 0, "auto|normal|batch",
+	  "scheduling policy of the serving threads (default auto:\n"
+	  "                           batch after a read 4 MiB or more into a file read\n"
+	  "                           in order, so their wake-ups do not preempt the\n"
+	  "                           inflater or the reader; normal otherwise, so small\n"
+	  "                           requests are answered at once on a busy host)" },
 	{ "user", T_STRING, O_USER, 0, 0, "NAME",
 	  "the user the daemon serves as once mounted, with no\n"
 	  "                           capabilities (default layerfs; root keeps root)" },
@@ -281,10 +282,6 @@ static int apply(struct lfs_options *o, const struct optdef *d, const char *val)
 		if (!val || !val[0])
 			return bad(d, val ? val : "", "needs a value");
 		break;
-	case T_SCHED:
-		if (!val || (strcmp(val, "batch") && strcmp(val, "normal")))
-			return bad(d, val ? val : "", "is batch or normal");
-		break;
 	case T_CHOICE: {
 		const char *w = d->arg;
 		size_t n = val ? strlen(val) : 0;
@@ -389,7 +386,7 @@ static int apply(struct lfs_options *o, const struct optdef *d, const char *val)
 	case O_REMOTE_TIMEOUT: break;
 	case O_CACHE_DIR_SIZE: o->stack.cache_dir_size = v; break;
 	case O_CACHE_LEVEL: o->stack.cache_level = (int)v; break;
-	case O_SCHED: o->sched_batch = !strcmp(val, "batch"); break;
+	case O_SCHED: o->sched = (enum lfs_sched)v; break;
 	case O_SECCOMP: o->seccomp = (int)v; break;
 	case O_PROVENANCE: o->provenance = (int)v; break;
 	case O_USER: case O_ADMIN_GROUP: case O_METRICS_FILE: {
@@ -468,7 +465,7 @@ int lfs_options_parse(int argc, char **argv, struct lfs_options *o)
 	o->entry_timeout = DEFAULT_TIMEOUT;
 	o->attr_timeout = DEFAULT_TIMEOUT;
 	o->max_read = DEFAULT_MAX_READ;
-	o->sched_batch = 0; /* docs/performance.md: small requests wait for a batch worker */
+	o->sched = LFS_SCHED_AUTO; /* docs/performance.md: small requests wait for a batch worker */
 	o->stack.cache_level = DEFAULT_CACHE_LEVEL;
 	o->trace_seconds = 60;
 	o->metrics_interval = 15;

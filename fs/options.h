@@ -16,13 +16,16 @@
 
 #include "stack.h"
 
+/* -o sched=, in the order of its choices. */
+enum lfs_sched { LFS_SCHED_AUTO, LFS_SCHED_NORMAL, LFS_SCHED_BATCH };
+
 struct lfs_options {
 	struct lfs_stack_config stack;
 	double entry_timeout;	/* seconds the kernel caches names */
 	double attr_timeout;	/* ... and attributes */
 	unsigned max_read;	/* largest read request asked of the kernel */
 	int foreground, debug, journal;
-	int sched_batch;	/* the serving threads run as SCHED_BATCH */
+	enum lfs_sched sched;	/* the serving threads' scheduling policy */
 	const char *pos[2];	/* LIST, MOUNTPOINT */
 	int npos;
 	struct fuse_args fuse_args; /* what goes to FUSE, argv[0] first */

@@ -310,8 +310,12 @@ int lfs_seccomp_install(enum lfs_seccomp_mode mode, int network, char *err, size
 #endif
 #else
 	allow_if(&p, SYS_clone, 0, 1, CLONE_THREAD, deny);
-	/* glibc names threads and asks for its own ones' state */
-	allow_if(&p, SYS_prctl, 0, 0, PR_GET_NAME, SECCOMP_RET_ERRNO | EPERM);
+	/* glibc asks for its own threads' state; the pool names its threads */
+	{
+		static const uint32_t names[] = { PR_GET_NAME, PR_SET_NAME };
+
+		allow_one_of(&p, SYS_prctl, 0, names, 2, SECCOMP_RET_ERRNO | EPERM);
+	}
 #endif
 	/* the notify socket and syslog: local sockets only, unless a layer
 	 * is remote */

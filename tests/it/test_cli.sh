@@ -161,25 +161,75 @@ if check "mount -o uid=1234,gid=4321" lfs_mount -o uid=1234,gid=4321 "$T/stack.l
 	lfs_umount "$T/own"
 fi
 
-# -o sched: every thread runs as SCHED_OTHER (policy 0 in
-# /proc/PID/task/TID/stat) by default, the threads that serve reads as
-# SCHED_BATCH (3) with sched=batch.
-policies() { # MOUNTPOINT: "policy count" lines of the daemon's threads, after a read
-	cat "$1/lib/data/mid.bin" >/dev/null
+# -o sched: the policy of the daemon's serving threads (field 41 of
+# /proc/PID/task/TID/stat: 0 SCHED_OTHER, 3 SCHED_BATCH), taken halfway
+# through a big deflated member read in order, or after a small read.
+# Default auto: the workers that answered reads deep into a run in order
+# sleep as SCHED_BATCH, none otherwise; normal: never; batch: always.  The
+# inflate pool's threads (named layerfs-pool, layerfs-idle) are not
+# serving threads: SCHED_BATCH and SCHED_IDLE (5) whatever the option.
+python3 - "$T/seq.zip" <<'PYEOF'
+import random, sys, zipfile
+rnd = random.Random(7)
+words = [bytes(rnd.choice(b"abcdefghij") for _ in range(rnd.randint(2, 9))) for _ in range(4096)]
+data = b" ".join(rnd.choice(words) for _ in range(200000))[: 1 << 20] * 48
+with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
+    z.writestr("seq.bin", data)
+    z.writestr("small.txt", b"small\n")
+PYEOF
+lfs_list "$T/seq.list" "$T/seq.zip"
+# "while" or "after": "policy count" lines of the daemon's threads, taken
+# halfway through a sequential read of seq.bin, or after reading small.txt
+policies() { # MOUNTPOINT while|after
 	local pid
 	pid=$(timeout 20 "$LAYERFS" stats "$1" | awk '$1 == "pid" { print $2 }')
-	for t in /proc/"$pid"/task/*/stat; do
-		sed 's/.*) //' "$t" | awk '{ print $39 }'
-	done | sort | uniq -c | awk '{ print $2, $1 }'
+	timeout 60 python3 - "$1" "$2" "$pid" <<'PYEOF'
+import collections, glob, os, sys, time
+mnt, when, pid = sys.argv[1:]
+def policies():
+    n = collections.Counter()
+    for t in glob.glob(f"/proc/{pid}/task/*"):
+        try:
+            comm = open(f"{t}/comm").read().strip()
+            policy = open(f"{t}/stat").read().rsplit(")", 1)[1].split()[38]
+        except OSError:
+            continue  # the thread ended
+        n[f"{comm}={policy}" if comm.startswith("layerfs-") else policy] += 1
+    return " ".join(f"{k}:{v}" for k, v in sorted(n.items()))  # "0:4 3:2 layerfs-pool=3:2 ..."
+if when == "after":
+    open(f"{mnt}/small.txt", "rb").read()
+    time.sleep(0.1)
+    print(policies())
+    sys.exit()
+with open(f"{mnt}/seq.bin", "rb", buffering=0) as f:
+    for _ in range(24):
+        f.read(1 << 20)
+    time.sleep(0.005)  # the worker that answered has settled its policy
+    print(policies())
+    while f.read(1 << 20):
+        pass
+PYEOF
 }
-if check "mount -o sched=batch" lfs_mount -o sched=batch "$T/stack.list" "$T/sched"; then
-	check "sched=batch: the workers that read run as SCHED_BATCH" \
-		bash -c 'grep -q "^3 " <<<"$1" || { echo "$1"; exit 1; }' _ "$(policies "$T/sched")"
+if check "mount (default -o sched=auto)" lfs_mount "$T/seq.list" "$T/sched"; then
+	check "sched=auto: no thread SCHED_BATCH before any streaming" \
+		bash -c '[[ $1 == "0:"* && " $1" != *" 3:"* ]] || { echo "$1"; exit 1; }' _ \
+		"$(policies "$T/sched" after)"
+	check "sched=auto: workers SCHED_BATCH while a member is read in order" \
+		bash -c '[[ " $1" == *" 3:"* ]] || { echo "$1"; exit 1; }' _ "$(policies "$T/sched" while)"
 	lfs_umount "$T/sched"
 fi
-if check "mount (default -o sched=normal)" lfs_mount "$T/stack.list" "$T/sched"; then
-	check "sched=normal: every thread is SCHED_OTHER" \
-		bash -c '[[ $1 =~ ^"0 "[0-9]+$ ]] || { echo "$1"; exit 1; }' _ "$(policies "$T/sched")"
+if check "mount -o sched=normal" lfs_mount -o sched=normal "$T/seq.list" "$T/sched"; then
+	p=$(policies "$T/sched" while)
+	check "sched=normal: no serving thread SCHED_BATCH while a member is read in order" \
+		bash -c '[[ $1 == "0:"* && " $1" != *" 3:"* ]] || { echo "$1"; exit 1; }' _ "$p"
+	check "the inflate pool: SCHED_BATCH read-ahead threads, SCHED_IDLE idle ones" \
+		bash -c '[[ $1 == *"layerfs-pool=3:"* && $1 != *"layerfs-pool="[^3]* &&
+			$1 != *"layerfs-idle="[^5]* ]] || { echo "$1"; exit 1; }' _ "$p"
+	lfs_umount "$T/sched"
+fi
+if check "mount -o sched=batch" lfs_mount -o sched=batch "$T/seq.list" "$T/sched"; then
+	check "sched=batch: the workers run as SCHED_BATCH after a small read" \
+		bash -c '[[ " $1" == *" 3:"* ]] || { echo "$1"; exit 1; }' _ "$(policies "$T/sched" after)"
 	lfs_umount "$T/sched"
 fi
 mkdir -p "$T/sched_bad"
