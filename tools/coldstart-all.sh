@@ -16,9 +16,11 @@
 #   LAYERS=DIR            where the layer zips are built (default
 #                         ~/.cache/layerfs-coldstart/layers; rebuilt only if missing)
 #   LAYERFS=build/layerfs the binary under test (built with make if missing)
-#   STRATEGIES=extract,cold,hostfirst,hostwarm,traced,warm,hot,disk,floor
+#   STRATEGIES=extract,cold,hostfirst,hostwarm,hostauto,traced,warm,hot,disk,floor
 #                         (hostfirst/hostwarm: cold with an empty or a filled host
-#                         cache; traced: cold replaying a trace of an earlier run)
+#                         cache; hostauto: a filled one with prefetch=auto, replaying
+#                         the start recorded in it; traced: cold replaying a trace
+#                         of an earlier run)
 #   MOUNT_OPTS=...        passed to layerfs mount -o
 #   WAIT_IDLE=5           before each run, wait up to this many seconds for the
 #                         rest of the machine to go idle (other builds skew timings)
@@ -41,7 +43,7 @@ OUT=${OUT:-$REPO/docs/coldstart}
 CACHE=${LAYERFS_COLDSTART_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/layerfs-coldstart}
 LAYERS=${LAYERS:-$CACHE/layers}
 LAYERFS=${LAYERFS:-$REPO/build/layerfs}
-STRATEGIES=${STRATEGIES:-extract,cold,hostfirst,hostwarm,traced,warm,hot,disk,floor}
+STRATEGIES=${STRATEGIES:-extract,cold,hostfirst,hostwarm,hostauto,traced,warm,hot,disk,floor}
 MOUNT_OPTS=${MOUNT_OPTS:-}
 WAIT_IDLE=${WAIT_IDLE:-5}
 export LAYERFS_COLDSTART_CACHE=$CACHE
