@@ -968,11 +968,22 @@ static int count(struct walk *w, int dirfd, const char *digest, const char *bs, 
 {
 	struct lfs_disk_census *c = w->ctx;
 	const char *dot = strchr(name, '.');
+	struct lfs_disk_census_layer *l = NULL;
+	uint64_t bytes = (uint64_t)st->st_blocks * 512;
 
-	(void)dirfd;
-	(void)digest;
 	(void)bs;
-	c->bytes += (uint64_t)st->st_blocks * 512;
+	c->bytes += bytes;
+	if (!w->in_objects && digest) {
+		for (size_t i = c->nper_layer; i-- > 0 && !l;)
+			if (!strcmp(c->per_layer[i].digest, digest))
+				l = &c->per_layer[i];
+		if (!l && c->nper_layer < LFS_CENSUS_LAYERS) {
+			l = &c->per_layer[c->nper_layer++];
+			snprintf(l->digest, sizeof(l->digest), "%s", digest);
+		}
+		if (l)
+			l->bytes += bytes;
+	}
 	if (w->in_objects && name[0] != '.') {
 		c->records++;
 		if (strcmp(name, "head"))
@@ -984,12 +995,33 @@ static int count(struct walk *w, int dirfd, const char *digest, const char *bs, 
 		return 0;
 	}
 	c->records++;
-	if (dot[1] == 'p')
+	if (dot[1] == 'p') {
 		c->points++;
-	else if (!strcmp(dot, ".crc"))
+	} else if (!strcmp(dot, ".crc")) {
 		c->crc_tables++;
-	else
+	} else {
+		/* the block bytes a record holds, from its head (unchecked
+		 * payload: `cache verify` checks records whole) */
+		unsigned char p[HEAD], dg[LFS_DIGEST_LEN];
+		struct head h;
+		int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		uint32_t plain = 0;
+
+		if (fd >= 0) {
+			if (pread(fd, p, HEAD, 0) == HEAD &&
+			    !decode_head(p, (size_t)st->st_size, &h, dg))
+				plain = h.plain_len;
+			close(fd);
+		}
 		c->blocks++;
+		c->block_bytes += bytes;
+		c->block_plain += plain;
+		if (l) {
+			l->blocks++;
+			l->block_bytes += bytes;
+			l->block_plain += plain;
+		}
+	}
 	return 0;
 }
 

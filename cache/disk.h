@@ -170,10 +170,23 @@ void lfs_disk_object_where(const struct lfs_disk_object *o, unsigned char where[
 
 /* ---- `layerfs cache` (over a directory no daemon needs to be using) ---- */
 
+#define LFS_CENSUS_LAYERS 64	/* layer versions counted one by one */
+
+/* What one layer version holds: its records' bytes on disk, its block
+ * records' bytes and the block bytes they hold (the zstd ratio). */
+struct lfs_disk_census_layer {
+	char digest[LFS_DIGEST_LEN * 2 + 1];
+	uint64_t bytes, blocks, block_bytes, block_plain;
+};
+
 struct lfs_disk_census {
 	uint64_t bytes, records, blocks, points, crc_tables, layers, stray;
+	uint64_t block_bytes, block_plain; /* block records' sizes, what they hold */
 	uint64_t objects, chunks;	/* remote objects (directories), their chunk records */
 	uint64_t hits, misses;		/* all daemons', from v1/stats */
+	/* the first LFS_CENSUS_LAYERS of the `layers` layer versions found */
+	struct lfs_disk_census_layer per_layer[LFS_CENSUS_LAYERS];
+	size_t nper_layer;
 };
 
 /* Counts what dirfd's tier holds. */

@@ -4,9 +4,13 @@
 #include <sched.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define MAX_THREADS 64
+/* <linux/ioprio.h>'s, which not every libc's headers carry */
+#define IOPRIO_WHO_PROCESS 1 /* with 0: the calling thread */
+#define IOPRIO_IDLE (3 << 13)
 
 struct queue {
 	struct lfs_pool_job *head, *tail;
@@ -63,7 +67,10 @@ static int has_work(const struct lfs_pool *p, int background)
 
 /* Idle threads run as SCHED_IDLE: what nobody waits for (prefetch, writing
  * blocks out, hashing) uses only the CPU time nothing else wants, so a
- * function's start is not slowed by it.  The others run as SCHED_BATCH:
+ * function's start is not slowed by it, and in the idle I/O class, so
+ * their reads (hashing a layer never seen reads all of it) wait for the
+ * function's where the disk's scheduler has classes (mq-deadline, bfq):
+ * a first start on a host took 1.05x as long with the hashing running.  The others run as SCHED_BATCH:
  * read-ahead is throughput work, and a batch thread woken for a job does
  * not preempt the thread that queued it, the worker about to reply to a
  * sequential reader (3 % of a cold sequential read, docs/performance.md).
@@ -77,6 +84,8 @@ static void *worker(void *arg)
 	free(arg);
 	(void)pthread_setname_np(pthread_self(), a.background ? "layerfs-idle" : "layerfs-pool");
 	(void)pthread_setschedparam(pthread_self(), a.background ? SCHED_IDLE : SCHED_BATCH, &sp);
+	if (a.background)
+		(void)syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_IDLE);
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		struct lfs_pool_job *j;

@@ -74,6 +74,22 @@ static int stats(int dirfd, const char *dir, uint64_t quota)
 	printf("records            %llu (%llu blocks, %llu resume points, %llu block CRC tables)\n",
 	       (unsigned long long)c.records, (unsigned long long)c.blocks,
 	       (unsigned long long)c.points, (unsigned long long)c.crc_tables);
+	human(bytes, sizeof(bytes), c.block_plain);
+	human(q, sizeof(q), c.block_bytes);
+	printf("blocks             %s held in %s on disk (zstd ratio %.2f)\n", bytes, q,
+	       c.block_bytes ? (double)c.block_plain / (double)c.block_bytes : 0.0);
+	for (size_t i = 0; i < c.nper_layer; i++) {
+		const struct lfs_disk_census_layer *l = &c.per_layer[i];
+
+		human(bytes, sizeof(bytes), l->bytes);
+		human(q, sizeof(q), l->block_plain);
+		printf("layer %.16s   %s on disk, %llu blocks holding %s (ratio %.2f)\n", l->digest,
+		       bytes, (unsigned long long)l->blocks, q,
+		       l->block_bytes ? (double)l->block_plain / (double)l->block_bytes : 0.0);
+	}
+	if (c.layers > c.nper_layer)
+		printf("                   (%llu more layer versions not listed)\n",
+		       (unsigned long long)(c.layers - c.nper_layer));
 	if (c.stray)
 		printf("stray files        %llu (a writer's temporary files; pruning removes old ones)\n",
 		       (unsigned long long)c.stray);

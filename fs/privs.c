@@ -262,9 +262,10 @@ static const long serving_calls[] = {
 	SYS_getpid, SYS_gettid, SYS_getppid, SYS_getuid, SYS_geteuid, SYS_getgid,
 	SYS_getegid, SYS_getresuid, SYS_getresgid, SYS_getgroups, SYS_tgkill, SYS_getcpu,
 	SYS_getrandom, SYS_membarrier, SYS_prlimit64, SYS_sysinfo, SYS_uname,
-	/* a thread lowering its own policy (SCHED_IDLE, SCHED_BATCH); without
-	 * a capability or an RLIMIT_RTPRIO nothing higher is allowed */
-	SYS_sched_setscheduler, SYS_sched_setparam,
+	/* a thread lowering its own policy (SCHED_IDLE, SCHED_BATCH) or I/O
+	 * class (idle); without a capability or an RLIMIT_RTPRIO nothing
+	 * higher is allowed */
+	SYS_sched_setscheduler, SYS_sched_setparam, SYS_ioprio_set,
 #ifdef SYS_time
 	SYS_time,
 #endif

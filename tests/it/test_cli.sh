@@ -225,6 +225,16 @@ if check "mount -o sched=normal" lfs_mount -o sched=normal "$T/seq.list" "$T/sch
 	check "the inflate pool: SCHED_BATCH read-ahead threads, SCHED_IDLE idle ones" \
 		bash -c '[[ $1 == *"layerfs-pool=3:"* && $1 != *"layerfs-pool="[^3]* &&
 			$1 != *"layerfs-idle="[^5]* ]] || { echo "$1"; exit 1; }' _ "$p"
+	check "the inflate pool: its idle threads in the idle I/O class" \
+		bash -c 'n=0
+		for t in /proc/"$1"/task/*; do
+			[[ $(cat "$t/comm") == layerfs-idle ]] || continue
+			n=$((n + 1))
+			c=$(ionice -p "${t##*/}")
+			[[ $c == idle ]] || { echo "${t##*/}: $c"; exit 1; }
+		done
+		((n > 0)) || { echo "no layerfs-idle thread"; exit 1; }' _ \
+		"$(timeout 20 "$LAYERFS" stats "$T/sched" | awk '$1 == "pid" { print $2 }')"
 	lfs_umount "$T/sched"
 fi
 if check "mount -o sched=batch" lfs_mount -o sched=batch "$T/seq.list" "$T/sched"; then

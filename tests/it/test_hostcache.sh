@@ -308,6 +308,16 @@ fi
 check "cache stats: size, layers, hit rate" \
 	bash -c 'out=$("$1" cache stats -o cache_dir="$2") && [[ $out == *"layer versions     4"* && $out == *"% hits"* ]] || { echo "$out"; exit 1; }' \
 	_ "$LAYERFS" "$CD"
+# the bytes the block records hold, as a census of the records' heads: the
+# layers' blocks (text, zstd level 1) take less room than they hold, and
+# each of the four layer versions has its line
+check "cache stats: disk bytes per layer and the zstd ratio" \
+	bash -c 'out=$("$1" cache stats -o cache_dir="$2") || exit 1
+		[[ $out =~ "zstd ratio "([0-9]+)\.[0-9]+ && ${BASH_REMATCH[1]} -ge 1 &&
+			$(grep -c "^layer [0-9a-f]\{16\} .* on disk, [0-9]* blocks holding" <<<"$out") -eq 4 ]] ||
+			{ echo "$out"; exit 1; }
+		[[ $(grep -o "ratio [0-9.]*)" <<<"$out" | head -n 1) != "ratio 0.00)" ]] || { echo "$out"; exit 1; }' \
+	_ "$LAYERFS" "$CD"
 check "cache prune: down to cache_dir_size" \
 	bash -c '"$1" cache prune -o cache_dir="$2",cache_dir_size=1M >/dev/null && [[ $(du -sk "$2" | cut -f1) -le 1100 ]]' \
 	_ "$LAYERFS" "$CD"
