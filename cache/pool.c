@@ -67,14 +67,14 @@ static int has_work(const struct lfs_pool *p, int background)
 
 /* Idle threads run as SCHED_IDLE: what nobody waits for (prefetch, writing
  * blocks out, hashing) uses only the CPU time nothing else wants, so a
- * function's start is not slowed by it, and in the idle I/O class, so
+ * function's start is not slowed by it; and in the idle I/O class, so that
  * their reads (hashing a layer never seen reads all of it) wait for the
- * function's where the disk's scheduler has classes (mq-deadline, bfq):
- * a first start on a host took 1.05x as long with the hashing running.  The others run as SCHED_BATCH:
- * read-ahead is throughput work, and a batch thread woken for a job does
- * not preempt the thread that queued it, the worker about to reply to a
- * sequential reader (3 % of a cold sequential read, docs/performance.md).
- * Named, for top -H and the tests. */
+ * function's where the disk's scheduler has classes (mq-deadline, bfq;
+ * docs/coldstart.md, hostfirst).  The others run as SCHED_BATCH: read-ahead
+ * is throughput work, and a batch thread woken for a job does not preempt
+ * the thread that queued it, the worker about to reply to a sequential
+ * reader (docs/performance.md, sched=auto).  Named, for top -H and the
+ * tests. */
 static void *worker(void *arg)
 {
 	struct worker_arg a = *(struct worker_arg *)arg;
