@@ -434,7 +434,8 @@ static void start_traces(struct daemon_state *d)
 		if (o->prefetch_push)
 			d->ctx->push = lfs_push_start(d->se, d->stack, d->mountpoint);
 		d->replay = lfs_replay_start(d->stack, &d->replay_trace,
-					     d->ctx->push ? lfs_push_want_cb : NULL, d->ctx->push);
+					     d->ctx->push ? lfs_push_want_cb : NULL,
+					     d->ctx->push ? lfs_push_name_cb : NULL, d->ctx->push);
 		d->have_replay = 0;
 	}
 	if (d->trace_dirfd >= 0 && (o->trace || !d->replay)) {

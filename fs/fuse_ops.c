@@ -87,6 +87,8 @@ static void lfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ino = lfs_tree_lookup(lfs_stack_tree(ctx->stack), (uint32_t)parent, name,
 				      strlen(name));
 		rc = fill_entry(ctx, ino, &e);
+		if (!ino) /* for a trace: the next start can look it up ahead */
+			lfs_stack_note_name(ctx->stack, (uint32_t)parent, name, strlen(name));
 	}
 	if (rc) {
 		fuse_reply_err(req, -rc);
@@ -209,6 +211,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, i
 		lfs_metrics_op(ctx->metrics, op, t0);
 		return;
 	}
+	if (off == 0) /* for a trace: the next start can list it ahead */
+		lfs_stack_note_name(ctx->stack, (uint32_t)ino, NULL, 0);
 	for (off_t i = off; i < (off_t)dir->nchildren + 2; i++) {
 		struct fuse_entry_param e;
 		uint32_t child = i == 0 ? (uint32_t)ino : i == 1 ? dir->parent

@@ -90,7 +90,8 @@ static const struct optdef defs[] = {
 	{ "cache_level", T_COUNT, O_CACHE_LEVEL, 0, 19, "N",
 	  "zstd level of the blocks written to cache_dir (default 1; 0: raw)" },
 	{ "trace", T_STRING, O_TRACE, 0, 0, "FILE",
-	  "record what the function reads as it starts, into FILE\n"
+	  "record what the function reads (and the names it misses,\n"
+	  "                           the directories it lists) as it starts, into FILE\n"
 	  "                           (written when trace_seconds are up, at `layerfs\n"
 	  "                           trace stop` or at unmount, whichever is first)" },
 	{ "trace_seconds", T_SECONDS, O_TRACE_SECONDS, 0, 0, "SECONDS",
@@ -105,9 +106,10 @@ static const struct optdef defs[] = {
 	  "                           (default 0)" },
 	{ "prefetch_push", T_COUNT, O_PREFETCH_PUSH, 0, 1, "0|1",
 	  "1: a replay also stores what it made into the kernel's\n"
-	  "                           page cache once each file is looked up, so the\n"
-	  "                           function's reads of it never reach the daemon\n"
-	  "                           (default 1)" },
+	  "                           page cache once each file is looked up, and looks\n"
+	  "                           up the traced missing names and lists the traced\n"
+	  "                           directories, so the function's reads, lookups and\n"
+	  "                           listings of them never reach the daemon (default 1)" },
 	{ "sched", T_CHOICE, O_SCHED, 0, 0, "auto|normal|batch",
 	  "scheduling policy of the serving threads (default auto:\n"
 	  "                           batch after a read 4 MiB or more into a file read\n"

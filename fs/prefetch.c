@@ -18,8 +18,12 @@ struct touched {
 	UT_hash_handle hh;
 };
 
+/* A range of blocks of file ino; or (trace version 2) directory ino
+ * listed, or name looked up in directory ino and not found. */
 struct run {
 	uint64_t ino, first, last;
+	enum lfs_trace_kind kind;
+	char *name;		/* absent: the name (owned) */
 };
 
 struct lfs_recorder {
@@ -35,6 +39,7 @@ struct lfs_recorder {
 	double started;		/* at the first read (0: none yet) */
 	int stopped, written, quit;
 	struct touched *set;
+	struct touched *names;	/* absent and list records made (hashes) */
 	struct run *runs;
 	size_t nruns, cap;
 };
@@ -45,6 +50,60 @@ static double now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* With rec->lock held: room for one more run, or NULL. */
+static struct run *more_runs(struct lfs_recorder *rec)
+{
+	if (rec->nruns == rec->cap) {
+		size_t cap = rec->cap ? 2 * rec->cap : 1024;
+		struct run *n = realloc(rec->runs, cap * sizeof(*n));
+
+		if (!n)
+			return NULL;
+		rec->runs = n;
+		rec->cap = cap;
+	}
+	return &rec->runs[rec->nruns];
+}
+
+/* With rec->lock held: 1 the first time the time is up. */
+static int expired(struct lfs_recorder *rec)
+{
+	if (rec->started && now() - rec->started > rec->seconds)
+		__atomic_store_n(&rec->stopped, 1, __ATOMIC_RELAXED);
+	return rec->stopped;
+}
+
+/* A negative lookup (name) or a listing (name NULL) in directory dir, the
+ * first time each, in order with the reads.  Noted before the first read
+ * too: a start looks names up before it reads anything. */
+static void note_name(void *ctx, uint32_t dir, const char *name, size_t len)
+{
+	struct lfs_recorder *rec = ctx;
+	uint64_t key = 1469598103934665603ull ^ dir;
+	struct touched *t;
+	struct run *r;
+
+	if (__atomic_load_n(&rec->stopped, __ATOMIC_RELAXED))
+		return;
+	/* the set keeps hashes: a collision only loses a hint */
+	key = (key ^ (name ? 1 : 2)) * 1099511628211ull;
+	for (size_t i = 0; name && i < len; i++)
+		key = (key ^ (unsigned char)name[i]) * 1099511628211ull;
+	pthread_mutex_lock(&rec->lock);
+	HASH_FIND(hh, rec->names, &key, sizeof(key), t);
+	if (!t && !expired(rec) && (r = more_runs(rec)) && (t = malloc(sizeof(*t)))) {
+		*r = (struct run){ .ino = dir, .kind = name ? LFS_TRACE_ABSENT : LFS_TRACE_LIST };
+		if (!name || (r->name = strndup(name, len))) {
+			t->key = key;
+			HASH_ADD(hh, rec->names, key, sizeof(t->key), t);
+			rec->nruns++;
+		} else {
+			free(t);
+		}
+	}
+	pthread_mutex_unlock(&rec->lock);
 }
 
 /* The first touch of each block, in order; consecutive blocks of one file
@@ -77,20 +136,15 @@ static void note(void *ctx, uint64_t ino, uint64_t off, size_t len)
 		t->key = key;
 		HASH_ADD(hh, rec->set, key, sizeof(t->key), t);
 		r = rec->nruns ? &rec->runs[rec->nruns - 1] : NULL;
-		if (r && r->ino == ino && r->last + 1 == b) {
+		if (r && r->kind == LFS_TRACE_RANGE && r->ino == ino && r->last + 1 == b) {
 			r->last = b;
 			continue;
 		}
-		if (rec->nruns == rec->cap) {
-			size_t cap = rec->cap ? 2 * rec->cap : 1024;
-			struct run *n = realloc(rec->runs, cap * sizeof(*n));
-
-			if (!n)
-				break;
-			rec->runs = n;
-			rec->cap = cap;
-		}
-		rec->runs[rec->nruns++] = (struct run){ ino, b, b };
+		r = more_runs(rec);
+		if (!r)
+			break;
+		*r = (struct run){ .ino = ino, .first = b, .last = b, .kind = LFS_TRACE_RANGE };
+		rec->nruns++;
 	}
 	pthread_mutex_unlock(&rec->lock);
 }
@@ -152,6 +206,7 @@ struct lfs_recorder *lfs_recorder_start(struct lfs_stack *s, int dirfd, const ch
 		return NULL;
 	}
 	lfs_stack_set_observer(s, note, rec);
+	lfs_stack_set_name_observer(s, note_name, rec);
 	return rec;
 }
 
@@ -210,9 +265,25 @@ int lfs_recorder_stop(struct lfs_recorder *rec)
 		const struct run *r = &rec->runs[i];
 		int len = path_of(t, r->ino, path, sizeof(path));
 
-		if (len > 0)
-			rc = lfs_trace_add(&tr, lfs_tree_node(t, r->ino)->layer, r->first, r->last, path,
-					   (size_t)len);
+		if (len < 0)
+			continue;
+		if (r->kind == LFS_TRACE_RANGE) {
+			if (len > 0)
+				rc = lfs_trace_add(&tr, lfs_tree_node(t, r->ino)->layer, r->first,
+						   r->last, path, (size_t)len);
+		} else if (r->kind == LFS_TRACE_LIST) {
+			rc = len ? lfs_trace_add_name(&tr, LFS_TRACE_LIST, path, (size_t)len)
+				 : lfs_trace_add_name(&tr, LFS_TRACE_LIST, ".", 1);
+		} else {
+			size_t nlen = strlen(r->name);
+
+			if ((size_t)len + nlen + 2 > sizeof(path))
+				continue;
+			if (len)
+				path[len++] = '/';
+			memcpy(path + len, r->name, nlen + 1);
+			rc = lfs_trace_add_name(&tr, LFS_TRACE_ABSENT, path, (size_t)len + nlen);
+		}
 	}
 	pthread_mutex_unlock(&rec->lock);
 	if (!rc && !rec->name) {
@@ -236,7 +307,7 @@ int lfs_recorder_stop(struct lfs_recorder *rec)
 		lfs_err("trace %s%s%s: cannot write it: %s", rec->label, rec->keyed ? "/" : "",
 			rec->keyed && rec->name ? rec->name : "", strerror(-rc));
 	else
-		lfs_info("trace %s%s%s: %zu ranges written", rec->label, rec->keyed ? "/" : "",
+		lfs_info("trace %s%s%s: %zu records written", rec->label, rec->keyed ? "/" : "",
 			 rec->keyed ? rec->name : "", tr.nranges);
 	lfs_trace_free(&tr);
 	return rc;
@@ -249,6 +320,7 @@ void lfs_recorder_free(struct lfs_recorder *rec)
 	if (!rec)
 		return;
 	lfs_stack_set_observer(rec->s, NULL, NULL);
+	lfs_stack_set_name_observer(rec->s, NULL, NULL);
 	pthread_mutex_lock(&rec->lock);
 	rec->quit = 1;
 	pthread_cond_signal(&rec->wake);
@@ -259,6 +331,12 @@ void lfs_recorder_free(struct lfs_recorder *rec)
 		HASH_DEL(rec->set, t);
 		free(t);
 	}
+	HASH_ITER(hh, rec->names, t, tmp) {
+		HASH_DEL(rec->names, t);
+		free(t);
+	}
+	for (size_t i = 0; i < rec->nruns; i++)
+		free(rec->runs[i].name);
 	free(rec->runs);
 	close(rec->dirfd);
 	free(rec->name);
@@ -277,6 +355,7 @@ struct lfs_replay {
 	struct lfs_stack *s;
 	struct lfs_trace tr;
 	void (*made)(void *ctx, uint32_t ino, const char *path, uint64_t off, uint64_t len);
+	void (*named)(void *ctx, enum lfs_trace_kind kind, const char *path);
 	void *made_ctx;
 	pthread_t thread;
 	int stop;		/* atomic: abandon */
@@ -294,10 +373,16 @@ static void *replay_main(void *arg)
 	for (size_t i = 0; i < rp->tr.nranges && !__atomic_load_n(&rp->stop, __ATOMIC_RELAXED);
 	     i++) {
 		const struct lfs_trace_range *r = &rp->tr.ranges[i];
-		uint32_t ino = lfs_tree_resolve(t, r->path);
+		uint32_t ino = r->kind == LFS_TRACE_RANGE ? lfs_tree_resolve(t, r->path) : 0;
 		const struct lfs_node *n = ino ? lfs_tree_node(t, ino) : NULL;
 		uint64_t off = r->first * rp->tr.block_size, end = (r->last + 1) * rp->tr.block_size;
 
+		if (r->kind != LFS_TRACE_RANGE) {
+			/* a hint about the tree, answered from today's tree */
+			if (rp->named)
+				rp->named(rp->made_ctx, r->kind, r->path);
+			continue;
+		}
 		if (n && !known[n->layer]) {
 			/* does the layer that provides it now have the identity of
 			 * the one that did when the trace was made? */
@@ -333,6 +418,8 @@ static void *replay_main(void *arg)
 struct lfs_replay *lfs_replay_start(struct lfs_stack *s, struct lfs_trace *tr,
 				    void (*made)(void *ctx, uint32_t ino, const char *path,
 						 uint64_t off, uint64_t len),
+				    void (*named)(void *ctx, enum lfs_trace_kind kind,
+						  const char *path),
 				    void *made_ctx)
 {
 	struct lfs_replay *rp = calloc(1, sizeof(*rp));
@@ -343,6 +430,7 @@ struct lfs_replay *lfs_replay_start(struct lfs_stack *s, struct lfs_trace *tr,
 	}
 	rp->s = s;
 	rp->made = made;
+	rp->named = named;
 	rp->made_ctx = made_ctx;
 	rp->tr = *tr;
 	memset(tr, 0, sizeof(*tr));

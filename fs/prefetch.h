@@ -41,11 +41,15 @@ void lfs_recorder_free(struct lfs_recorder *rec);
 /* Starts replaying trace tr (read at mount, as whoever started the daemon;
  * taken: *tr is emptied) against s.  Each range it asks to have made is
  * also handed to made(made_ctx, ino, path, off, len) when made is not NULL
- * (the front end pushes it into the kernel's page cache: push.h).  NULL
- * when it cannot start. */
+ * (the front end pushes it into the kernel's page cache: push.h), and each
+ * absent or list record, in the same order, to named(made_ctx, kind, path)
+ * when named is not NULL (the front end looks it up or lists it through
+ * the mount).  NULL when it cannot start. */
 struct lfs_replay *lfs_replay_start(struct lfs_stack *s, struct lfs_trace *tr,
 				    void (*made)(void *ctx, uint32_t ino, const char *path,
 						 uint64_t off, uint64_t len),
+				    void (*named)(void *ctx, enum lfs_trace_kind kind,
+						  const char *path),
 				    void *made_ctx);
 /* Abandons what is left of it, and frees.  NULL is ignored. */
 void lfs_replay_free(struct lfs_replay *rp);

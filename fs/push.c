@@ -29,6 +29,14 @@ struct wanted {
 	UT_hash_handle hh;
 };
 
+/* One step of the walk: a wanted file (ino, its path in `set`), or a
+ * name to look up that is not there, or a directory to list (path). */
+struct step {
+	uint32_t ino;
+	enum lfs_trace_kind kind;
+	char *path;			/* absent, list: owned */
+};
+
 struct lfs_push {
 	struct fuse_session *se;
 	struct lfs_stack *s;
@@ -40,7 +48,7 @@ struct lfs_push {
 	uint32_t *queue;		/* lock: inodes known, to push, FIFO */
 	size_t qhead, qlen, qcap;
 	char *mnt;			/* the mount point, NULL: no walk */
-	uint32_t *walk;			/* lock: wanted inodes in the replay's order */
+	struct step *walk;		/* lock: what to look up, in the replay's order */
 	size_t walked, nwalk, walkcap;
 	int stopping;			/* written under lock; atomic reads */
 	pthread_t thread;
@@ -87,10 +95,11 @@ static void push_range(struct lfs_push *p, uint32_t ino, uint64_t off, uint64_t 
  * the dentries on the way, which the function's own lookups then find):
  * 0, or a negative errno.  Never through a symbolic link or out of the
  * mount: the path comes from a trace file. */
-static int walk_one(const char *mnt, const char *path)
+static int walk_one(const char *mnt, const char *path, enum lfs_trace_kind kind)
 {
 	struct open_how how = {
-		.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+		.flags = (kind == LFS_TRACE_LIST ? O_RDONLY | O_DIRECTORY : O_PATH) | O_NOFOLLOW |
+			 O_CLOEXEC,
 		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
 			   RESOLVE_NO_XDEV,
 	};
@@ -102,29 +111,68 @@ static int walk_one(const char *mnt, const char *path)
 	if (root < 0)
 		return -errno;
 	fd = syscall(SYS_openat2, root, path, &how, sizeof(how));
-	if (fd < 0)
+	if (fd < 0) {
 		rc = -errno;
-	else
+	} else {
+		/* listed to its end: the kernel keeps the listing whole */
+		char buf[16384];
+
+		while (kind == LFS_TRACE_LIST && syscall(SYS_getdents64, (int)fd, buf, sizeof(buf)) > 0)
+			;
 		close((int)fd);
+	}
 	close(root);
+	/* the lookup that found nothing is what was wanted: the kernel now
+	 * answers it from a negative dentry */
+	if (kind == LFS_TRACE_ABSENT && rc == -ENOENT)
+		rc = 0;
 	return rc;
 }
 
-/* With p->lock held: the next wanted inode the kernel does not know yet,
- * or 0. */
-static uint32_t next_walk(struct lfs_push *p, char **path)
+/* With p->lock held: the next step, the path taken by the caller (a
+ * wanted file the kernel does not know yet, or a name), or 0. */
+static int next_walk(struct lfs_push *p, struct step *out)
 {
 	while (p->mnt && p->walked < p->nwalk) {
-		uint32_t ino = p->walk[p->walked++];
+		struct step *st = &p->walk[p->walked++];
+		uint32_t ino = st->ino;
 		struct wanted *w = NULL;
 
+		if (st->kind != LFS_TRACE_RANGE) {
+			*out = *st;
+			st->path = NULL;
+			return 1;
+		}
 		if (!(__atomic_load_n(&p->bits[ino / 64], __ATOMIC_ACQUIRE) & (1ull << (ino % 64))))
 			continue; /* looked up already */
 		HASH_FIND(hh, p->set, &ino, sizeof(ino), w);
-		if (w && w->path && (*path = strdup(w->path)))
-			return ino;
+		if (w && w->path && (out->path = strdup(w->path))) {
+			out->ino = ino;
+			out->kind = LFS_TRACE_RANGE;
+			return 1;
+		}
 	}
 	return 0;
+}
+
+/* With p->lock held: appends a step to the walk (the path taken). */
+static void add_step(struct lfs_push *p, uint32_t ino, enum lfs_trace_kind kind, char *path)
+{
+	if (p->nwalk == p->walkcap) {
+		size_t cap = p->walkcap ? 2 * p->walkcap : 256;
+		struct step *walk = realloc(p->walk, cap * sizeof(*walk));
+
+		if (walk) {
+			p->walk = walk;
+			p->walkcap = cap;
+		}
+	}
+	if (p->nwalk < p->walkcap) {
+		p->walk[p->nwalk++] = (struct step){ ino, kind, path };
+		pthread_cond_signal(&p->wake);
+	} else {
+		free(path);
+	}
 }
 
 static void *push_main(void *arg)
@@ -149,18 +197,26 @@ static void *push_main(void *arg)
 			break;
 		if (!p->qlen) {
 			/* nothing known to push: have the kernel learn the next
-			 * file, ahead of the function */
+			 * file, ahead of the function (or the next name it will
+			 * miss, or the next directory it will list) */
+			struct step st = { 0 };
 			int rc;
 
-			ino = next_walk(p, &path);
-			if (!ino)
+			if (!next_walk(p, &st))
 				continue;
+			path = st.path;
+			ino = st.ino;
 			pthread_mutex_unlock(&p->lock);
-			rc = walk_one(p->mnt, path);
-			if (!rc) {
+			rc = path ? walk_one(p->mnt, path, st.kind) : -ENOMEM;
+			if (!rc && st.kind != LFS_TRACE_RANGE) {
+				lfs_stack_note_walked(p->s);
+			} else if (!rc) {
 				lfs_push_known(p, ino);
-			} else if (rc == -EACCES || rc == -EPERM || rc == -ENOSYS) {
-				/* the daemon may not enter its own mount
+			} else if (st.kind == LFS_TRACE_RANGE &&
+				   (rc == -EACCES || rc == -EPERM || rc == -ENOSYS)) {
+				/* (a name's failure, a directory the daemon's
+				 * user may not list say, is only skipped)
+				 * the daemon may not enter its own mount
 				 * (no allow_other): pushes follow the
 				 * function's own lookups only */
 				lfs_info("prefetch: cannot look traced files up ahead (%s); pushing them as the function looks them up",
@@ -232,19 +288,7 @@ void lfs_push_want(struct lfs_push *p, uint32_t ino, const char *path, uint64_t 
 		w->ino = ino;
 		w->path = path ? strdup(path) : NULL;
 		HASH_ADD(hh, p->set, ino, sizeof(w->ino), w);
-		if (p->nwalk == p->walkcap) {
-			size_t cap = p->walkcap ? 2 * p->walkcap : 256;
-			uint32_t *walk = realloc(p->walk, cap * sizeof(*walk));
-
-			if (walk) {
-				p->walk = walk;
-				p->walkcap = cap;
-			}
-		}
-		if (p->nwalk < p->walkcap) {
-			p->walk[p->nwalk++] = ino;
-			pthread_cond_signal(&p->wake);
-		}
+		add_step(p, ino, LFS_TRACE_RANGE, NULL);
 	}
 	if (w && w->n == w->cap) {
 		size_t cap = w->cap ? 2 * w->cap : 4;
@@ -266,6 +310,25 @@ void lfs_push_want(struct lfs_push *p, uint32_t ino, const char *path, uint64_t 
 void lfs_push_want_cb(void *p, uint32_t ino, const char *path, uint64_t off, uint64_t len)
 {
 	lfs_push_want(p, ino, path, off, len);
+}
+
+void lfs_push_name(struct lfs_push *p, enum lfs_trace_kind kind, const char *path)
+{
+	char *copy;
+
+	if (!p || kind == LFS_TRACE_RANGE || !(copy = strdup(path)))
+		return;
+	pthread_mutex_lock(&p->lock);
+	if (p->mnt)
+		add_step(p, 0, kind, copy);
+	else
+		free(copy);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void lfs_push_name_cb(void *p, enum lfs_trace_kind kind, const char *path)
+{
+	lfs_push_name(p, kind, path);
 }
 
 void lfs_push_known(struct lfs_push *p, uint64_t ino)
@@ -317,6 +380,8 @@ void lfs_push_stop(struct lfs_push *p)
 		free(w);
 	}
 	free(p->mnt);
+	for (size_t i = 0; i < p->nwalk; i++)
+		free(p->walk[i].path);
 	free(p->walk);
 	free(p->queue);
 	free(p->bits);

@@ -39,6 +39,7 @@
 #include <stdint.h>
 
 #include "stack.h"
+#include "trace.h"
 
 struct lfs_push;
 
@@ -51,6 +52,15 @@ void lfs_push_want(struct lfs_push *p, uint32_t ino, const char *path, uint64_t 
 		   uint64_t len);
 /* The same with p as a void pointer: lfs_replay_start's callback. */
 void lfs_push_want_cb(void *p, uint32_t ino, const char *path, uint64_t off, uint64_t len);
+/* The replay's next name (trace version 2): kind LFS_TRACE_ABSENT, a path
+ * the function will look up and not find, or LFS_TRACE_LIST, a directory
+ * it will list.  The thread looks the path up (or lists the directory to
+ * its end) through the mount, in order with the wanted files' lookups, so
+ * that the kernel answers the function from its negative dentries and
+ * directory cache.  Nothing when the thread may not walk the mount. */
+void lfs_push_name(struct lfs_push *p, enum lfs_trace_kind kind, const char *path);
+/* The same with p as a void pointer: lfs_replay_start's callback. */
+void lfs_push_name_cb(void *p, enum lfs_trace_kind kind, const char *path);
 /* The kernel has just been told of ino (a LOOKUP reply).  Cheap when ino
  * is not wanted: one atomic load.  Never blocks on the kernel. */
 void lfs_push_known(struct lfs_push *p, uint64_t ino);

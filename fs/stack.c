@@ -77,8 +77,11 @@ struct lfs_stack {
 	uint64_t metadata_bytes;	/* tree and indexes, reserved in the budget */
 	void (*observer)(void *ctx, uint64_t ino, uint64_t off, size_t len);
 	void *observer_ctx;
+	void (*name_observer)(void *ctx, uint32_t dir, const char *name, size_t len);
+	void *name_observer_ctx;
 	uint64_t replay_ranges, replay_skipped, replay_bytes; /* atomic */
 	uint64_t push_wanted, push_files, push_bytes, push_errors; /* atomic */
+	uint64_t push_names;		/* atomic: absent/list records walked */
 	pthread_mutex_t slab_lock;	/* the handle slabs */
 	struct slab *slabs;
 	/* Told the inodes of a layer found untrusted (the front end drops
@@ -1314,7 +1317,8 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    "prefetch_ranges %llu\nprefetch_skipped %llu\nprefetch_asked %llu\n"
 		    "prefetch_jobs %llu\nprefetch_bytes %llu\nprefetch_used %llu\nprefetch_unused %llu\n"
 		    "prefetch_jumps %llu\nprefetch_push_wanted %llu\nprefetch_pushed_files %llu\n"
-		    "prefetch_pushed_bytes %llu\nprefetch_push_errors %llu\n",
+		    "prefetch_pushed_bytes %llu\nprefetch_push_errors %llu\n"
+		    "prefetch_walked_names %llu\n",
 		    (long)getpid(), st->nlayers, (unsigned long long)st->entries, st->inodes,
 		    (unsigned long long)st->zip_bytes, (unsigned long long)st->unzipped_bytes,
 		    st->open_seconds, s->tree_cached, __atomic_load_n(&s->tree_saved, __ATOMIC_ACQUIRE),
@@ -1348,7 +1352,8 @@ int lfs_stack_stats_text(struct lfs_stack *s, char *buf, size_t size)
 		    (unsigned long long)(r->prefetch_made > r->prefetch_used
 					  ? r->prefetch_made - r->prefetch_used : 0),
 		    (unsigned long long)r->jump_prefetches, load(&s->push_wanted),
-		    load(&s->push_files), load(&s->push_bytes), load(&s->push_errors));
+		    load(&s->push_files), load(&s->push_bytes), load(&s->push_errors),
+		    load(&s->push_names));
 	for (size_t i = 0; i < st->nlayers && !rc; i++) {
 		const struct lfs_stack_layer_stats *l = &st->layers[i];
 		uint64_t problems = 0;
@@ -1400,6 +1405,23 @@ void lfs_stack_set_observer(struct lfs_stack *s,
 {
 	__atomic_store_n(&s->observer_ctx, ctx, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->observer, fn, __ATOMIC_RELEASE);
+}
+
+void lfs_stack_set_name_observer(struct lfs_stack *s,
+				 void (*fn)(void *ctx, uint32_t dir, const char *name, size_t len),
+				 void *ctx)
+{
+	__atomic_store_n(&s->name_observer_ctx, ctx, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->name_observer, fn, __ATOMIC_RELEASE);
+}
+
+void lfs_stack_note_name(struct lfs_stack *s, uint32_t dir, const char *name, size_t len)
+{
+	void (*fn)(void *, uint32_t, const char *, size_t) =
+		__atomic_load_n(&s->name_observer, __ATOMIC_ACQUIRE);
+
+	if (fn)
+		fn(__atomic_load_n(&s->name_observer_ctx, __ATOMIC_RELAXED), dir, name, len);
 }
 
 void lfs_stack_layer_id(const struct lfs_stack *s, size_t i, char *buf, size_t size)
@@ -1465,6 +1487,11 @@ void lfs_stack_note_push(struct lfs_stack *s, uint64_t wanted, uint64_t files, u
 	__atomic_add_fetch(&s->push_files, files, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&s->push_bytes, bytes, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&s->push_errors, errors, __ATOMIC_RELAXED);
+}
+
+void lfs_stack_note_walked(struct lfs_stack *s)
+{
+	__atomic_add_fetch(&s->push_names, 1, __ATOMIC_RELAXED);
 }
 
 void lfs_stack_wait_idle(struct lfs_stack *s) { lfs_reader_wait_idle(s->reader); }

@@ -169,6 +169,16 @@ void lfs_stack_set_observer(struct lfs_stack *s,
 			    void (*fn)(void *ctx, uint64_t ino, uint64_t off, size_t len),
 			    void *ctx);
 
+/* The same for what the tree was asked that a read does not show (trace
+ * version 2): lfs_stack_note_name(s, dir, name, len) is called by the
+ * front end for a name looked up in directory dir that is not there, and
+ * with name NULL when directory dir is listed from its start; it calls fn
+ * when one is set.  Set and read as the read observer is. */
+void lfs_stack_set_name_observer(struct lfs_stack *s,
+				 void (*fn)(void *ctx, uint32_t dir, const char *name, size_t len),
+				 void *ctx);
+void lfs_stack_note_name(struct lfs_stack *s, uint32_t dir, const char *name, size_t len);
+
 /* Called, from a background thread, for every file and symlink of a
  * layer once its bytes proved not to be its listed sha256= (every read
  * of it fails with EIO from then on): for dropping what the kernel caches
@@ -196,6 +206,9 @@ void lfs_stack_note_replay(struct lfs_stack *s, uint64_t ranges, uint64_t skippe
  * bytes wanted, files pushed, bytes stored, failed stores. */
 void lfs_stack_note_push(struct lfs_stack *s, uint64_t wanted, uint64_t files, uint64_t bytes,
 			 uint64_t errors);
+/* A name of a trace (absent, list) looked up or listed ahead, for the
+ * stats (prefetch_walked_names). */
+void lfs_stack_note_walked(struct lfs_stack *s);
 
 /* Waits until no read-ahead or prefetch is queued or running (tests). */
 void lfs_stack_wait_idle(struct lfs_stack *s);

@@ -42,8 +42,8 @@ int lfs_trace_set_layer(struct lfs_trace *t, size_t i, const char *id, const cha
 	return t->layer_id[i] && t->layer_label[i] ? 0 : -ENOMEM;
 }
 
-int lfs_trace_add(struct lfs_trace *t, uint32_t layer, uint64_t first, uint64_t last,
-		  const char *path, size_t path_len)
+static int add_record(struct lfs_trace *t, enum lfs_trace_kind kind, uint32_t layer,
+		      uint64_t first, uint64_t last, const char *path, size_t path_len)
 {
 	struct lfs_trace_range *r;
 
@@ -62,11 +62,24 @@ int lfs_trace_add(struct lfs_trace *t, uint32_t layer, uint64_t first, uint64_t 
 		return -ENOMEM;
 	memcpy(r->path, path, path_len);
 	r->path[path_len] = '\0';
+	r->kind = kind;
 	r->layer = layer;
 	r->first = first;
 	r->last = last;
 	t->nranges++;
 	return 0;
+}
+
+int lfs_trace_add(struct lfs_trace *t, uint32_t layer, uint64_t first, uint64_t last,
+		  const char *path, size_t path_len)
+{
+	return add_record(t, LFS_TRACE_RANGE, layer, first, last, path, path_len);
+}
+
+int lfs_trace_add_name(struct lfs_trace *t, enum lfs_trace_kind kind, const char *path,
+		       size_t path_len)
+{
+	return add_record(t, kind, 0, 0, 0, path, path_len);
 }
 
 static int must_escape(unsigned char c) { return c <= 0x20 || c >= 0x7f || c == '%'; }
@@ -109,8 +122,11 @@ int lfs_trace_write(const struct lfs_trace *t, int dirfd, const char *name)
 	for (size_t i = 0; i < t->nranges; i++) {
 		const struct lfs_trace_range *r = &t->ranges[i];
 
-		fprintf(f, "range %u %llu %llu ", r->layer, (unsigned long long)r->first,
-			(unsigned long long)r->last);
+		if (r->kind == LFS_TRACE_RANGE)
+			fprintf(f, "range %u %llu %llu ", r->layer, (unsigned long long)r->first,
+				(unsigned long long)r->last);
+		else
+			fputs(r->kind == LFS_TRACE_ABSENT ? "absent " : "list ", f);
 		put_escaped(f, r->path);
 		fputc('\n', f);
 	}
@@ -194,7 +210,7 @@ static char *take_word(char **p)
 
 /* One line of the body (layers, ranges, the end): 0, 1 at the end line,
  * -1 when it does not parse. */
-static int parse_line(struct lfs_trace *t, char *line, size_t *nlayers, int *rc)
+static int parse_line(struct lfs_trace *t, char *line, size_t *nlayers, int version, int *rc)
 {
 	uint64_t layer, first, last, count;
 	size_t len;
@@ -219,6 +235,15 @@ static int parse_line(struct lfs_trace *t, char *line, size_t *nlayers, int *rc)
 		*rc = lfs_trace_add(t, (uint32_t)layer, first, last, p, len);
 		return 0;
 	}
+	if (version >= 2 && (!strncmp(line, "absent ", 7) || !strncmp(line, "list ", 5))) {
+		int absent = line[0] == 'a';
+
+		p = line + (absent ? 7 : 5);
+		if (!*p || unescape(p, &len))
+			return -1;
+		*rc = lfs_trace_add_name(t, absent ? LFS_TRACE_ABSENT : LFS_TRACE_LIST, p, len);
+		return 0;
+	}
 	if (!strncmp(line, "end ", 4)) {
 		p = line + 4;
 		if (take_num(&p, SIZE_MAX, &count) || *p || count != t->nranges)
@@ -236,7 +261,7 @@ int lfs_trace_read(const char *path, struct lfs_trace *t, char *err, size_t errl
 	const char *why = "malformed line";
 	uint64_t v;
 	ssize_t n;
-	int rc = 0, ended = 0;
+	int rc = 0, ended = 0, version = 0;
 
 	memset(t, 0, sizeof(*t));
 	if (!f) {
@@ -257,10 +282,11 @@ int lfs_trace_read(const char *path, struct lfs_trace *t, char *err, size_t errl
 			p = line + 14;
 			if (lineno == 1) {
 				if (strncmp(line, "layerfs-trace ", 14) || take_num(&p, 1000, &v) || *p ||
-				    v != LFS_TRACE_VERSION) {
-					why = "not a layerfs trace of this version";
+				    v < 1 || v > LFS_TRACE_VERSION) {
+					why = "not a layerfs trace of a version this build reads";
 					rc = -EINVAL;
 				}
+				version = (int)v;
 			} else if (lineno == 2) {
 				p = line + 11;
 				if (strncmp(line, "block_size ", 11) ||
@@ -268,7 +294,7 @@ int lfs_trace_read(const char *path, struct lfs_trace *t, char *err, size_t errl
 				    lfs_trace_init(t, (uint32_t)v, 0))
 					rc = -EINVAL;
 			} else {
-				int r = parse_line(t, line, &nlayers, &rc);
+				int r = parse_line(t, line, &nlayers, version, &rc);
 
 				if (r < 0)
 					rc = -EINVAL;

@@ -95,7 +95,7 @@ if check "record: mount with trace=" fg_mount "$T/rec.log" "trace=$TR/t1" "$T/fn
 fi
 cp "$TR/t1" "$T/t1"
 check "trace: versioned header and block size" \
-	bash -c '[[ $(sed -n 1p "$1") == "layerfs-trace 1" && $(sed -n 2p "$1") == "block_size 262144" ]]' _ "$T/t1"
+	bash -c '[[ $(sed -n 1p "$1") == "layerfs-trace 2" && $(sed -n 2p "$1") == "block_size 262144" ]]' _ "$T/t1"
 check "trace: the layer named by identity" \
 	bash -c 'grep -Eq "^layer 0 (sha256:[0-9a-f]{64}|version:[^ ]+) " "$1"' _ "$T/t1"
 B=262144
@@ -166,6 +166,44 @@ if check "push off: mount with prefetch_push=0" fg_mount "$T/nopush.log" \
 		"$(stat_of "$T/pub/nopush" prefetch_pushed_bytes)" "$before" "$(stat_of "$T/pub/nopush" reads)"
 	fg_umount "$T/pub/nopush"
 fi
+
+# --- names: negative lookups and listings recorded, and replayed ahead ------
+# (trace version 2) The function lists app/, looks up a name that is not
+# there, then reads a module; the next start's replay lists and looks up
+# the same through the mount, so the function's own listing and lookup are
+# answered by the kernel.
+if check "names: record" fg_mount "$T/nrec.log" "trace=$TR/t3,allow_other" "$T/fn.list" "$T/pub/nrec"; then
+	ls -f "$T/pub/nrec/app" >/dev/null
+	stat "$T/pub/nrec/app/nothere.py" >/dev/null 2>&1
+	cat "$T/pub/nrec/app/mod05.py" >/dev/null
+	fg_umount "$T/pub/nrec"
+fi
+cp "$TR/t3" "$T/t3"
+check "names: the listing, the missing name and the read, in order" eq \
+	"$(grep -E '^(list|absent|range) ' "$T/t3" | grep -v '^list \.$' | awk '{ print $1, $NF }' | tr '\n' ' ')" \
+	"list app absent app/nothere.py range app/mod05.py "
+if check "names: replay with push" fg_mount "$T/nrp.log" "prefetch=$T/t3,allow_other" "$T/fn.list" "$T/pub/nrp"; then
+	want=$(grep -cE '^(list|absent) ' "$T/t3")
+	for _ in $(seq 200); do
+		[[ $(stat_of "$T/pub/nrp" prefetch_walked_names) == "$want" &&
+			$(stat_of "$T/pub/nrp" prefetch_pushed_files) == 1 ]] && break
+		sleep 0.05
+	done
+	check "names: every name walked ahead (prefetch_walked_names)" \
+		eq "$(stat_of "$T/pub/nrp" prefetch_walked_names)" "$want"
+	l0=$(stat_of "$T/pub/nrp" op.lookup.requests)
+	d0=$(($(stat_of "$T/pub/nrp" op.readdir.requests) + $(stat_of "$T/pub/nrp" op.readdirplus.requests)))
+	check "names: the listing is right" eq "$(ls -f "$T/pub/nrp/app" | sort | tr '\n' ' ')" \
+		"$(ls -fa "$T/ref/app" | sort | tr '\n' ' ')"
+	check "names: the missing name is missing" bash -c '! stat "$1" >/dev/null 2>&1' _ "$T/pub/nrp/app/nothere.py"
+	check "names: neither reached the daemon (lookups, listings unchanged)" eq \
+		"$(stat_of "$T/pub/nrp" op.lookup.requests) $(($(stat_of "$T/pub/nrp" op.readdir.requests) + $(stat_of "$T/pub/nrp" op.readdirplus.requests)))" \
+		"$l0 $d0"
+	stat "$T/pub/nrp/app/other.py" >/dev/null 2>&1
+	check "names: a name the trace does not have does" test "$(stat_of "$T/pub/nrp" op.lookup.requests)" -gt "$l0"
+	fg_umount "$T/pub/nrp"
+fi
+check "names: the replay logged no warning" bash -c '! grep -qi "warn\|error\|skipped" "$1" || { cat "$1"; exit 1; }' _ "$T/nrp.log"
 chmod 0700 "$T"
 
 # --- reads of other files during a big replay ------------------------------
@@ -243,8 +281,14 @@ stale_case() {
 }
 head -c 3000 /dev/urandom >"$T/garbage"
 stale_case garbage "$T/garbage" refused 0 "trace refused"
-sed 's/^layerfs-trace 1$/layerfs-trace 2/' "$T/t1" >"$T/v2"
-stale_case version "$T/v2" refused 0 "trace refused"
+sed 's/^layerfs-trace 2$/layerfs-trace 3/' "$T/t1" >"$T/v3"
+stale_case version "$T/v3" refused 0 "trace refused"
+# a version 1 trace (ranges only) is still replayed
+grep -v '^absent \|^list ' "$T/t1" | sed 's/^layerfs-trace 2$/layerfs-trace 1/' >"$T/v1"
+stale_case version1 "$T/v1" 5 0 "serving"
+sed 's/^range 0 0 0 app\/mod01.py$/absent app\/mod01.py\nlist ..\/..\/etc/' "$T/t1" | grep -v "^range" |
+	sed 's/^end 5$/end 2/' | sed 's/^layerfs-trace 2$/layerfs-trace 1/' >"$T/v1names"
+stale_case v1_with_names "$T/v1names" refused 0 "trace refused"
 head -c $(($(stat -c %s "$T/t1") - 7)) "$T/t1" >"$T/cut"
 stale_case truncated "$T/cut" refused 0 "trace refused"
 sed 's/^range 0 0 0 app\/mod01.py$/range 0 0 99999999999999999999999 app\/mod01.py/' "$T/t1" >"$T/huge"
