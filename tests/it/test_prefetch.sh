@@ -204,6 +204,25 @@ if check "names: replay with push" fg_mount "$T/nrp.log" "prefetch=$T/t3,allow_o
 	fg_umount "$T/pub/nrp"
 fi
 check "names: the replay logged no warning" bash -c '! grep -qi "warn\|error\|skipped" "$1" || { cat "$1"; exit 1; }' _ "$T/nrp.log"
+# names that lead out of the mount, or through a symbolic link, are not
+# walked: the walk resolves beneath the mount's root only
+{
+	sed -n '/^layerfs-trace/,/^layer /p' "$T/t3"
+	printf 'absent ../../etc/passwd\nlist ../../etc\nlist /etc\nabsent app/../../x\nlist app\n'
+	echo "end 5"
+} >"$T/t3bad"
+if check "names out of the mount: replay mounts" fg_mount "$T/nbad.log" "prefetch=$T/t3bad,allow_other" \
+	"$T/fn.list" "$T/pub/nbad"; then
+	for _ in $(seq 100); do
+		[[ $(stat_of "$T/pub/nbad" prefetch_walked_names) == 1 ]] && break
+		sleep 0.05
+	done
+	sleep 0.2
+	check "names out of the mount: only the one inside walked" \
+		eq "$(stat_of "$T/pub/nbad" prefetch_walked_names)" 1
+	check "names out of the mount: the mount still serves" cmp "$T/pub/nbad/app/mod05.py" "$T/ref/app/mod05.py"
+	fg_umount "$T/pub/nbad"
+fi
 chmod 0700 "$T"
 
 # --- reads of other files during a big replay ------------------------------
