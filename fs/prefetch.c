@@ -67,7 +67,8 @@ static struct run *more_runs(struct lfs_recorder *rec)
 	return &rec->runs[rec->nruns];
 }
 
-/* With rec->lock held: 1 the first time the time is up. */
+/* With rec->lock held: stops the recording once `seconds` have passed
+ * since the first read; 1 when it is stopped. */
 static int expired(struct lfs_recorder *rec)
 {
 	if (rec->started && now() - rec->started > rec->seconds)
@@ -120,8 +121,8 @@ static void note(void *ctx, uint64_t ino, uint64_t off, size_t len)
 	if (!rec->started) {
 		rec->started = now();
 		pthread_cond_signal(&rec->wake);
-	} else if (now() - rec->started > rec->seconds)
-		__atomic_store_n(&rec->stopped, 1, __ATOMIC_RELAXED);
+	}
+	expired(rec);
 	for (uint64_t b = first; !rec->stopped && b <= last; b++) {
 		uint64_t key = ino << 32 | (b & 0xffffffffu);
 		struct touched *t;
@@ -205,8 +206,7 @@ struct lfs_recorder *lfs_recorder_start(struct lfs_stack *s, int dirfd, const ch
 		free(rec);
 		return NULL;
 	}
-	lfs_stack_set_observer(s, note, rec);
-	lfs_stack_set_name_observer(s, note_name, rec);
+	lfs_stack_set_observer(s, note, note_name, rec);
 	return rec;
 }
 
@@ -319,8 +319,7 @@ void lfs_recorder_free(struct lfs_recorder *rec)
 
 	if (!rec)
 		return;
-	lfs_stack_set_observer(rec->s, NULL, NULL);
-	lfs_stack_set_name_observer(rec->s, NULL, NULL);
+	lfs_stack_set_observer(rec->s, NULL, NULL, NULL);
 	pthread_mutex_lock(&rec->lock);
 	rec->quit = 1;
 	pthread_cond_signal(&rec->wake);

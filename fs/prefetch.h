@@ -4,7 +4,9 @@
  *
  * Recording notes every read the stack serves (lfs_stack_set_observer)
  * until `seconds` have passed since the first one or it is stopped: the
- * first touch of each block of each file, in order, coalesced into ranges.
+ * first touch of each block of each file, in order, coalesced into ranges,
+ * and, in the same order, each name looked up and not found and each
+ * directory listed (once each).
  * The trace is written (atomically) when recording is stopped or the
  * recorder is freed, whichever comes first.
  *

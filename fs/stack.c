@@ -76,9 +76,8 @@ struct lfs_stack {
 	uint32_t block_size;
 	uint64_t metadata_bytes;	/* tree and indexes, reserved in the budget */
 	void (*observer)(void *ctx, uint64_t ino, uint64_t off, size_t len);
-	void *observer_ctx;
 	void (*name_observer)(void *ctx, uint32_t dir, const char *name, size_t len);
-	void *name_observer_ctx;
+	void *observer_ctx;		/* both observers' */
 	uint64_t replay_ranges, replay_skipped, replay_bytes; /* atomic */
 	uint64_t push_wanted, push_files, push_bytes, push_errors; /* atomic */
 	uint64_t push_names;		/* atomic: absent/list records walked */
@@ -1400,19 +1399,13 @@ uint64_t lfs_stack_fingerprint(const struct lfs_stack *s)
 void lfs_stack_drop_blocks(struct lfs_stack *s) { lfs_reader_drop_blocks(s->reader); }
 
 void lfs_stack_set_observer(struct lfs_stack *s,
-			    void (*fn)(void *ctx, uint64_t ino, uint64_t off, size_t len),
+			    void (*read)(void *ctx, uint64_t ino, uint64_t off, size_t len),
+			    void (*name)(void *ctx, uint32_t dir, const char *name, size_t len),
 			    void *ctx)
 {
 	__atomic_store_n(&s->observer_ctx, ctx, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->observer, fn, __ATOMIC_RELEASE);
-}
-
-void lfs_stack_set_name_observer(struct lfs_stack *s,
-				 void (*fn)(void *ctx, uint32_t dir, const char *name, size_t len),
-				 void *ctx)
-{
-	__atomic_store_n(&s->name_observer_ctx, ctx, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->name_observer, fn, __ATOMIC_RELEASE);
+	__atomic_store_n(&s->observer, read, __ATOMIC_RELEASE);
+	__atomic_store_n(&s->name_observer, name, __ATOMIC_RELEASE);
 }
 
 void lfs_stack_note_name(struct lfs_stack *s, uint32_t dir, const char *name, size_t len)
@@ -1421,7 +1414,7 @@ void lfs_stack_note_name(struct lfs_stack *s, uint32_t dir, const char *name, si
 		__atomic_load_n(&s->name_observer, __ATOMIC_ACQUIRE);
 
 	if (fn)
-		fn(__atomic_load_n(&s->name_observer_ctx, __ATOMIC_RELAXED), dir, name, len);
+		fn(__atomic_load_n(&s->observer_ctx, __ATOMIC_RELAXED), dir, name, len);
 }
 
 void lfs_stack_layer_id(const struct lfs_stack *s, size_t i, char *buf, size_t size)

@@ -160,23 +160,19 @@ uint64_t lfs_stack_fingerprint(const struct lfs_stack *s);
 /* Drops cached blocks (keeps resume points); see lfs_reader_drop_blocks. */
 void lfs_stack_drop_blocks(struct lfs_stack *s);
 
-/* Called after every read the stack served (ino, bytes [off, off + len)),
- * from the thread that served it; NULL stops it.  For the start-up trace
- * (fs/prefetch.c).  Set it before the mount serves, or once it no longer
- * does: the pair is read without a lock, so changing it from one
- * observer to another while reads are served could pair them wrongly. */
+/* Observers for the start-up trace (fs/prefetch.c), sharing ctx: `read`
+ * is called after every read the stack served (ino, bytes [off, off +
+ * len)), from the thread that served it; `name` by lfs_stack_note_name,
+ * which the front end calls for a name looked up in directory dir that is
+ * not there, and with name NULL when directory dir is listed from its
+ * start (what the tree was asked that a read does not show: trace version
+ * 2).  NULLs stop them.  Set them before the mount serves, or once it no
+ * longer does: they are read without a lock, so changing them from one
+ * observer to another while requests are served could pair them wrongly. */
 void lfs_stack_set_observer(struct lfs_stack *s,
-			    void (*fn)(void *ctx, uint64_t ino, uint64_t off, size_t len),
+			    void (*read)(void *ctx, uint64_t ino, uint64_t off, size_t len),
+			    void (*name)(void *ctx, uint32_t dir, const char *name, size_t len),
 			    void *ctx);
-
-/* The same for what the tree was asked that a read does not show (trace
- * version 2): lfs_stack_note_name(s, dir, name, len) is called by the
- * front end for a name looked up in directory dir that is not there, and
- * with name NULL when directory dir is listed from its start; it calls fn
- * when one is set.  Set and read as the read observer is. */
-void lfs_stack_set_name_observer(struct lfs_stack *s,
-				 void (*fn)(void *ctx, uint32_t dir, const char *name, size_t len),
-				 void *ctx);
 void lfs_stack_note_name(struct lfs_stack *s, uint32_t dir, const char *name, size_t len);
 
 /* Called, from a background thread, for every file and symlink of a
