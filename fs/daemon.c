@@ -910,6 +910,7 @@ int lfs_daemon_mount(struct lfs_options *o)
 	ctx.attr_timeout = o->attr_timeout;
 	ctx.max_read = o->max_read;
 	ctx.sched_auto = o->sched == LFS_SCHED_AUTO;
+	ctx.dirplus = o->dirplus;
 	ctx.provenance = o->provenance;
 	ctx.metrics = lfs_metrics_new(LAYERFS_VERSION, LAYERFS_COMMIT, mnt);
 	if (!ctx.metrics || fuse_mount_args(o, o->pos[0]))

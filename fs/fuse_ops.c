@@ -49,8 +49,10 @@ static void lfs_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_readahead = ctx->max_read;
 	if (conn->capable & FUSE_CAP_ASYNC_READ)
 		conn->want |= FUSE_CAP_ASYNC_READ;
-	if (conn->capable & FUSE_CAP_READDIRPLUS)
+	if ((conn->capable & FUSE_CAP_READDIRPLUS) && ctx->dirplus != LFS_DIRPLUS_NEVER)
 		conn->want |= FUSE_CAP_READDIRPLUS;
+	else
+		conn->want &= ~(unsigned)(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
 	/* symlink targets never change either */
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
@@ -70,12 +72,39 @@ static int fill_entry(struct lfs_fuse_ctx *ctx, uint32_t ino, struct fuse_entry_
 	return lfs_stack_stat(ctx->stack, ino, &e->attr);
 }
 
+/* Which listings carry attributes.  An entry of READDIRPLUS with its
+ * attributes makes the kernel an inode and a dentry for it: a program that
+ * then stats the entries (Python's imports, ls -l, tar) is spared a LOOKUP
+ * for each, one that only lists (find) pays for inodes it never uses.  So
+ * under readdirplus=auto the entries of subdirectories always carry them
+ * (a walk descends into them), the others only for a thread that has
+ * looked up a file before, by name: the first listing such a thread makes
+ * costs it a LOOKUP per entry it then stats (docs/performance.md).  The
+ * thread walking the mount ahead of a replay lists for the function, so it
+ * is always given them. */
+static void note_statter(struct lfs_fuse_ctx *ctx, int tid)
+{
+	if (ctx->dirplus == LFS_DIRPLUS_AUTO && tid > 0 &&
+	    __atomic_load_n(&ctx->statters[tid % LFS_STATTERS], __ATOMIC_RELAXED) != tid)
+		__atomic_store_n(&ctx->statters[tid % LFS_STATTERS], tid, __ATOMIC_RELAXED);
+}
+
+static int wants_attrs(const struct lfs_fuse_ctx *ctx, int tid)
+{
+	if (ctx->dirplus != LFS_DIRPLUS_AUTO)
+		return 1;
+	return tid > 0 && (__atomic_load_n(&ctx->statters[tid % LFS_STATTERS],
+					   __ATOMIC_RELAXED) == tid ||
+			   lfs_push_is_walker(ctx->push, tid));
+}
+
 static void lfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct lfs_fuse_ctx *ctx = ctx_of(req);
 	struct fuse_entry_param e;
 	const struct lfs_node *p = lfs_tree_node(lfs_stack_tree(ctx->stack), parent);
 	uint64_t t0 = lfs_metrics_clock();
+	int tid = (int)fuse_req_ctx(req)->pid; /* req is gone once answered */
 	uint32_t ino;
 	int rc;
 
@@ -97,6 +126,8 @@ static void lfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		/* the kernel has the inode now: it can take its pages */
 		if (e.ino)
 			lfs_push_known(ctx->push, e.ino);
+		if (e.ino && !S_ISDIR(e.attr.st_mode))
+			note_statter(ctx, tid);
 	}
 	lfs_metrics_op(ctx->metrics, LFS_OP_LOOKUP, t0);
 	settle_policy(ctx, 0);
@@ -202,6 +233,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, i
 	const struct lfs_node *dir = lfs_tree_node(t, ino);
 	enum lfs_op op = plus ? LFS_OP_READDIRPLUS : LFS_OP_READDIR;
 	uint64_t t0 = lfs_metrics_clock();
+	int attrs = plus && wants_attrs(ctx, (int)fuse_req_ctx(req)->pid);
 	char *buf, name[256];
 	size_t used = 0;
 	off_t end = off;
@@ -228,13 +260,13 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, i
 		}
 		fill_entry(ctx, child, &e);
 		if (plus) {
-			/* "." and ".." must not take lookup references */
-			if (i < 2)
+			/* "." and ".." must not take lookup references; an
+			 * entry with no inode number is listed, and the
+			 * kernel makes nothing of it */
+			if (i < 2 || (!attrs && !S_ISDIR(e.attr.st_mode)))
 				e.ino = 0;
 			need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e,
 						      i + 1);
-			if (i < 2)
-				e.ino = child;
 		} else {
 			need = fuse_add_direntry(req, buf + used, size - used, name, &e.attr,
 						 i + 1);
@@ -246,8 +278,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, i
 	}
 	fuse_reply_buf(req, buf, used);
 	free(buf);
-	/* READDIRPLUS made the kernel an inode of each entry it sent */
-	for (off_t j = off < 2 ? 2 : off; plus && ctx->push && j < end; j++)
+	/* READDIRPLUS made the kernel an inode of each entry it sent with
+	 * attributes (the pusher wants only files) */
+	for (off_t j = off < 2 ? 2 : off; attrs && ctx->push && j < end; j++)
 		lfs_push_known(ctx->push, lfs_tree_child(t, (uint32_t)ino, (uint32_t)(j - 2)));
 	lfs_metrics_op(ctx->metrics, op, t0);
 	settle_policy(ctx, 0);

@@ -13,6 +13,7 @@
 
 #include "inval.h"
 #include "metrics.h"
+#include "options.h"
 #include "push.h"
 #include "stack.h"
 
@@ -34,6 +35,14 @@ struct lfs_fuse_ctx {
 	struct lfs_metrics *metrics; /* read timing; NULL: none */
 	int provenance;		/* 0 names, 1 paths, 2 off (-o provenance=) */
 	int sched_auto;		/* workers batch only while read-ahead streams */
+	enum lfs_dirplus dirplus; /* -o readdirplus= */
+	/* Threads that have looked up a file (readdirplus=auto): a direct-
+	 * mapped table of the kernel's thread ids, by tid % LFS_STATTERS.  A
+	 * collision forgets a thread (it is asked a lookup per entry again),
+	 * a reused id is remembered for a new thread (it is given the
+	 * attributes): either costs time, never a wrong answer. */
+#define LFS_STATTERS 64
+	int statters[LFS_STATTERS]; /* atomic */
 	int has_admin_gid;
 	gid_t admin_gid;
 };

@@ -33,7 +33,7 @@ enum target {
 	O_CACHE_SIZE, O_BLOCK_SIZE, O_SPACING, O_READAHEAD, O_MAX_READ, O_THREADS,
 	O_ENTRY_TIMEOUT, O_ATTR_TIMEOUT, O_TIMEOUT, O_UID, O_GID, O_MAX_LAYERS,
 	O_MAX_ENTRIES, O_MAX_TOTAL, O_MAX_NAME, O_CACHE_DIR, O_CACHE_DIR_SIZE, O_CACHE_LEVEL,
-	O_TRACE, O_TRACE_SECONDS, O_PREFETCH, O_PREFETCH_JUMPS, O_PREFETCH_PUSH, O_SCHED, O_DEBUG, O_JOURNAL,
+	O_TRACE, O_TRACE_SECONDS, O_PREFETCH, O_PREFETCH_JUMPS, O_PREFETCH_PUSH, O_SCHED, O_DIRPLUS, O_DEBUG, O_JOURNAL,
 	O_USER, O_SECCOMP, O_ADMIN_GROUP, O_PROVENANCE, O_METRICS_FILE, O_METRICS_INTERVAL,
 	O_FDSTORE,
 	O_REMOTE_TIMEOUT, O_REMOTE_CHUNK, O_REMOTE_CACHE, O_REMOTE_CONNS, O_S3_REGION,
@@ -116,6 +116,14 @@ static const struct optdef defs[] = {
 	  "                           in order, so their wake-ups do not preempt the\n"
 	  "                           inflater or the reader; normal otherwise, so small\n"
 	  "                           requests are answered at once on a busy host)" },
+	{ "readdirplus", T_CHOICE, O_DIRPLUS, 0, 0, "auto|always|never",
+	  "which directory listings carry each entry's attributes\n"
+	  "                           (the kernel then makes its inode, sparing a lookup\n"
+	  "                           per entry a program stats; a cost for one that only\n"
+	  "                           lists, like find).  auto (default): entries of\n"
+	  "                           subdirectories always, the others for a thread that\n"
+	  "                           has looked up a file; always; never: no\n"
+	  "                           READDIRPLUS at all" },
 	{ "user", T_STRING, O_USER, 0, 0, "NAME",
 	  "the user the daemon serves as once mounted, with no\n"
 	  "                           capabilities (default layerfs; root keeps root)" },
@@ -389,6 +397,7 @@ static int apply(struct lfs_options *o, const struct optdef *d, const char *val)
 	case O_CACHE_DIR_SIZE: o->stack.cache_dir_size = v; break;
 	case O_CACHE_LEVEL: o->stack.cache_level = (int)v; break;
 	case O_SCHED: o->sched = (enum lfs_sched)v; break;
+	case O_DIRPLUS: o->dirplus = (enum lfs_dirplus)v; break;
 	case O_SECCOMP: o->seccomp = (int)v; break;
 	case O_PROVENANCE: o->provenance = (int)v; break;
 	case O_USER: case O_ADMIN_GROUP: case O_METRICS_FILE: {

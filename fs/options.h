@@ -18,6 +18,8 @@
 
 /* -o sched=, in the order of its choices. */
 enum lfs_sched { LFS_SCHED_AUTO, LFS_SCHED_NORMAL, LFS_SCHED_BATCH };
+/* -o readdirplus=, in the order of its choices. */
+enum lfs_dirplus { LFS_DIRPLUS_AUTO, LFS_DIRPLUS_ALWAYS, LFS_DIRPLUS_NEVER };
 
 struct lfs_options {
 	struct lfs_stack_config stack;
@@ -26,6 +28,7 @@ struct lfs_options {
 	unsigned max_read;	/* largest read request asked of the kernel */
 	int foreground, debug, journal;
 	enum lfs_sched sched;	/* the serving threads' scheduling policy */
+	enum lfs_dirplus dirplus; /* which listings carry attributes */
 	const char *pos[2];	/* LIST, MOUNTPOINT */
 	int npos;
 	struct fuse_args fuse_args; /* what goes to FUSE, argv[0] first */

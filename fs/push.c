@@ -51,6 +51,7 @@ struct lfs_push {
 	struct step *walk;		/* lock: what to look up, in the replay's order */
 	size_t walked, nwalk, walkcap;
 	int stopping;			/* written under lock; atomic reads */
+	int tid;			/* atomic: the thread's kernel id, once it runs */
 	pthread_t thread;
 };
 
@@ -183,6 +184,7 @@ static void *push_main(void *arg)
 	/* The pins may inflate what the replay has not made yet: on idle CPU
 	 * only, as the replay's own jobs, never in the function's way. */
 	(void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+	__atomic_store_n(&p->tid, (int)gettid(), __ATOMIC_RELAXED);
 
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
@@ -329,6 +331,11 @@ void lfs_push_name(struct lfs_push *p, enum lfs_trace_kind kind, const char *pat
 void lfs_push_name_cb(void *p, enum lfs_trace_kind kind, const char *path)
 {
 	lfs_push_name(p, kind, path);
+}
+
+int lfs_push_is_walker(const struct lfs_push *p, int tid)
+{
+	return p && tid && __atomic_load_n(&p->tid, __ATOMIC_RELAXED) == tid;
 }
 
 void lfs_push_known(struct lfs_push *p, uint64_t ino)

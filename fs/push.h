@@ -64,6 +64,11 @@ void lfs_push_name_cb(void *p, enum lfs_trace_kind kind, const char *path);
 /* The kernel has just been told of ino (a LOOKUP reply).  Cheap when ino
  * is not wanted: one atomic load.  Never blocks on the kernel. */
 void lfs_push_known(struct lfs_push *p, uint64_t ino);
+/* Whether tid (a request's fuse_ctx pid: the kernel names the thread) is
+ * the thread that walks the mount.  Its listings are what the function
+ * will find in the directory cache, so they must carry the entries'
+ * attributes (-o readdirplus=auto).  NULL p: no. */
+int lfs_push_is_walker(const struct lfs_push *p, int tid);
 /* Stops the thread (what is queued is dropped) and frees p.  NULL is
  * ignored. */
 void lfs_push_stop(struct lfs_push *p);

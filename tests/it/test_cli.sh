@@ -249,6 +249,68 @@ check "mount -o sched=fast: refused with one line naming the option" \
 		[[ $(wc -l <<<"$out") -eq 1 && $out == *sched* ]] || { echo "$out"; exit 1; }
 		! mountpoint -q "$3"' _ "$LAYERFS" "$T/stack.list" "$T/sched_bad"
 
+# -o readdirplus: which listings carry the entries' attributes (and so make
+# the kernel an inode and a dentry of each), counted by the LOOKUPs that
+# stat-ing the listed files afterwards needs.  auto: a thread that only
+# lists (find) is given them for subdirectories only; one that has looked
+# up a file before is given them for every entry; always: everyone;
+# never: no READDIRPLUS at all.  What is listed and stat-ed is the same in
+# every mode.
+mkdir -p "$T/rdp/src/top" "$T/rdp/src/d1" "$T/rdp/src/d2" "$T/rdp/src/d3/sub"
+for i in $(seq -w 1 20); do
+	echo "$i" >"$T/rdp/src/d1/f$i"
+	echo "$i$i" >"$T/rdp/src/d2/f$i"
+done
+echo deep >"$T/rdp/src/d3/sub/deep.txt"
+echo top >"$T/rdp/src/top/t.txt"
+ln -s ../d1/f01 "$T/rdp/src/d3/link"
+(cd "$T/rdp/src" && zip -qry "$T/rdp/rdp.zip" .)
+lfs_list "$T/rdp/rdp.list" "$T/rdp/rdp.zip"
+lookups() { stat_of "$1" op.lookup.requests; }
+# what a listing shows: type, mode, size, link target of every entry
+listing() { (cd "$1" && find . \( -type f -printf '%y %m %s %p\n' \) -o -printf '%y %m %l %p\n' | sort); }
+M=$T/rdp/m
+if check "mount (default -o readdirplus=auto)" lfs_mount "$T/rdp/rdp.list" "$M"; then
+	ls -f "$M" >/dev/null # the top's subdirectories are known: find's paths need no lookup
+	n0=$(lookups "$M")
+	find "$M/d3" "$M/d1" >/dev/null
+	check "readdirplus=auto: find looks nothing up (subdirectories come with the listing)" \
+		eq "$(($(lookups "$M") - n0))" 0
+	n0=$(lookups "$M")
+	stat "$M"/d1/f* >/dev/null
+	check "readdirplus=auto: what find listed has no inode yet (a lookup per file stat-ed)" \
+		eq "$(($(lookups "$M") - n0))" 20
+	n0=$(lookups "$M")
+	check "readdirplus=auto: a thread that looked a file up lists with attributes" "$PY" -c '
+import os, sys
+m = sys.argv[1]
+os.stat(m + "/top/t.txt")
+names = os.listdir(m + "/d2")
+sizes = sorted(os.stat(m + "/d2/" + n).st_size for n in names)
+sys.exit(0 if len(names) == 20 and sizes == [5] * 20 else "%s %s" % (names, sizes))' "$M"
+	check "readdirplus=auto: ... and its stats of them need no lookup (1: its own file)" \
+		eq "$(($(lookups "$M") - n0))" 1
+	check "readdirplus=auto: the tree is listed and stat-ed as extracted" \
+		eq "$(listing "$M")" "$(listing "$T/rdp/src")"
+	lfs_umount "$T/rdp/m"
+fi
+if check "mount -o readdirplus=always" lfs_mount -o readdirplus=always "$T/rdp/rdp.list" "$M"; then
+	find "$M/d1" >/dev/null
+	n0=$(lookups "$M")
+	stat "$M"/d1/f* >/dev/null
+	check "readdirplus=always: what find listed is known (no lookup)" eq "$(($(lookups "$M") - n0))" 0
+	check "readdirplus=always: the tree is listed and stat-ed as extracted" \
+		eq "$(listing "$M")" "$(listing "$T/rdp/src")"
+	lfs_umount "$T/rdp/m"
+fi
+if check "mount -o readdirplus=never" lfs_mount -o readdirplus=never "$T/rdp/rdp.list" "$M"; then
+	check "readdirplus=never: the tree is listed and stat-ed as extracted" \
+		eq "$(listing "$M")" "$(listing "$T/rdp/src")"
+	check "readdirplus=never: no READDIRPLUS was sent" eq "$(stat_of "$M" op.readdirplus.requests)" 0
+	check "readdirplus=never: READDIR was" test "$(stat_of "$M" op.readdir.requests)" -gt 0
+	lfs_umount "$T/rdp/m"
+fi
+
 # Every -o option of layerfs's own that --help lists (not the FUSE options
 # it passes through) is in the README's table and the man page.
 undocumented=

@@ -196,6 +196,9 @@ if check "names: replay with push" fg_mount "$T/nrp.log" "prefetch=$T/t3,allow_o
 	check "names: the listing is right" eq "$(ls -f "$T/pub/nrp/app" | sort | tr '\n' ' ')" \
 		"$(ls -fa "$T/ref/app" | sort | tr '\n' ' ')"
 	check "names: the missing name is missing" bash -c '! stat "$1" >/dev/null 2>&1' _ "$T/pub/nrp/app/nothere.py"
+	# the walk's listing carried attributes (-o readdirplus=auto gives them
+	# to the walking thread), so a file of it the trace never read is known
+	check "names: a listed file the trace did not read is known" stat "$T/pub/nrp/app/mod06.py"
 	check "names: neither reached the daemon (lookups, listings unchanged)" eq \
 		"$(stat_of "$T/pub/nrp" op.lookup.requests) $(($(stat_of "$T/pub/nrp" op.readdir.requests) + $(stat_of "$T/pub/nrp" op.readdirplus.requests)))" \
 		"$l0 $d0"
