@@ -96,11 +96,14 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
 /* DOS times are local time; unzip reads them with mktime() too.  mktime()
  * consults the time zone file on every call, which dominated mounting a
  * 100,000-entry layer, so the zone offset is looked up once per distinct
- * date (entries of one zip share few dates). */
+ * date, and a thread remembers the offsets of the last DOS_DATES dates it
+ * saw (a layer of files made over months has thousands of dates, in no
+ * order). */
+#define DOS_DATES 1024
 static int64_t dos_time(uint16_t time, uint16_t date)
 {
-	static __thread uint16_t last_date = 0xffff;
-	static __thread int64_t last_offset;
+	/* date 0 (month 0) is never valid: an empty slot */
+	static __thread struct { uint16_t date; int32_t offset; } zones[DOS_DATES];
 	int64_t y = ((date >> 9) & 0x7f) + 1980;
 	unsigned mon = (date >> 5) & 0x0f, day = date & 0x1f;
 	int64_t utc;
@@ -109,18 +112,20 @@ static int64_t dos_time(uint16_t time, uint16_t date)
 		return 0;
 	utc = days_from_civil(y, mon, day) * 86400 + ((time >> 11) & 0x1f) * 3600 +
 	      ((time >> 5) & 0x3f) * 60 + (time & 0x1f) * 2;
-	if (date != last_date) {
+	if (zones[date % DOS_DATES].date != date) {
 		struct tm tm = { .tm_year = (int)y - 1900, .tm_mon = (int)mon - 1,
 				 .tm_mday = (int)day, .tm_hour = 12, .tm_isdst = -1 };
 		time_t local_noon = mktime(&tm);
-
-		last_offset = local_noon == (time_t)-1
+		int64_t off = local_noon == (time_t)-1
 				      ? 0
 				      : days_from_civil(y, mon, day) * 86400 + 12 * 3600 -
 						(int64_t)local_noon;
-		last_date = date;
+
+		/* zone offsets are within a day */
+		zones[date % DOS_DATES].offset = off > 86400 || off < -86400 ? 0 : (int32_t)off;
+		zones[date % DOS_DATES].date = date;
 	}
-	return utc - last_offset;
+	return utc - zones[date % DOS_DATES].offset;
 }
 
 /* Where the end of central directory record is, what it says, and where the
