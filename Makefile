@@ -57,10 +57,11 @@ $(error missing libraries: apt-get install $(MISSING) (or run tools/bootstrap de
 endif
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 PC_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(foreach l,$(LIBS),$(call module,$(l))))
-# libcurl is compiled against but not linked: cache/curl_lazy.c loads it
-# when a remote layer needs it (linked, it and its 26 libraries are loaded
-# at the start of every command).
-PC_LIBS := $(shell $(PKG_CONFIG) --libs $(foreach l,$(filter-out libcurl:%,$(LIBS)),$(call module,$(l))))
+# libcurl and libcrypto are compiled against but not linked:
+# cache/curl_lazy.c loads libcurl when a remote layer needs it (linked, it
+# and its 26 libraries are loaded at the start of every command), and
+# cache/digest.c loads libcrypto at the first SHA-256 (docs/performance.md).
+PC_LIBS := $(shell $(PKG_CONFIG) --libs $(foreach l,$(filter-out libcurl:% libcrypto:%,$(LIBS)),$(call module,$(l))))
 endif
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PC_CFLAGS)
 ALL_LDLIBS = $(PC_LIBS) -lpthread $(LDLIBS)

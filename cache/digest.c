@@ -2,9 +2,12 @@
 
 #include "hostdir.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,39 +15,147 @@
 
 #define CHUNK (1u << 20)
 #define MEMO_MAGIC "layerfs-digest 1\n"
+#define STR(x) #x
+#define SONAME(major) "libcrypto.so." STR(major)
+
+/* libcrypto, loaded at the first digest (see digest.h): the functions
+ * used, NULL until then or when it cannot be loaded. */
+static struct {
+	EVP_MD_CTX *(*ctx_new)(void);
+	void (*ctx_free)(EVP_MD_CTX *);
+	int (*init)(EVP_MD_CTX *, const EVP_MD *, ENGINE *);
+	int (*update)(EVP_MD_CTX *, const void *, size_t);
+	int (*final)(EVP_MD_CTX *, unsigned char *, unsigned int *);
+	const EVP_MD *(*sha256)(void);
+	const char *(*version)(int);
+} crypto;
+static char crypto_why[256];
+static pthread_once_t crypto_once = PTHREAD_ONCE_INIT;
+
+static void crypto_load(void)
+{
+	/* the soname of the OpenSSL whose headers this was built with */
+	void *h = dlopen(SONAME(OPENSSL_VERSION_MAJOR), RTLD_NOW | RTLD_LOCAL);
+	const char *missing = NULL;
+	void *p;
+
+	if (!h) {
+		snprintf(crypto_why, sizeof(crypto_why), "cannot load %s: %s",
+			 SONAME(OPENSSL_VERSION_MAJOR), dlerror());
+		return;
+	}
+	/* dlsym's object pointers become function pointers: POSIX allows it */
+#define SYM(field, name)                                      \
+	do {                                                  \
+		p = dlsym(h, name);                           \
+		if (!p && !missing)                           \
+			missing = name;                       \
+		memcpy(&crypto.field, &p, sizeof(p));         \
+	} while (0)
+	SYM(ctx_new, "EVP_MD_CTX_new");
+	SYM(ctx_free, "EVP_MD_CTX_free");
+	SYM(init, "EVP_DigestInit_ex");
+	SYM(update, "EVP_DigestUpdate");
+	SYM(final, "EVP_DigestFinal_ex");
+	SYM(sha256, "EVP_sha256");
+	SYM(version, "OpenSSL_version");
+#undef SYM
+	if (missing) {
+		snprintf(crypto_why, sizeof(crypto_why), "%s has no %s",
+			 SONAME(OPENSSL_VERSION_MAJOR), missing);
+		memset(&crypto, 0, sizeof(crypto));
+		dlclose(h);
+	}
+}
+
+int lfs_crypto_load(const char **why)
+{
+	pthread_once(&crypto_once, crypto_load);
+	if (why)
+		*why = crypto.sha256 ? NULL : crypto_why;
+	return crypto.sha256 ? 0 : -ENOSYS;
+}
+
+const char *lfs_crypto_version(void)
+{
+	const char *why;
+
+	return lfs_crypto_load(&why) ? why : crypto.version(OPENSSL_VERSION);
+}
+
+struct lfs_sha256 {
+	EVP_MD_CTX *md;
+};
+
+struct lfs_sha256 *lfs_sha256_new(void)
+{
+	struct lfs_sha256 *h;
+
+	if (lfs_crypto_load(NULL) || !(h = calloc(1, sizeof(*h))))
+		return NULL;
+	h->md = crypto.ctx_new();
+	if (!h->md || !crypto.init(h->md, crypto.sha256(), NULL)) {
+		lfs_sha256_free(h);
+		return NULL;
+	}
+	return h;
+}
+
+int lfs_sha256_update(struct lfs_sha256 *h, const void *data, size_t len)
+{
+	return crypto.update(h->md, data, len) ? 0 : -ENOMEM;
+}
+
+int lfs_sha256_final(struct lfs_sha256 *h, unsigned char out[LFS_DIGEST_LEN])
+{
+	unsigned int len = 0;
+
+	return crypto.final(h->md, out, &len) && len == LFS_DIGEST_LEN ? 0 : -ENOMEM;
+}
+
+void lfs_sha256_free(struct lfs_sha256 *h)
+{
+	if (!h)
+		return;
+	if (h->md)
+		crypto.ctx_free(h->md);
+	free(h);
+}
 
 int lfs_digest_source(struct lfs_source *src, unsigned char out[LFS_DIGEST_LEN])
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	struct lfs_sha256 *h = lfs_sha256_new();
 	unsigned char *buf = malloc(CHUNK);
-	unsigned int len = 0;
 	int rc = 0;
 
-	if (!ctx || !buf || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
-		rc = -ENOMEM;
+	if (!h || !buf) {
+		rc = h || lfs_crypto_load(NULL) == 0 ? -ENOMEM : -ENOSYS;
 		goto out;
 	}
 	for (uint64_t off = 0; off < src->size && !rc; off += CHUNK) {
 		size_t n = src->size - off < CHUNK ? (size_t)(src->size - off) : CHUNK;
 
 		rc = lfs_source_read(src, buf, n, off);
-		if (!rc && !EVP_DigestUpdate(ctx, buf, n))
-			rc = -ENOMEM;
+		if (!rc)
+			rc = lfs_sha256_update(h, buf, n);
 	}
-	if (!rc && !EVP_DigestFinal_ex(ctx, out, &len))
-		rc = -ENOMEM;
+	if (!rc)
+		rc = lfs_sha256_final(h, out);
 out:
-	EVP_MD_CTX_free(ctx);
+	lfs_sha256_free(h);
 	free(buf);
 	return rc;
 }
 
-void lfs_digest_bytes(const void *data, size_t len, unsigned char out[LFS_DIGEST_LEN])
+int lfs_digest_bytes(const void *data, size_t len, unsigned char out[LFS_DIGEST_LEN])
 {
-	unsigned int n = 0;
+	struct lfs_sha256 *h = lfs_sha256_new();
+	int rc = h ? lfs_sha256_update(h, data, len) : lfs_crypto_load(NULL) ? -ENOSYS : -ENOMEM;
 
-	if (!EVP_Digest(data, len, out, &n, EVP_sha256(), NULL))
-		memset(out, 0, LFS_DIGEST_LEN); /* only when libcrypto cannot run at all */
+	if (!rc)
+		rc = lfs_sha256_final(h, out);
+	lfs_sha256_free(h);
+	return rc;
 }
 
 void lfs_digest_hex(const unsigned char d[LFS_DIGEST_LEN], char hex[LFS_DIGEST_HEX])
@@ -81,12 +192,14 @@ int lfs_digest_parse(const char *hex, unsigned char out[LFS_DIGEST_LEN])
 	return hex[2 * LFS_DIGEST_LEN] ? -EINVAL : 0;
 }
 
-static void memo_name(const char *version, char name[LFS_DIGEST_HEX])
+static int memo_name(const char *version, char name[LFS_DIGEST_HEX])
 {
 	unsigned char d[LFS_DIGEST_LEN];
+	int rc = lfs_digest_bytes(version, strlen(version), d);
 
-	lfs_digest_bytes(version, strlen(version), d);
-	lfs_digest_hex(d, name);
+	if (!rc)
+		lfs_digest_hex(d, name);
+	return rc;
 }
 
 int lfs_digest_memo_get(int dirfd, const char *version, unsigned char out[LFS_DIGEST_LEN])
@@ -95,7 +208,8 @@ int lfs_digest_memo_get(int dirfd, const char *version, unsigned char out[LFS_DI
 	ssize_t n;
 	int fd, len;
 
-	memo_name(version, name);
+	if (memo_name(version, name))
+		return -ENOENT;
 	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return -ENOENT;
@@ -116,7 +230,9 @@ int lfs_digest_memo_put(int dirfd, const char *version, const unsigned char d[LF
 	char text[64 + LFS_SOURCE_ID_MAX + LFS_DIGEST_HEX];
 	int fd, len, rc = 0;
 
-	memo_name(version, name);
+	rc = memo_name(version, name);
+	if (rc)
+		return rc;
 	lfs_digest_hex(d, hex);
 	len = snprintf(text, sizeof(text), MEMO_MAGIC "%s\n%s\n", version, hex);
 	if (len < 0 || (size_t)len >= sizeof(text))

@@ -24,11 +24,33 @@
 #define LFS_DIGEST_LEN 32
 #define LFS_DIGEST_HEX (2 * LFS_DIGEST_LEN + 1)
 
-/* SHA-256 of every byte of src.  0, or a negative errno (source errors). */
+/* libcrypto is not linked: loaded with dlopen() at the first digest (or
+ * lfs_crypto_load), so that a mount of local layers without a host cache,
+ * which never hashes, does not map and relocate it at its start (13 ms of
+ * a cold mount: docs/performance.md).  A caller that will need digests
+ * later, under a system-call filter, loads it first with lfs_crypto_load.
+ * When it cannot be loaded, every call below fails with -ENOSYS: no digest
+ * is ever made up. */
+/* Loads it (once; thread safe): 0, or -ENOSYS and *why (if why) says why. */
+int lfs_crypto_load(const char **why);
+/* OpenSSL's version line, or why it could not be loaded. */
+const char *lfs_crypto_version(void);
+
+/* A SHA-256 made piece by piece.  new: NULL when out of memory or without
+ * libcrypto (lfs_crypto_load says which); update and final: 0 or -ENOMEM.
+ * One thread at a time per object. */
+struct lfs_sha256;
+struct lfs_sha256 *lfs_sha256_new(void);
+int lfs_sha256_update(struct lfs_sha256 *h, const void *data, size_t len);
+int lfs_sha256_final(struct lfs_sha256 *h, unsigned char out[LFS_DIGEST_LEN]);
+void lfs_sha256_free(struct lfs_sha256 *h);
+
+/* SHA-256 of every byte of src.  0, or a negative errno (source errors,
+ * -ENOSYS without libcrypto). */
 int lfs_digest_source(struct lfs_source *src, unsigned char out[LFS_DIGEST_LEN]);
 
-/* SHA-256 of len bytes. */
-void lfs_digest_bytes(const void *data, size_t len, unsigned char out[LFS_DIGEST_LEN]);
+/* SHA-256 of len bytes: 0, -ENOMEM, or -ENOSYS without libcrypto. */
+int lfs_digest_bytes(const void *data, size_t len, unsigned char out[LFS_DIGEST_LEN]);
 
 void lfs_digest_hex(const unsigned char d[LFS_DIGEST_LEN], char hex[LFS_DIGEST_HEX]);
 /* 0, or -EINVAL when hex is not 64 hexadecimal digits. */

@@ -32,7 +32,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -1791,14 +1790,14 @@ static void wr_enqueue(struct http_source *hs, struct chunk *c)
 /* --- the listed digest ------------------------------------------------ */
 
 /* Hashes n bytes with the lock let go (the caller keeps them alive). */
-static int dg_update(struct http_source *hs, EVP_MD_CTX *md, const void *p, size_t n)
+static int dg_update(struct http_source *hs, struct lfs_sha256 *md, const void *p, size_t n)
 {
-	int ok;
+	int rc;
 
 	pthread_mutex_unlock(&hs->lock);
-	ok = EVP_DigestUpdate(md, p, n);
+	rc = lfs_sha256_update(md, p, n);
 	pthread_mutex_lock(&hs->lock);
-	return ok ? 0 : -ENOMEM;
+	return rc;
 }
 
 /* The hasher: hashes chunk after chunk in order, each as soon as it is
@@ -1811,14 +1810,13 @@ static void *dg_main(void *arg)
 {
 	struct http_source *hs = arg;
 	size_t cs = hs->cfg.chunk_size;
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	struct lfs_sha256 *md = lfs_sha256_new();
 	unsigned char *buf = malloc(cs), actual[LFS_DIGEST_LEN];
 	struct sched_param sp = { 0 };
-	unsigned int dlen = 0;
 	int rc = 0, match;
 
 	(void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
-	if (!md || !buf || !EVP_DigestInit_ex(md, EVP_sha256(), NULL))
+	if (!md || !buf)
 		goto out;
 	pthread_mutex_lock(&hs->lock);
 	while (!rc && !hs->stopping && !is_stale(hs) && digest_state(hs) == LFS_HTTP_DIGEST_PENDING &&
@@ -1882,8 +1880,8 @@ static void *dg_main(void *arg)
 	}
 	pthread_mutex_unlock(&hs->lock);
 	/* the tail: the source's for its life */
-	if (!EVP_DigestUpdate(md, hs->tail, (size_t)(hs->src.size - hs->tail_off)) ||
-	    !EVP_DigestFinal_ex(md, actual, &dlen))
+	if (lfs_sha256_update(md, hs->tail, (size_t)(hs->src.size - hs->tail_off)) ||
+	    lfs_sha256_final(md, actual))
 		goto out;
 	add(&hs->hc.digest_bytes, hs->src.size - hs->tail_off);
 	match = !memcmp(actual, hs->dg_listed, LFS_DIGEST_LEN);
@@ -1902,7 +1900,7 @@ static void *dg_main(void *arg)
 	if (hs->cfg.on_digest)
 		hs->cfg.on_digest(hs->dg_ctx, &hs->src, match, actual);
 out:
-	EVP_MD_CTX_free(md);
+	lfs_sha256_free(md);
 	free(buf);
 	return NULL;
 }
@@ -2250,6 +2248,7 @@ static void disk_lookup(struct http_source *hs, struct lfs_disk *disk, const cha
 	const char *what = sha256 ? sha256 : object ? object : hs->name;
 	void *rec;
 	size_t len;
+	int rc;
 
 	memset(h, 0, sizeof(*h));
 	id = malloc(strlen(what) + 8);
@@ -2258,9 +2257,11 @@ static void disk_lookup(struct http_source *hs, struct lfs_disk *disk, const cha
 		return;
 	}
 	sprintf(id, "%s %s", sha256 ? "sha256" : "url", what);
-	lfs_digest_bytes(id, strlen(id), where);
+	rc = lfs_digest_bytes(id, strlen(id), where);
 	free(id);
 	free(object);
+	if (rc)
+		return; /* no key: the disk is not used */
 	hs->keyed_by_sha = sha256 != NULL;
 	if (sha256)
 		memcpy(hs->version_key, where, LFS_DIGEST_LEN);
@@ -2307,8 +2308,11 @@ static void disk_after_open(struct http_source *hs, const struct held *h, int no
 
 	if (!hs->dobj)
 		return;
-	if (!hs->keyed_by_sha)
-		lfs_digest_bytes(hs->src.version, strlen(hs->src.version), hs->version_key);
+	if (!hs->keyed_by_sha &&
+	    lfs_digest_bytes(hs->src.version, strlen(hs->src.version), hs->version_key)) {
+		hs->dobj = NULL; /* no key: the disk is not used */
+		return;
+	}
 	if (not_modified)
 		return;
 	same = h->rec && h->size == hs->src.size && h->tail_off == hs->tail_off &&

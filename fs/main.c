@@ -1,6 +1,7 @@
 /* layerfs: the command line.  Each command lives in its own file: mount
  * (daemon.c), check (check.c), umount, stats, dropcache and trace stop (ctl.c); the
  * options are options.c's. */
+#include "../cache/digest.h"
 #include "cachecmd.h"
 #include "check.h"
 #include "ctl.h"
@@ -13,7 +14,6 @@
 #include <isa-l.h>
 #include <libdeflate.h>
 #include <malloc.h>
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 #include <zlib.h>
@@ -24,7 +24,7 @@ static void version(void)
 	       "libfuse %s, ISA-L %d.%d.%d, libdeflate %s, zlib %s, %s\n",
 	       LAYERFS_VERSION, LAYERFS_COMMIT, fuse_pkgversion(), ISAL_MAJOR_VERSION,
 	       ISAL_MINOR_VERSION, ISAL_PATCH_VERSION, LIBDEFLATE_VERSION_STRING, zlibVersion(),
-	       OpenSSL_version(OPENSSL_VERSION));
+	       lfs_crypto_version());
 }
 
 static int with_options(int argc, char **argv, int (*run)(struct lfs_options *))

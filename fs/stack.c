@@ -289,6 +289,23 @@ static void count_problem(struct lfs_layer *l, const struct lfs_zip_entry *e)
 		l->problems[LFS_PROBLEM_SYMLINK]++;
 }
 
+/* libcrypto is loaded on first use (digest.h): now, before any system-call
+ * filter, when the stack will hash (a host cache, a listed sha256=, a
+ * remote layer); a stack that cannot is refused. */
+static int load_crypto(const struct lfs_stack_config *cfg, const struct lfs_layer_list *list,
+		       char *const *urls, char *err, size_t errlen)
+{
+	int need = cfg->cache_dir != NULL;
+	const char *why;
+
+	for (size_t i = 0; i < list->count && !need; i++)
+		need = urls[i] || list->layers[i].sha256;
+	if (need && lfs_crypto_load(&why))
+		return lfs_errf(err, errlen, -ENOSYS, "%s: SHA-256 (for cache_dir, sha256= or a remote layer) is not available: %s",
+				cfg->list_path, why);
+	return 0;
+}
+
 /* Refuses a layer listed twice under different spellings (a symlink, a
  * hard link, `sub/../x.zip`): the same object behind two lines. */
 static int check_duplicate(struct lfs_source *const *srcs, const struct lfs_layer_list *list,
@@ -342,9 +359,13 @@ static int identify_remote(struct lfs_stack *s, struct lfs_layer *l, struct lfs_
 		}
 	} else {
 		char key[LFS_SOURCE_ID_MAX + 32];
+		int rc;
 
 		snprintf(key, sizeof(key), "layerfs remote version %s", src->version);
-		lfs_digest_bytes(key, strlen(key), l->digest);
+		rc = lfs_digest_bytes(key, strlen(key), l->digest);
+		if (rc)
+			return lfs_errf(err, errlen, rc, "%s: cannot key it: %s", spec->path,
+					rc == -ENOSYS ? "libcrypto cannot be loaded" : strerror(-rc));
 		l->digest_derived = 1;
 	}
 	l->digest_known = 1;
@@ -463,6 +484,7 @@ static int stack_key(const struct lfs_stack *s, struct lfs_source *const *srcs, 
 {
 	unsigned char (*digests)[LFS_DIGEST_LEN] = calloc(n, sizeof(*digests));
 	int64_t *mtimes = calloc(n, sizeof(*mtimes));
+	int rc;
 
 	if (!digests || !mtimes) {
 		free(digests);
@@ -473,11 +495,11 @@ static int stack_key(const struct lfs_stack *s, struct lfs_source *const *srcs, 
 		memcpy(digests[i], s->layers[i].digest, LFS_DIGEST_LEN);
 		mtimes[i] = srcs ? srcs[i]->mtime : s->layers[i].zi->src->mtime;
 	}
-	lfs_treecache_key((const unsigned char (*)[LFS_DIGEST_LEN])digests, mtimes, n,
-			  s->max_entries, s->max_total, s->max_name, key);
+	rc = lfs_treecache_key((const unsigned char (*)[LFS_DIGEST_LEN])digests, mtimes, n,
+			       s->max_entries, s->max_total, s->max_name, key);
 	free(digests);
 	free(mtimes);
-	return 0;
+	return rc;
 }
 
 /* Keeps the stack's tree for its next mount on this host. */
@@ -716,6 +738,8 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 		goto fail;
 	}
 	rc = take_urls(&list, urls);
+	if (!rc)
+		rc = load_crypto(cfg, &list, urls, err, errlen);
 	if (!rc)
 		rc = open_sources(s, cfg, &list, urls, srcs, err, errlen);
 	if (rc)

@@ -40,7 +40,7 @@ struct lfs_treecache {
 	const struct head *h;
 };
 
-void lfs_treecache_key(const unsigned char (*digests)[LFS_DIGEST_LEN], const int64_t *mtimes,
+int lfs_treecache_key(const unsigned char (*digests)[LFS_DIGEST_LEN], const int64_t *mtimes,
 		       size_t n, uint64_t max_entries, uint64_t max_total, uint64_t max_name,
 		       struct lfs_treecache_key *key)
 {
@@ -62,7 +62,7 @@ void lfs_treecache_key(const unsigned char (*digests)[LFS_DIGEST_LEN], const int
 		memcpy(buf + len, &mtimes[i], 8);
 		len += 8;
 	}
-	lfs_digest_bytes(buf, len, key->k);
+	return lfs_digest_bytes(buf, len, key->k);
 }
 
 static void name_of(const struct lfs_treecache_key *key, char name[LFS_DIGEST_HEX])

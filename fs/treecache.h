@@ -29,8 +29,8 @@ struct lfs_treecache_key {
 	size_t n;
 };
 
-/* The key of a stack of n layers. */
-void lfs_treecache_key(const unsigned char (*digests)[LFS_DIGEST_LEN], const int64_t *mtimes,
+/* The key of a stack of n layers: 0, or a negative errno (lfs_digest_bytes). */
+int lfs_treecache_key(const unsigned char (*digests)[LFS_DIGEST_LEN], const int64_t *mtimes,
 		       size_t n, uint64_t max_entries, uint64_t max_total, uint64_t max_name,
 		       struct lfs_treecache_key *key);
 
