@@ -209,22 +209,42 @@ static struct bnode *make_node(struct lfs_tree_builder *b, const char *name, siz
 	return n;
 }
 
+/* The directory the last entry of a layer went into: a zip lists a
+ * directory's entries one after another, so the next entry's path most
+ * often starts with the same one, and is not walked again from the root. */
+struct last_dir {
+	char path[LFS_TREE_MAX_PATH + 1];
+	size_t len;		/* of path; 0: none */
+	struct bnode *node;	/* NULL: none */
+};
+
 /* Puts `n` in `dir` under its name, replacing (hiding) whatever was there. */
-static void place(struct bnode *dir, struct bnode *old, struct bnode *n)
+static void place(struct bnode *dir, struct bnode *old, struct bnode *n, struct last_dir *memo)
 {
-	if (old)
+	if (old) {
 		HASH_DEL(dir->children, old);
+		if (S_ISDIR(old->mode)) { /* it may be, or hold, the remembered one */
+			memo->len = 0;
+			memo->node = NULL;
+		}
+	}
 	HASH_ADD_KEYPTR(hh, dir->children, n->name, n->name_len, n);
 }
 
 static int add_entry(struct lfs_tree_builder *b, unsigned layer, uint32_t index,
 		     const struct lfs_zip_entry *e, const char *path, size_t plen,
-		     int is_dir, int64_t implied_mtime)
+		     int is_dir, int64_t implied_mtime, struct last_dir *memo)
 {
 	struct bnode *dir = b->root, *cur;
 	size_t i = 0;
 
 	dir->layers |= 1ull << layer;
+	/* every directory on the remembered path has this layer's bit */
+	if (memo->len && memo->len < plen && path[memo->len] == '/' &&
+	    !memcmp(path, memo->path, memo->len)) {
+		dir = memo->node;
+		i = memo->len + 1;
+	}
 	for (;;) {
 		size_t start = i;
 		int last;
@@ -240,13 +260,18 @@ static int add_entry(struct lfs_tree_builder *b, unsigned layer, uint32_t index,
 							    LFS_TREE_NO_ENTRY, 0, implied_mtime);
 				if (!n)
 					return -ENOMEM;
-				place(dir, cur, n);
+				place(dir, cur, n, memo);
 				cur = n;
 			}
 			cur->layers |= 1ull << layer;
 			dir = cur;
 			i++;
 			continue;
+		}
+		if (dir != b->root && dir != memo->node) {
+			memcpy(memo->path, path, start - 1);
+			memo->len = start - 1;
+			memo->node = dir;
 		}
 		if (is_dir && cur && S_ISDIR(cur->mode)) {
 			/* Directories merge.  Like unzip, a record for a directory
@@ -264,7 +289,7 @@ static int add_entry(struct lfs_tree_builder *b, unsigned layer, uint32_t index,
 
 			if (!n)
 				return -ENOMEM;
-			place(dir, cur, n);
+			place(dir, cur, n, memo);
 		}
 		return 0;
 	}
@@ -277,6 +302,7 @@ int lfs_tree_add_layer(struct lfs_tree_builder *b, unsigned layer,
 	/* The per-entry warnings share the index's cap for the layer: only
 	 * what it left of LFS_ZIP_MAX_LOGGED are printed, the rest summed up. */
 	uint64_t problems = zi->bad_entries, skipped = 0;
+	struct last_dir memo = { .len = 0 };
 
 	if (layer >= LFS_TREE_MAX_LAYERS)
 		return -E2BIG;
@@ -316,7 +342,7 @@ int lfs_tree_add_layer(struct lfs_tree_builder *b, unsigned layer,
 		if (max_total && b->allocated >= max_total)
 			return -E2BIG;
 		rc = add_entry(b, layer, (uint32_t)i, e, path, (size_t)len, is_dir,
-			       zi->file_mtime);
+			       zi->file_mtime, &memo);
 		if (rc)
 			return rc;
 	}

@@ -210,6 +210,41 @@ static void test_within_one_zip(void **state)
 	lfs_tree_free(t);
 }
 
+/* Entries of one directory in a row are placed from the directory the last
+ * one went into, not walked from the root: that shortcut must forget a
+ * directory replaced meanwhile (by a file, or with an ancestor). */
+static void test_replaced_directory_within_one_zip(void **state)
+{
+	static const struct fake l0[] = { F("a/b/x", 0644, 1), F("a/b/y", 0644, 2),
+					  F("a/b", 0600, 3), F("a/b/z", 0644, 4),
+					  F("a/b/w", 0644, 5), F("p/q/r/s", 0644, 6),
+					  F("p/q/r/t", 0644, 7), F("p", 0644, 8), F("p/q/r/u", 0644, 9),
+					  F("p/q/v", 0644, 10), F("a/c/k", 0644, 11), F("a/b/m", 0644, 12) };
+	const struct fake *layers[] = { l0 };
+	size_t counts[] = { 12 };
+	struct lfs_tree *t = build(layers, counts, 1);
+
+	(void)state;
+	/* a/b: a directory, a file (hiding x and y), a directory again */
+	assert_int_equal(node(t, "a/b")->mode, S_IFDIR | 0755);
+	assert_null(node(t, "a/b/x"));
+	assert_null(node(t, "a/b/y"));
+	assert_int_equal(node(t, "a/b/z")->size, 4);
+	assert_int_equal(node(t, "a/b/w")->size, 5);
+	assert_int_equal(node(t, "a/b/m")->size, 12);
+	assert_int_equal(node(t, "a/b")->nchildren, 3);
+	/* p replaced by a file above the remembered p/q/r, then made again */
+	assert_null(node(t, "p/q/r/s"));
+	assert_null(node(t, "p/q/r/t"));
+	assert_int_equal(node(t, "p/q/r/u")->size, 9);
+	assert_int_equal(node(t, "p/q/v")->size, 10);
+	assert_int_equal(node(t, "p/q/r")->nchildren, 1);
+	assert_int_equal(node(t, "a/c/k")->size, 11);
+	/* /, a, a/b, a/b/{z,w,m}, a/c, a/c/k, p, p/q, p/q/r, p/q/r/u, p/q/v */
+	assert_int_equal(lfs_tree_count(t), 13);
+	lfs_tree_free(t);
+}
+
 /* Lines of stderr containing `needle` while the tree takes a layer. */
 static unsigned logged_lines(struct lfs_tree_builder *b, const struct lfs_zip_index *zi,
 			     const char *needle)
@@ -429,6 +464,7 @@ int main(void)
 		cmocka_unit_test(test_override_across_layers),
 		cmocka_unit_test(test_file_dir_conflicts),
 		cmocka_unit_test(test_within_one_zip),
+		cmocka_unit_test(test_replaced_directory_within_one_zip),
 		cmocka_unit_test(test_lookup_and_readdir_order),
 		cmocka_unit_test(test_limits_and_skips),
 		cmocka_unit_test(test_warning_cap),
