@@ -87,18 +87,28 @@ struct lfs_sha256 {
 	EVP_MD_CTX *md;
 };
 
+/* 0, -ENOSYS without libcrypto, or -ENOMEM. */
+static int sha256_start(struct lfs_sha256 **out)
+{
+	struct lfs_sha256 *h;
+
+	*out = NULL;
+	if (lfs_crypto_load(NULL))
+		return -ENOSYS;
+	h = calloc(1, sizeof(*h));
+	if (!h || !(h->md = crypto.ctx_new()) || !crypto.init(h->md, crypto.sha256(), NULL)) {
+		lfs_sha256_free(h);
+		return -ENOMEM;
+	}
+	*out = h;
+	return 0;
+}
+
 struct lfs_sha256 *lfs_sha256_new(void)
 {
 	struct lfs_sha256 *h;
 
-	if (lfs_crypto_load(NULL) || !(h = calloc(1, sizeof(*h))))
-		return NULL;
-	h->md = crypto.ctx_new();
-	if (!h->md || !crypto.init(h->md, crypto.sha256(), NULL)) {
-		lfs_sha256_free(h);
-		return NULL;
-	}
-	return h;
+	return sha256_start(&h) ? NULL : h;
 }
 
 int lfs_sha256_update(struct lfs_sha256 *h, const void *data, size_t len)
@@ -124,14 +134,12 @@ void lfs_sha256_free(struct lfs_sha256 *h)
 
 int lfs_digest_source(struct lfs_source *src, unsigned char out[LFS_DIGEST_LEN])
 {
-	struct lfs_sha256 *h = lfs_sha256_new();
+	struct lfs_sha256 *h;
 	unsigned char *buf = malloc(CHUNK);
-	int rc = 0;
+	int rc = sha256_start(&h);
 
-	if (!h || !buf) {
-		rc = h || lfs_crypto_load(NULL) == 0 ? -ENOMEM : -ENOSYS;
-		goto out;
-	}
+	if (!rc && !buf)
+		rc = -ENOMEM;
 	for (uint64_t off = 0; off < src->size && !rc; off += CHUNK) {
 		size_t n = src->size - off < CHUNK ? (size_t)(src->size - off) : CHUNK;
 
@@ -141,7 +149,6 @@ int lfs_digest_source(struct lfs_source *src, unsigned char out[LFS_DIGEST_LEN])
 	}
 	if (!rc)
 		rc = lfs_sha256_final(h, out);
-out:
 	lfs_sha256_free(h);
 	free(buf);
 	return rc;
@@ -149,9 +156,11 @@ out:
 
 int lfs_digest_bytes(const void *data, size_t len, unsigned char out[LFS_DIGEST_LEN])
 {
-	struct lfs_sha256 *h = lfs_sha256_new();
-	int rc = h ? lfs_sha256_update(h, data, len) : lfs_crypto_load(NULL) ? -ENOSYS : -ENOMEM;
+	struct lfs_sha256 *h;
+	int rc = sha256_start(&h);
 
+	if (!rc)
+		rc = lfs_sha256_update(h, data, len);
 	if (!rc)
 		rc = lfs_sha256_final(h, out);
 	lfs_sha256_free(h);

@@ -18,6 +18,7 @@
 #include "stack.h"
 
 #define LFS_XATTR_LAYER "user.layerfs.layer"
+#define LFS_STATTERS 64	/* slots of lfs_fuse_ctx.statters */
 #define LFS_XATTR_STATS "user.layerfs.stats"
 #define LFS_XATTR_METRICS "user.layerfs.metrics"	/* Prometheus text */
 
@@ -41,7 +42,6 @@ struct lfs_fuse_ctx {
 	 * collision forgets a thread (it is asked a lookup per entry again),
 	 * a reused id is remembered for a new thread (it is given the
 	 * attributes): either costs time, never a wrong answer. */
-#define LFS_STATTERS 64
 	int statters[LFS_STATTERS]; /* atomic */
 	int has_admin_gid;
 	gid_t admin_gid;

@@ -365,7 +365,7 @@ static int identify_remote(struct lfs_stack *s, struct lfs_layer *l, struct lfs_
 		rc = lfs_digest_bytes(key, strlen(key), l->digest);
 		if (rc)
 			return lfs_errf(err, errlen, rc, "%s: cannot key it: %s", spec->path,
-					rc == -ENOSYS ? "libcrypto cannot be loaded" : strerror(-rc));
+					strerror(-rc));
 		l->digest_derived = 1;
 	}
 	l->digest_known = 1;

@@ -96,36 +96,38 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
 /* DOS times are local time; unzip reads them with mktime() too.  mktime()
  * consults the time zone file on every call, which dominated mounting a
  * 100,000-entry layer, so the zone offset is looked up once per distinct
- * date, and a thread remembers the offsets of the last DOS_DATES dates it
- * saw (a layer of files made over months has thousands of dates, in no
- * order). */
+ * date: a thread keeps the offsets in DOS_DATES slots by date (a layer of
+ * files made over months has thousands of dates, in no order). */
 #define DOS_DATES 1024
+struct dos_zone {
+	uint16_t date;		/* 0 (month 0) is never valid: an empty slot */
+	int32_t offset;		/* seconds east of UTC on that date */
+};
+
 static int64_t dos_time(uint16_t time, uint16_t date)
 {
-	/* date 0 (month 0) is never valid: an empty slot */
-	static __thread struct { uint16_t date; int32_t offset; } zones[DOS_DATES];
+	static __thread struct dos_zone zones[DOS_DATES];
 	int64_t y = ((date >> 9) & 0x7f) + 1980;
 	unsigned mon = (date >> 5) & 0x0f, day = date & 0x1f;
-	int64_t utc;
+	struct dos_zone *zone = &zones[date % DOS_DATES];
+	int64_t midnight;
 
 	if (mon < 1 || mon > 12 || day < 1)
 		return 0;
-	utc = days_from_civil(y, mon, day) * 86400 + ((time >> 11) & 0x1f) * 3600 +
-	      ((time >> 5) & 0x3f) * 60 + (time & 0x1f) * 2;
-	if (zones[date % DOS_DATES].date != date) {
+	midnight = days_from_civil(y, mon, day) * 86400;
+	if (zone->date != date) {
 		struct tm tm = { .tm_year = (int)y - 1900, .tm_mon = (int)mon - 1,
 				 .tm_mday = (int)day, .tm_hour = 12, .tm_isdst = -1 };
 		time_t local_noon = mktime(&tm);
-		int64_t off = local_noon == (time_t)-1
-				      ? 0
-				      : days_from_civil(y, mon, day) * 86400 + 12 * 3600 -
-						(int64_t)local_noon;
+		int64_t off = local_noon == (time_t)-1 ? 0
+						       : midnight + 12 * 3600 - (int64_t)local_noon;
 
 		/* zone offsets are within a day */
-		zones[date % DOS_DATES].offset = off > 86400 || off < -86400 ? 0 : (int32_t)off;
-		zones[date % DOS_DATES].date = date;
+		zone->offset = off > 86400 || off < -86400 ? 0 : (int32_t)off;
+		zone->date = date;
 	}
-	return utc - zones[date % DOS_DATES].offset;
+	return midnight + ((time >> 11) & 0x1f) * 3600 + ((time >> 5) & 0x3f) * 60 +
+	       (time & 0x1f) * 2 - zone->offset;
 }
 
 /* Where the end of central directory record is, what it says, and where the
