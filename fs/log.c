@@ -10,8 +10,8 @@ static enum lfs_log_level max_level = LFS_LOG_INFO;
 static int journal_prefix;
 static int to_syslog;
 static int holding;
-static char *held;
-static size_t held_len;
+static struct lfs_log_lines held;
+static _Thread_local struct lfs_log_lines *capturing;
 
 void lfs_log_set_level(enum lfs_log_level level) { max_level = level; }
 enum lfs_log_level lfs_log_get_level(void) { return max_level; }
@@ -21,6 +21,20 @@ void lfs_log_use_syslog(void)
 {
 	openlog("layerfs", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 	to_syslog = 1;
+}
+
+/* Each kept line is its level as one digit, then the line and its NUL. */
+static void keep(struct lfs_log_lines *l, enum lfs_log_level level, const char *line)
+{
+	size_t n = strlen(line) + 1;
+	char *grown = realloc(l->buf, l->len + n + 1);
+
+	if (!grown)
+		return;
+	l->buf = grown;
+	l->buf[l->len++] = (char)('0' + level);
+	memcpy(l->buf + l->len, line, n);
+	l->len += n;
 }
 
 void lfs_log(enum lfs_log_level level, const char *fmt, ...)
@@ -36,16 +50,12 @@ void lfs_log(enum lfs_log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	if (capturing) {
+		keep(capturing, level, line);
+		return;
+	}
 	if (holding && level >= LFS_LOG_WARN) {
-		size_t n = strlen(line) + 1;
-		char *grown = realloc(held, held_len + n + 1);
-
-		if (grown) {
-			held = grown;
-			held[held_len++] = (char)('0' + level);
-			memcpy(held + held_len, line, n);
-			held_len += n;
-		}
+		keep(&held, level, line);
 		return;
 	}
 	/* One write per line so concurrent threads do not interleave. */
@@ -71,20 +81,32 @@ int lfs_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
 
 void lfs_log_hold(void) { holding = 1; }
 
+void lfs_log_lines_free(struct lfs_log_lines *lines)
+{
+	free(lines->buf);
+	lines->buf = NULL;
+	lines->len = 0;
+}
+
+void lfs_log_replay(struct lfs_log_lines *lines)
+{
+	for (size_t i = 0; i < lines->len; i += strlen(lines->buf + i + 1) + 2)
+		lfs_log((enum lfs_log_level)(lines->buf[i] - '0'), "%s", lines->buf + i + 1);
+	lfs_log_lines_free(lines);
+}
+
+void lfs_log_capture(struct lfs_log_lines *lines) { capturing = lines; }
+
 void lfs_log_release(int emit)
 {
-	size_t i = 0;
+	struct lfs_log_lines lines = held;
 
 	holding = 0;
-	while (emit && i < held_len) {
-		enum lfs_log_level level = (enum lfs_log_level)(held[i] - '0');
-
-		lfs_log(level, "%s", held + i + 1);
-		i += strlen(held + i + 1) + 2;
-	}
-	free(held);
-	held = NULL;
-	held_len = 0;
+	held = (struct lfs_log_lines){ NULL, 0 };
+	if (emit)
+		lfs_log_replay(&lines);
+	else
+		lfs_log_lines_free(&lines);
 }
 
 const char *lfs_log_name(char *buf, size_t size, const char *name, size_t len)

@@ -31,6 +31,22 @@ void lfs_log(enum lfs_log_level level, const char *fmt, ...)
 void lfs_log_hold(void);
 void lfs_log_release(int emit);
 
+/* Lines kept for later, in the order they were said. */
+struct lfs_log_lines {
+	char *buf;
+	size_t len;
+};
+
+/* While a thread captures into `lines`, every line it logs (at a level
+ * printed) is kept there instead, and nothing else is touched: a helper
+ * thread doing part of a job whose messages must come out in the job's
+ * order.  lfs_log_capture(NULL) ends it.  lfs_log_replay() then logs the
+ * lines as if said at that moment, by the calling thread (held if it
+ * holds), and frees them; lfs_log_lines_free() drops them. */
+void lfs_log_capture(struct lfs_log_lines *lines);
+void lfs_log_replay(struct lfs_log_lines *lines);
+void lfs_log_lines_free(struct lfs_log_lines *lines);
+
 /* Copies name[0..len) into buf for a log line, with control bytes, '\\'
  * and bytes >= 0x7f escaped as \xNN (names come from untrusted zips and
  * must not forge log lines or drive terminals).  Truncates to fit. */

@@ -667,6 +667,130 @@ static int take_urls(struct lfs_layer_list *list, char **urls)
 	return 0;
 }
 
+/* The layers' indexes are opened by a thread of their own while the tree
+ * takes them in, one after another: the central directory of the next
+ * layer is read and parsed while the last one is put in the tree.  What
+ * opening an index logs is kept with it and said when its layer is added,
+ * so messages come out as they would one layer at a time. */
+struct opened {
+	struct lfs_zip_index *zi;	/* owns its source from here */
+	struct lfs_log_lines log;
+};
+
+struct opener {
+	const struct lfs_layer_list *list;
+	struct lfs_source **srcs;
+	const struct lfs_zip_limits *limits;
+	struct opened *ready;		/* [list->count] */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	size_t done;			/* under lock: ready[0..done) are final */
+	int stop;			/* under lock: no more are wanted */
+	int rc;				/* nonzero: layer done - 1 failed, with err */
+	char err[1024];
+};
+
+static void *open_indexes(void *arg)
+{
+	struct opener *op = arg;
+	size_t n = op->list->count;
+
+	/* The later layers' bytes asked of the disk ahead: their end
+	 * records while the first layer's come in, their directories once
+	 * those are there (the first one is read at once). */
+	for (size_t i = 1; i < n; i++)
+		lfs_zip_will_need_end(op->srcs[i]);
+	for (size_t i = 0; i < n; i++) {
+		struct opened *o = &op->ready[i];
+		int rc, stop;
+
+		if (i == 1)
+			for (size_t j = 1; j < n; j++)
+				lfs_zip_will_need(op->srcs[j]);
+		pthread_mutex_lock(&op->lock);
+		stop = op->stop;
+		pthread_mutex_unlock(&op->lock);
+		if (stop)
+			break;
+		lfs_log_capture(&o->log);
+		rc = lfs_zip_open_source(op->srcs[i], op->list->layers[i].path, op->limits,
+					 &o->zi, op->err, sizeof(op->err));
+		lfs_log_capture(NULL);
+		pthread_mutex_lock(&op->lock);
+		op->rc = rc;
+		op->done = i + 1;
+		pthread_cond_signal(&op->cond);
+		pthread_mutex_unlock(&op->lock);
+		if (rc)
+			break;
+	}
+	return NULL;
+}
+
+/* Opens every layer's index and adds it to the tree b, in order. */
+static int build_tree(struct lfs_stack *s, const struct lfs_stack_config *cfg,
+		      const struct lfs_layer_list *list, struct lfs_source **srcs,
+		      const struct lfs_zip_limits *limits, struct lfs_tree_builder *b,
+		      char *err, size_t errlen)
+{
+	struct opener op = { .list = list, .srcs = srcs, .limits = limits,
+			     .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+	pthread_t thread;
+	int threaded, rc = 0;
+
+	op.ready = calloc(list->count, sizeof(*op.ready));
+	if (!op.ready)
+		return -ENOMEM;
+	/* one layer has nothing to overlap; no thread: all of it first */
+	threaded = list->count > 1 && pthread_create(&thread, NULL, open_indexes, &op) == 0;
+	if (!threaded)
+		open_indexes(&op);
+	for (size_t i = 0; i < list->count; i++) {
+		struct lfs_layer *l = &s->layers[i];
+		int failed;
+
+		pthread_mutex_lock(&op.lock);
+		while (op.done <= i && !(op.done && op.rc))
+			pthread_cond_wait(&op.cond, &op.lock);
+		failed = op.done == i + 1 && op.rc;
+		pthread_mutex_unlock(&op.lock);
+		lfs_log_replay(&op.ready[i].log);
+		if (failed) {
+			rc = op.rc;
+			snprintf(err, errlen, "%s", op.err);
+			break;
+		}
+		l->zi = op.ready[i].zi;
+		op.ready[i].zi = NULL;
+		srcs[i] = NULL; /* the index's now */
+		s->nlayers++;
+		rc = lfs_tree_add_layer(b, (unsigned)i, l->zi, cfg->max_total_entries);
+		if (rc == -E2BIG)
+			snprintf(err, errlen,
+				 "%s: the merged tree would have more than max_total_entries=%llu entries",
+				 l->zi->path, (unsigned long long)cfg->max_total_entries);
+		if (rc)
+			break;
+	}
+	pthread_mutex_lock(&op.lock);
+	op.stop = 1;
+	pthread_mutex_unlock(&op.lock);
+	if (threaded)
+		pthread_join(thread, NULL);
+	/* what was opened ahead of a failure: index and source go together */
+	for (size_t i = 0; i < list->count; i++) {
+		if (op.ready[i].zi) {
+			lfs_zip_close(op.ready[i].zi);
+			srcs[i] = NULL;
+		}
+		lfs_log_lines_free(&op.ready[i].log);
+	}
+	free(op.ready);
+	pthread_mutex_destroy(&op.lock);
+	pthread_cond_destroy(&op.cond);
+	return rc;
+}
+
 int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, char *err,
 		   size_t errlen)
 {
@@ -785,21 +909,8 @@ int lfs_stack_open(const struct lfs_stack_config *cfg, struct lfs_stack **out, c
 			goto fail;
 		}
 	}
-	for (size_t i = 0; !s->tree_cached && i < list.count; i++) {
-		struct lfs_layer *l = &s->layers[i];
-
-		rc = lfs_zip_open_source(srcs[i], list.layers[i].path, &limits, &l->zi, err, errlen);
-		if (rc)
-			goto fail;
-		srcs[i] = NULL; /* the index's now */
-		s->nlayers++;
-		rc = lfs_tree_add_layer(b, (unsigned)i, l->zi, cfg->max_total_entries);
-		if (rc == -E2BIG) {
-			snprintf(err, errlen,
-				 "%s: the merged tree would have more than max_total_entries=%llu entries",
-				 l->zi->path, (unsigned long long)cfg->max_total_entries);
-			goto fail;
-		}
+	if (!s->tree_cached) {
+		rc = build_tree(s, cfg, &list, srcs, &limits, b, err, errlen);
 		if (rc)
 			goto fail;
 	}

@@ -740,6 +740,26 @@ fail:
 	return rc;
 }
 
+void lfs_zip_will_need_end(struct lfs_source *src)
+{
+	uint64_t tail = src->size < EOCD_LEN + MAX_COMMENT ? src->size : EOCD_LEN + MAX_COMMENT;
+
+	lfs_source_will_need(src, src->size - tail, tail);
+}
+
+void lfs_zip_will_need(struct lfs_source *src)
+{
+	char unnamed[] = "";
+	struct lfs_zip_index zi = { .src = src, .path = unnamed, .file_size = src->size };
+	struct zip_end end;
+
+	/* only a directory the open would read whole: a lie about its size
+	 * must not fill the page cache */
+	if (zi.file_size >= EOCD_LEN && find_end(&zi, &end, NULL, 0) == 0 &&
+	    end.cd_size <= MAX_CD_BYTES && end.cd_size <= end.count * MAX_CENTRAL_RECORD)
+		lfs_source_will_need(src, end.cd_off, end.cd_size);
+}
+
 int lfs_zip_open(const char *path, const struct lfs_zip_limits *limits,
 		 struct lfs_zip_index **out, char *err, size_t errlen)
 {

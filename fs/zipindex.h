@@ -97,6 +97,16 @@ int lfs_zip_open_source(struct lfs_source *src, const char *name,
 			const struct lfs_zip_limits *limits, struct lfs_zip_index **out,
 			char *err, size_t errlen);
 
+/* Tells src its central directory will be read soon (lfs_source_will_need)
+ * so that its bytes come in while other work goes on; reads only the end
+ * record.  Does nothing for what is not a zip, and never fails: opening the
+ * index says what is wrong with it. */
+void lfs_zip_will_need(struct lfs_source *src);
+
+/* The same for the bytes that hold the end record (the file's tail),
+ * without reading anything: to be asked before lfs_zip_will_need(). */
+void lfs_zip_will_need_end(struct lfs_source *src);
+
 /* The same for the local file at `path`. */
 int lfs_zip_open(const char *path, const struct lfs_zip_limits *limits,
 		 struct lfs_zip_index **out, char *err, size_t errlen);

@@ -111,4 +111,62 @@ if check "list: CRLF line endings accepted" lfs_mount "$T/crlf.list" "$T/m3"; th
 	check "list: CRLF file from the last line" xattr_is "$T/m3/common/file.txt" "two"
 fi
 
+# --- layers opened ahead -------------------------------------------------------
+# A thread reads and parses the next layer's central directory while the
+# tree takes the last one in: what each layer logs (its index's warnings,
+# then its tree's) must still come out in layer order, a refusal must be one
+# line naming the first bad layer, and indexes opened ahead of it must not
+# be left behind (the ASan run sees leaks).
+A=$T/ahead
+"$PY" - "$A" <<'EOF'
+import os, sys, zipfile
+d = sys.argv[1]
+os.makedirs(d, exist_ok=True)
+for k in (1, 2, 3):
+    with zipfile.ZipFile(f"{d}/w{k}.zip", "w") as z:
+        z.writestr(f"l{k}/ok.txt", f"layer {k}\n")
+        # warned by the index: reads fail with EIO
+        z.writestr(f"l{k}/bz.txt", b"x" * 100, compress_type=zipfile.ZIP_BZIP2)
+        # warned by the tree: no lookup can reach it
+        z.writestr(f"l{k}/" + "e" * 300, b"y")
+with zipfile.ZipFile(f"{d}/many.zip", "w") as z:
+    for n in range(300):
+        z.writestr(f"t/{n:03d}.txt", b"")
+with open(f"{d}/notazip.zip", "wb") as f:
+    f.write(b"not a zip file\n" * 10)
+EOF
+ahead_mount() { # NAME ok|fail LIST [mount args]: stderr in $A/NAME.err
+	local name=$1 want=$2 list=$3 rc=0
+	shift 3
+	mkdir -p "$A/m_$name"
+	lfs_register_mount "$A/m_$name"
+	timeout -k 5 60 "$LAYERFS" mount "$@" "$list" "$A/m_$name" </dev/null \
+		>/dev/null 2>"$A/$name.err" || rc=$?
+	[[ $rc -eq 0 ]] && lfs_umount "$A/m_$name" >/dev/null 2>&1
+	[[ $want == ok && $rc -eq 0 ]] || [[ $want == fail && $rc -ne 0 && $rc -lt 124 ]] ||
+		{ echo "exit status $rc"; cat "$A/$name.err"; return 1; }
+}
+one_line_naming() { # ERRFILE TEXT
+	local n
+	n=$(wc -l <"$1")
+	grep -qF -- "$2" "$1" && [[ $n -eq 1 ]] || { echo "stderr ($n lines):"; cat "$1"; return 1; }
+}
+lfs_list "$A/warn.list" "$A/w1.zip" "$A/w2.zip" "$A/w3.zip"
+check "ahead: a stack whose three layers warn mounts" ahead_mount warn ok "$A/warn.list"
+check "ahead: each layer's warnings in layer order, the index's before the tree's" \
+	eq "$(sed -n 's/.*\/\(w[0-9]\)\.zip: entry .l[0-9]\/\(..\).*/\1 \2/p' "$A/warn.err" | tr '\n' ' ')" \
+	"w1 bz w1 ee w2 bz w2 ee w3 bz w3 ee "
+lfs_list "$A/midbad.list" "$A/w1.zip" "$A/notazip.zip" "$A/w3.zip"
+check "ahead: a bad middle layer is refused" ahead_mount midbad fail "$A/midbad.list"
+check "ahead: in one line naming it, the first layer's warnings dropped" \
+	one_line_naming "$A/midbad.err" notazip.zip
+lfs_list "$A/firstbad.list" "$A/notazip.zip" "$A/w2.zip" "$A/w3.zip"
+check "ahead: a bad first layer is refused" ahead_mount firstbad fail "$A/firstbad.list"
+check "ahead: in one line naming it" one_line_naming "$A/firstbad.err" notazip.zip
+lfs_list "$A/total.list" "$A/many.zip" "$A/w2.zip" "$A/notazip.zip"
+check "ahead: max_total_entries in the first layer is refused" \
+	ahead_mount total fail "$A/total.list" -o max_total_entries=100
+check "ahead: in one line naming that layer, not a later bad one" \
+	one_line_naming "$A/total.err" "many.zip: the merged tree would have more than max_total_entries=100"
+
 lfs_finish
