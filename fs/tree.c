@@ -44,6 +44,7 @@ struct lfs_tree_builder {
 	struct arena_chunk *arena;
 	struct bnode *root;
 	uint64_t allocated;
+	uint64_t names_len;	/* of every node made, hidden ones too */
 };
 
 struct lfs_tree {
@@ -199,6 +200,7 @@ static struct bnode *make_node(struct lfs_tree_builder *b, const char *name, siz
 	n->name = arena_copy(b, name, len);
 	if (!n->name)
 		return NULL;
+	b->names_len += len;
 	n->name_len = (uint32_t)len;
 	n->mode = mode;
 	n->layer = (uint16_t)layer;
@@ -218,8 +220,10 @@ struct last_dir {
 	struct bnode *node;	/* NULL: none */
 };
 
-/* Puts `n` in `dir` under its name, replacing (hiding) whatever was there. */
-static void place(struct bnode *dir, struct bnode *old, struct bnode *n, struct last_dir *memo)
+/* Puts `n` in `dir` under its name, whose hash is hashv, replacing (hiding)
+ * whatever was there. */
+static void place(struct bnode *dir, struct bnode *old, struct bnode *n, unsigned hashv,
+		  struct last_dir *memo)
 {
 	if (old) {
 		HASH_DEL(dir->children, old);
@@ -228,7 +232,7 @@ static void place(struct bnode *dir, struct bnode *old, struct bnode *n, struct 
 			memo->node = NULL;
 		}
 	}
-	HASH_ADD_KEYPTR(hh, dir->children, n->name, n->name_len, n);
+	HASH_ADD_KEYPTR_BYHASHVALUE(hh, dir->children, n->name, n->name_len, hashv, n);
 }
 
 static int add_entry(struct lfs_tree_builder *b, unsigned layer, uint32_t index,
@@ -247,12 +251,15 @@ static int add_entry(struct lfs_tree_builder *b, unsigned layer, uint32_t index,
 	}
 	for (;;) {
 		size_t start = i;
+		unsigned hashv;
 		int last;
 
 		while (i < plen && path[i] != '/')
 			i++;
 		last = i == plen;
-		HASH_FIND(hh, dir->children, path + start, i - start, cur);
+		/* hashed once, for the lookup and the insert */
+		HASH_VALUE(path + start, i - start, hashv);
+		HASH_FIND_BYHASHVALUE(hh, dir->children, path + start, i - start, hashv, cur);
 		if (!last) {
 			if (!cur || !S_ISDIR(cur->mode)) {
 				struct bnode *n = make_node(b, path + start, i - start,
@@ -260,7 +267,7 @@ static int add_entry(struct lfs_tree_builder *b, unsigned layer, uint32_t index,
 							    LFS_TREE_NO_ENTRY, 0, implied_mtime);
 				if (!n)
 					return -ENOMEM;
-				place(dir, cur, n, memo);
+				place(dir, cur, n, hashv, memo);
 				cur = n;
 			}
 			cur->layers |= 1ull << layer;
@@ -289,7 +296,7 @@ static int add_entry(struct lfs_tree_builder *b, unsigned layer, uint32_t index,
 
 			if (!n)
 				return -ENOMEM;
-			place(dir, cur, n, memo);
+			place(dir, cur, n, hashv, memo);
 		}
 		return 0;
 	}
@@ -376,6 +383,8 @@ struct lfs_tree *lfs_tree_freeze(struct lfs_tree_builder *b)
 	struct bnode **queue = NULL, **kids = NULL;
 	size_t kids_cap = 0;
 	uint32_t head = 1, tail = 1;
+	uint64_t off = 0;
+	char *names;
 
 	if (!b)
 		return NULL;
@@ -388,7 +397,13 @@ struct lfs_tree *lfs_tree_freeze(struct lfs_tree_builder *b)
 	queue[tail++] = b->root;
 	b->root->ino = LFS_TREE_ROOT;
 	t->nodes = calloc(b->allocated + 1, sizeof(*t->nodes));
-	if (!t->nodes)
+	/* Names into one blob, so a node names its name by an offset and the
+	 * tree can be written out and mapped back as it is.  Copied as each
+	 * node is reached (one pass over the nodes, not two); sized for every
+	 * node made, then cut to those in the tree. */
+	names = malloc(b->names_len ? b->names_len : 1);
+	t->names = names;
+	if (!t->nodes || !names)
 		goto fail;
 	t->nodes[LFS_TREE_ROOT].parent = LFS_TREE_ROOT; /* others: set with their parent */
 	while (head < tail) {
@@ -397,6 +412,9 @@ struct lfs_tree *lfs_tree_freeze(struct lfs_tree_builder *b)
 		uint32_t k = 0, nk = HASH_COUNT(d->children);
 
 		n->name_len = d->name_len;
+		n->name_off = (uint32_t)off;
+		memcpy(names + off, d->name, d->name_len);
+		off += d->name_len;
 		n->mode = d->mode;
 		n->layer = d->layer;
 		n->entry = d->entry;
@@ -429,22 +447,12 @@ struct lfs_tree *lfs_tree_freeze(struct lfs_tree_builder *b)
 		head++;
 	}
 	t->count = tail - 1;
-	/* names into one blob, so a node names its name by an offset and the
-	 * tree can be written out and mapped back as it is */
-	for (uint32_t i = 1; i <= t->count; i++)
-		t->names_len += queue[i]->name_len;
-	t->names = malloc(t->names_len ? t->names_len : 1);
-	if (!t->names)
-		goto fail;
-	{
-		char *p = (char *)(uintptr_t)t->names;
-		uint64_t off = 0;
+	t->names_len = off;
+	if (off < b->names_len) {
+		char *cut = realloc(names, off ? off : 1);
 
-		for (uint32_t i = 1; i <= t->count; i++) {
-			memcpy(p + off, queue[i]->name, queue[i]->name_len);
-			t->nodes[i].name_off = (uint32_t)off;
-			off += queue[i]->name_len;
-		}
+		if (cut)
+			t->names = cut;
 	}
 	free(queue);
 	free(kids);
