@@ -77,6 +77,7 @@ struct lfs_reader *lfs_reader_new(const struct lfs_reader_config *cfg)
 	r->fault = cfg->fault;
 	r->fault_ctx = cfg->fault_ctx;
 	r->disk = cfg->disk;
+	r->disk_min = cfg->disk_min;
 	r->budget = cfg->cache_size;
 	pthread_mutex_init(&r->ra_lock, NULL);
 	r->cache = lfs_cache_new(cfg->cache_size, cache_shards(cfg->cache_size, cfg->block_size));

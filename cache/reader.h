@@ -110,6 +110,12 @@ struct lfs_reader_config {
 	 * writes what it inflates there, in the pool.  The caller keeps it
 	 * open until the reader is freed. */
 	struct lfs_disk *disk;
+	/* Members smaller than this are neither read from nor written to the
+	 * disk tier (0: every member is).  A record per small member costs a
+	 * file and a random read of its own, while in the layer it lies next
+	 * to its neighbours and comes in with them in one large read: reading
+	 * them again from the layer is faster than from such records. */
+	uint64_t disk_min;
 	/* A read that jumps far into a member no stream is near (an mmap'd
 	 * library's page fault) has the rest of the member made ahead in the
 	 * pool's prefetch class, once per member up to a quarter of the

@@ -113,6 +113,7 @@ struct lfs_reader {
 		uint64_t at;		/* CLOCK_MONOTONIC_COARSE, ns; 0: free */
 	} ra_seen[RA_SEEN];		/* members that asked for read-ahead lately */
 	struct lfs_disk *disk;
+	uint64_t disk_min;		/* smaller members skip the disk tier */
 	uint64_t disk_pinned;		/* bytes held for the disk writer, atomic */
 	uint64_t disk_hits, disk_points, disk_queued, disk_done, disk_skipped;
 	uint64_t budget;		/* cache_size */
@@ -159,9 +160,17 @@ static inline int failed(const struct lfs_member *m)
 	return (lfs_member_flags(m) & LFS_MEMBER_FAILED) != 0;
 }
 
+/* Whether m's blocks belong in the disk tier at all (disk_min). */
+static inline int disk_kept(const struct lfs_member *m)
+{
+	return m->d.size >= m->r->disk_min;
+}
+
+/* m's layer in the disk tier: NULL when it has none (yet), or when m is
+ * too small to be kept there. */
 static inline struct lfs_disk_layer *disk_of(const struct lfs_member *m)
 {
-	return m->d.disk ? __atomic_load_n(m->d.disk, __ATOMIC_ACQUIRE) : NULL;
+	return m->d.disk && disk_kept(m) ? __atomic_load_n(m->d.disk, __ATOMIC_ACQUIRE) : NULL;
 }
 
 /* Large stored members are read in place, not through the cache. */

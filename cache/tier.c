@@ -181,7 +181,7 @@ void lfs_disk_later_free(struct lfs_disk_later *dl)
 
 int rd_disk_later(const struct lfs_member *m)
 {
-	return m->d.later && !__atomic_load_n(&m->d.later->closed, __ATOMIC_ACQUIRE);
+	return m->d.later && disk_kept(m) && !__atomic_load_n(&m->d.later->closed, __ATOMIC_ACQUIRE);
 }
 
 /* Notes block b of m for lfs_disk_later_attach: 1, or 0 when the list is
@@ -256,7 +256,7 @@ void rd_disk_write_block(struct lfs_reader *r, struct lfs_member *m, uint64_t b,
 	struct disk_job *j;
 	uint64_t len = lfs_centry_len(e), pinned;
 
-	if (!l && m->d.later) {
+	if (!l && m->d.later && disk_kept(m)) {
 		if (later_note(r, m, b, cum))
 			return;
 		l = disk_of(m); /* the list closed: the slot is set by now, or never */

@@ -17,6 +17,7 @@
 #define DEFAULT_READAHEAD (8u << 20) /* docs/performance.md */
 #define MAX_TIMEOUT (10.0 * 365 * 86400)
 #define DEFAULT_CACHE_LEVEL 1	/* docs/performance.md */
+#define DEFAULT_CACHE_DIR_MIN (256u << 10) /* docs/performance.md */
 #define MAX_REMOTE_TIMEOUT 3600.0
 
 enum type {
@@ -32,7 +33,8 @@ enum type {
 enum target {
 	O_CACHE_SIZE, O_BLOCK_SIZE, O_SPACING, O_READAHEAD, O_MAX_READ, O_THREADS,
 	O_ENTRY_TIMEOUT, O_ATTR_TIMEOUT, O_TIMEOUT, O_UID, O_GID, O_MAX_LAYERS,
-	O_MAX_ENTRIES, O_MAX_TOTAL, O_MAX_NAME, O_CACHE_DIR, O_CACHE_DIR_SIZE, O_CACHE_LEVEL,
+	O_MAX_ENTRIES, O_MAX_TOTAL, O_MAX_NAME, O_CACHE_DIR, O_CACHE_DIR_SIZE, O_CACHE_DIR_MIN,
+	O_CACHE_LEVEL,
 	O_TRACE, O_TRACE_SECONDS, O_PREFETCH, O_PREFETCH_JUMPS, O_PREFETCH_PUSH, O_SCHED, O_DIRPLUS, O_DEBUG, O_JOURNAL,
 	O_USER, O_SECCOMP, O_ADMIN_GROUP, O_PROVENANCE, O_METRICS_FILE, O_METRICS_INTERVAL,
 	O_FDSTORE,
@@ -87,6 +89,10 @@ static const struct optdef defs[] = {
 	  "                           (default: none, the cache is the daemon's memory)" },
 	{ "cache_dir_size", T_SIZE, O_CACHE_DIR_SIZE, 1u << 20, 1ull << 50, "SIZE",
 	  "quota of cache_dir (default 4G, or a quarter of its file system)" },
+	{ "cache_dir_min", T_SIZE, O_CACHE_DIR_MIN, 0, 1ull << 50, "SIZE",
+	  "files smaller than SIZE are not kept in cache_dir: they are\n"
+	  "                           read from the layer again, next to their neighbours\n"
+	  "                           (default 256K; 0 keeps every file)" },
 	{ "cache_level", T_COUNT, O_CACHE_LEVEL, 0, 19, "N",
 	  "zstd level of the blocks written to cache_dir (default 1; 0: raw)" },
 	{ "trace", T_STRING, O_TRACE, 0, 0, "FILE",
@@ -395,6 +401,7 @@ static int apply(struct lfs_options *o, const struct optdef *d, const char *val)
 	case O_INSECURE: o->stack.http.insecure = 1; break;
 	case O_REMOTE_TIMEOUT: break;
 	case O_CACHE_DIR_SIZE: o->stack.cache_dir_size = v; break;
+	case O_CACHE_DIR_MIN: o->stack.reader.disk_min = v; break;
 	case O_CACHE_LEVEL: o->stack.cache_level = (int)v; break;
 	case O_SCHED: o->sched = (enum lfs_sched)v; break;
 	case O_DIRPLUS: o->dirplus = (enum lfs_dirplus)v; break;
@@ -478,6 +485,7 @@ int lfs_options_parse(int argc, char **argv, struct lfs_options *o)
 	o->max_read = DEFAULT_MAX_READ;
 	o->sched = LFS_SCHED_AUTO; /* docs/performance.md: small requests wait for a batch worker */
 	o->stack.cache_level = DEFAULT_CACHE_LEVEL;
+	o->stack.reader.disk_min = DEFAULT_CACHE_DIR_MIN;
 	o->trace_seconds = 60;
 	o->metrics_interval = 15;
 	if (fuse_opt_parse(&args, o, opts, proc)) {

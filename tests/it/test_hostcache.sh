@@ -35,7 +35,9 @@ sha_list "$T/ab.list" "$A" "$B"
 sha_list "$T/bc.list" "$B" "$C"
 lfs_ref "$T/ref_ab" "$A" "$B"
 lfs_ref "$T/ref_bc" "$B" "$C"
-O=cache_dir=$CD
+# cache_dir_min=0: every file is kept, so that a second daemon inflates
+# nothing at all (the default keeps only larger files: see below)
+O=cache_dir=$CD,cache_dir_min=0
 
 # --- first daemon fills the directory; a restarted one inflates nothing ----
 if check "first daemon: mounted" lfs_mount -o "$O" "$T/ab.list" "$T/m1"; then
@@ -63,7 +65,7 @@ CDQ=$T/cache-quick
 lfs_daemon_dir "$CDQ"
 spin_pids=()
 stop_spinning() { kill "${spin_pids[@]}" 2>/dev/null; wait "${spin_pids[@]}" 2>/dev/null; spin_pids=(); }
-if check "quick daemon: mounted" lfs_mount -o cache_dir="$CDQ" "$T/ab.list" "$T/mq1"; then
+if check "quick daemon: mounted" lfs_mount -o cache_dir="$CDQ",cache_dir_min=0 "$T/ab.list" "$T/mq1"; then
 	for _ in $(seq "$(nproc)"); do
 		timeout 60 bash -c 'while :; do :; done' &
 		spin_pids+=($!)
@@ -81,7 +83,7 @@ if check "quick daemon: mounted" lfs_mount -o cache_dir="$CDQ" "$T/ab.list" "$T/
 	stop_spinning
 fi
 stop_spinning
-if check "after it: mounted" lfs_mount -o cache_dir="$CDQ" "$T/ab.list" "$T/mq2"; then
+if check "after it: mounted" lfs_mount -o cache_dir="$CDQ",cache_dir_min=0 "$T/ab.list" "$T/mq2"; then
 	check "after it: tree and bytes match" same_manifest "$T/ref_ab" "$T/mq2"
 	check "after it: 0 bytes inflated" eq "$(stat_of "$T/mq2" bytes_inflated)" 0
 	lfs_umount "$T/mq2"
@@ -123,7 +125,7 @@ for _ in $(seq "$(nproc)"); do
 	timeout 60 bash -c 'while :; do :; done' &
 	spin_pids+=($!)
 done
-if check "blocks before the digest: mounted" lfs_mount -o cache_dir="$CDL" "$T/plain.list" "$T/m6"; then
+if check "blocks before the digest: mounted" lfs_mount -o cache_dir="$CDL",cache_dir_min=0 "$T/plain.list" "$T/m6"; then
 	read_all "$T/m6"
 	lfs_log "blocks before the digest: layer 0's digest $(stat_of "$T/m6" layer.0.sha256 | cut -c1-12) when read"
 	stop_spinning
@@ -135,7 +137,7 @@ if check "blocks before the digest: mounted" lfs_mount -o cache_dir="$CDL" "$T/p
 		'[[ $1 == 1 && $2 == 0 ]] || { echo "tree_saved $1, writes pending $2"; exit 1; }' _ \
 		"$(stat_of "$T/m6" tree_saved)" "$(stat_of "$T/m6" disk_writes_pending)"
 	lfs_umount "$T/m6"
-	if check "blocks before the digest: the next mount" lfs_mount -o cache_dir="$CDL" "$T/plain.list" "$T/m7"; then
+	if check "blocks before the digest: the next mount" lfs_mount -o cache_dir="$CDL",cache_dir_min=0 "$T/plain.list" "$T/m7"; then
 		check "blocks before the digest: tree and bytes match" same_manifest "$T/ref_ab" "$T/m7"
 		check "blocks before the digest: 0 bytes inflated (all from the disk tier)" \
 			eq "$(stat_of "$T/m7" bytes_inflated)" 0
@@ -151,6 +153,56 @@ if check "other stack sharing a layer: mounted" lfs_mount -o "$O" "$T/bc.list" "
 	settle "$T/m3" >/dev/null
 	lfs_umount "$T/m3"
 fi
+
+# --- files smaller than cache_dir_min (256K by default) stay in the layer:
+# a record each would cost a random read of its own, and in the layer they
+# come in with their neighbours.  One layer: 40 small files and a 1 MiB one
+# (four blocks of 256K).
+"$PY" - "$T/sizes.zip" <<'EOF'
+import random, sys, zipfile
+rng = random.Random(7)
+words = [bytes(rng.choice(b"abcdefghij") for _ in range(rng.randint(2, 9))) for _ in range(500)]
+def text(n):
+	out = bytearray()
+	while len(out) < n:
+		out += rng.choice(words) + b" "
+	return bytes(out[:n])
+with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
+	for i in range(40):
+		z.writestr("small/s%02d.txt" % i, text(4096))
+	z.writestr("large.txt", text(1 << 20))
+EOF
+sha_list "$T/sizes.list" "$T/sizes.zip"
+lfs_ref "$T/ref_sizes" "$T/sizes.zip"
+CDS=$T/cache-sizes
+lfs_daemon_dir "$CDS"
+SBLK=$CDS/v1/$(sha "$T/sizes.zip")/262144
+block_records() { ls "$SBLK" 2>/dev/null | grep -cE '^[0-9a-f]{16}\.[0-9a-f]+$'; }
+if check "cache_dir_min: first mount" lfs_mount -o cache_dir="$CDS" "$T/sizes.list" "$T/z1"; then
+	read_all "$T/z1"
+	settle "$T/z1" >/dev/null
+	lfs_umount "$T/z1"
+fi
+check "cache_dir_min: only the large file's four blocks were written" eq "$(block_records)" 4
+if check "cache_dir_min: second mount" lfs_mount -o cache_dir="$CDS" "$T/sizes.list" "$T/z2"; then
+	check "cache_dir_min: tree and bytes match" same_manifest "$T/ref_sizes" "$T/z2"
+	check "cache_dir_min: the large file from disk (4 hits)" eq "$(stat_of "$T/z2" disk_hits)" 4
+	check "cache_dir_min: the small files inflated from the layer" \
+		eq "$(stat_of "$T/z2" bytes_inflated)" $((40 * 4096))
+	lfs_umount "$T/z2"
+fi
+if check "cache_dir_min=2M: mounted" lfs_mount -o cache_dir="$CDS",cache_dir_min=2M "$T/sizes.list" "$T/z3"; then
+	check "cache_dir_min=2M: tree and bytes match" same_manifest "$T/ref_sizes" "$T/z3"
+	check "cache_dir_min=2M: nothing from disk" eq "$(stat_of "$T/z3" disk_hits)" 0
+	check "cache_dir_min=2M: everything inflated" eq "$(stat_of "$T/z3" bytes_inflated)" $((40 * 4096 + (1 << 20)))
+	lfs_umount "$T/z3"
+fi
+if check "cache_dir_min=0: mounted" lfs_mount -o cache_dir="$CDS",cache_dir_min=0 "$T/sizes.list" "$T/z4"; then
+	read_all "$T/z4"
+	settle "$T/z4" >/dev/null
+	lfs_umount "$T/z4"
+fi
+check "cache_dir_min=0: every file's block written" eq "$(block_records)" 44
 
 # --- two daemons on one directory, 8 readers each ---------------------------
 RR=("$PY" "$LFS_IT_DIR/randread.py")

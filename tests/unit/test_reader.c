@@ -95,6 +95,25 @@ static void readahead_now(struct lfs_reader *r, struct member_file *f, uint64_t 
 
 static uint32_t flags_of(struct member_file *f) { return f->m ? lfs_member_flags(f->m) : 0; }
 
+/* The member's handle goes (before its reader), so another reader can
+ * take the same file. */
+static void member_detach(struct member_file *f)
+{
+	if (f->r)
+		lfs_reader_wait_idle(f->r);
+	lfs_member_free(f->m);
+	f->m = NULL;
+	f->r = NULL;
+}
+
+static struct lfs_reader_stats stats_of(struct lfs_reader *r)
+{
+	struct lfs_reader_stats st;
+
+	lfs_reader_get_stats(r, &st);
+	return st;
+}
+
 static void member_free(struct member_file *f)
 {
 	if (f->r)
@@ -373,6 +392,64 @@ static void test_readahead(void **state)
 	assert_int_equal(st.bytes_inflated, f->size + cost_of_read(points, np, B, f->size, 3 * B, 10));
 	member_free(f);
 	lfs_reader_free(r);
+}
+
+/* Members smaller than disk_min skip the disk tier both ways: nothing of
+ * theirs is written, and a record planted for one is not read (a second
+ * reader inflates it again); larger members' blocks are written. */
+static void test_disk_min(void **state)
+{
+	static const unsigned char digest[LFS_DIGEST_LEN] = { 0x5f, 1, 2, 3 };
+	const uint32_t B = 65536;
+	struct lfs_disk_config dcfg = { 1ull << 30, 1, NULL, NULL };
+	struct lfs_reader_config cfg = { .cache_size = 64 << 20, .block_size = B,
+					  .spacing = 4 * B, .readahead = 0, .disk_min = 2 * (uint64_t)B };
+	struct member_file *small = member_new(B, 1, 43), *large = member_new(2 * (size_t)B, 1, 44);
+	char err[256], *cdir = path_in(dir, "hostcache-min");
+	unsigned char *buf = malloc(B);
+	struct lfs_disk_layer *dl;
+	struct lfs_disk *disk;
+	struct lfs_reader *r;
+	uint64_t before;
+	uint32_t cum;
+	int dirfd;
+
+	(void)state;
+	assert_int_equal(mkdir(cdir, 0700), 0);
+	dirfd = open(cdir, O_RDONLY | O_DIRECTORY);
+	assert_true(dirfd >= 0);
+	assert_int_equal(lfs_disk_open(dirfd, &dcfg, &disk, err, sizeof(err)), 0);
+	dl = lfs_disk_layer(disk, digest, B);
+	assert_non_null(dl);
+	small->d.disk = large->d.disk = &dl;
+	cfg.disk = disk;
+	r = reader_of(&cfg);
+	read_check(r, small, 0, small->size);
+	read_check(r, large, 0, large->size);
+	lfs_reader_wait_idle(r);
+	assert_int_equal(lfs_disk_get(dl, small->d.key, 0, buf, B, &cum), -ENOENT);
+	for (uint64_t b = 0; b < 2; b++)
+		assert_int_equal(lfs_disk_get(dl, large->d.key, b, buf, B, &cum), 0);
+	member_detach(small);
+	member_detach(large);
+	lfs_reader_free(r);
+
+	/* a record of the small one, as a daemon with disk_min=0 left it */
+	assert_int_equal(lfs_disk_put(dl, small->d.key, 0, small->data, B, small->d.crc), 0);
+	r = reader_of(&cfg);
+	before = stats_of(r).bytes_inflated;
+	read_check(r, small, 0, small->size);
+	assert_int_equal(stats_of(r).bytes_inflated - before, B);
+	read_check(r, large, 0, large->size);
+	assert_int_equal(stats_of(r).bytes_inflated - before, B);
+	assert_int_equal(stats_of(r).disk_hits, 2);
+	member_free(small);
+	member_free(large);
+	lfs_reader_free(r);
+	lfs_disk_close(disk);
+	close(dirfd);
+	free(buf);
+	free(cdir);
 }
 
 /* Blocks made while the layer's digest is not known (its disk slot still
@@ -1114,6 +1191,7 @@ int main(void)
 		cmocka_unit_test(test_layer_changed_in_place),
 		cmocka_unit_test(test_prefetch_jumps),
 		cmocka_unit_test(test_disk_later),
+		cmocka_unit_test(test_disk_min),
 	};
 
 	return cmocka_run_group_tests_name("reader", tests, setup, teardown);
