@@ -110,9 +110,10 @@ static void disk_run(struct lfs_pool_job *job, int cancelled)
 			(void)lfs_disk_put_point(j->layer, j->member, j->index, j->data, j->len);
 		else
 			(void)lfs_disk_put_crcs(j->layer, j->member, j->nblocks, j->data);
-		if (lfs_disk_prune_due(r->disk))
-			(void)lfs_disk_prune(r->disk);
 	}
+	/* after a write of either kind: a late block's may pass the quota too */
+	if (!cancelled && lfs_disk_prune_due(r->disk))
+		(void)lfs_disk_prune(r->disk);
 	if (j->block) {
 		__atomic_sub_fetch(&r->disk_pinned, lfs_centry_len(j->block), __ATOMIC_RELAXED);
 		lfs_cache_release(r->cache, j->block);
