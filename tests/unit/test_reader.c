@@ -100,7 +100,7 @@ static uint32_t flags_of(struct member_file *f) { return f->m ? lfs_member_flags
 static void member_detach(struct member_file *f)
 {
 	if (f->r)
-		lfs_reader_wait_idle(f->r);
+		lfs_reader_wait_idle(f->r); /* no read-ahead job may still use it */
 	lfs_member_free(f->m);
 	f->m = NULL;
 	f->r = NULL;
@@ -116,9 +116,7 @@ static struct lfs_reader_stats stats_of(struct lfs_reader *r)
 
 static void member_free(struct member_file *f)
 {
-	if (f->r)
-		lfs_reader_wait_idle(f->r); /* no read-ahead job may still use it */
-	lfs_member_free(f->m);
+	member_detach(f);
 	lfs_source_close(f->src);
 	free(f->path);
 	free(f->data);
