@@ -1,6 +1,7 @@
 # layerfs: plain make, pkg-config for every library.
 #   make            build build/layerfs
-#   make check      unit tests, fuzz corpus replay, integration tests (root, FUSE),
+#   make check      unit tests, fuzz corpus replay, integration tests (root, FUSE; again
+#                   over io_uring where the kernel has it),
 #                   remote sources against real servers on loopback
 #   make asan       the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make tsan       the unit tests and remote-test under ThreadSanitizer
@@ -76,7 +77,7 @@ CACHE := cache/source.c cache/source_file.c cache/source_mem.c cache/cache.c cac
 CORE := fs/log.c fs/layerlist.c fs/zipindex.c fs/tree.c fs/treecache.c fs/stack.c fs/notify.c \
 	fs/trace.c fs/prefetch.c \
 	$(CACHE)
-FRONT := fs/fuse_ops.c fs/inval.c fs/push.c fs/options.c fs/metrics.c fs/privs.c fs/daemon.c fs/check.c \
+FRONT := fs/fuse_ops.c fs/uring.c fs/inval.c fs/push.c fs/options.c fs/metrics.c fs/privs.c fs/daemon.c fs/check.c \
 	fs/ctl.c fs/cachecmd.c \
 	fs/main.c
 CORE_OBJ := $(CORE:%.c=$(BUILD)/%.o)
@@ -84,7 +85,7 @@ FRONT_OBJ := $(FRONT:%.c=$(BUILD)/%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
 .PHONY: all check unit it hostile-test systemd-test root-tests asan tsan bench fuzz install \
-	uninstall clean demo test-libs layering remote-test remote-bench bench-vs test-user install-examples \
+	uninstall clean demo test-libs layering remote-test remote-bench bench-vs test-user install-examples it-uring \
 	package package-test
 all: $(BUILD)/layerfs
 
@@ -153,6 +154,11 @@ fuzz:
 it: $(BUILD)/layerfs
 	LAYERFS=$(abspath $(BUILD)/layerfs) bash tests/it/run.sh
 
+# The same suites with every mount over FUSE's io_uring queues (fs/uring.c),
+# where the kernel has them; nothing to run where it has not.
+it-uring: $(BUILD)/layerfs
+	LFS_URING=1 LAYERFS=$(abspath $(BUILD)/layerfs) bash tests/it/run.sh
+
 systemd-test: $(BUILD)/layerfs
 	LAYERFS=$(abspath $(BUILD)/layerfs) bash tests/systemd/run.sh
 
@@ -184,7 +190,7 @@ check: all unit
 		exit 1; fi
 	$(MAKE) root-tests
 
-root-tests: all test-user it hostile-test systemd-test remote-test
+root-tests: all test-user it it-uring hostile-test systemd-test remote-test
 
 # Mounts drop to the daemon's user (-o user=, default layerfs): created as
 # make install creates it, from the sysusers.d file.

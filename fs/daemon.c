@@ -6,6 +6,7 @@
 #include "notify.h"
 #include "prefetch.h"
 #include "privs.h"
+#include "uring.h"
 
 #include "../cache/hostdir.h"
 
@@ -49,6 +50,7 @@
  * instead of waiting forever on the store's copy. */
 struct daemon_state {
 	struct fuse_session *se;
+	struct lfs_uring *uring;	/* NULL: libfuse's loop serves everything */
 	struct lfs_fuse_ctx *ctx;
 	struct lfs_stack *stack;
 	struct lfs_options *o;
@@ -567,6 +569,19 @@ static int has_remote(const struct lfs_stack *s)
 	return 0;
 }
 
+/* -o uring=: auto leaves a connection kept in an fd store on /dev/fuse.
+ * A daemon that crashes while it answers ring requests leaves them
+ * waiting as long as the connection outlives it (their callers can be
+ * killed), where /dev/fuse would fail them (own_clone).  A connection
+ * taken over is served the way the earlier daemon served it, which the
+ * store's name says (fdname). */
+static int use_uring(const struct daemon_state *d)
+{
+	if (d->o->uring == LFS_URING_OFF || (d->o->uring == LFS_URING_AUTO && d->stored))
+		return 0;
+	return d->took_over || lfs_uring_kernel_offers();
+}
+
 static int run_daemon(struct daemon_state *d)
 {
 	struct fuse_loop_config *cfg;
@@ -596,6 +611,15 @@ static int run_daemon(struct daemon_state *d)
 
 		if (pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp))
 			lfs_warn("cannot run the workers as SCHED_BATCH; going on without");
+	}
+	/* The rings' files and threads are made now: after the drop and the
+	 * filter, only io_uring_enter is allowed. */
+	if (use_uring(d)) {
+		rc = lfs_uring_attach(d->se, d->o->uring_threads, d->o->uring_idle, &d->uring);
+		if (rc)
+			lfs_warn("%s: FUSE over io_uring unavailable (%s); serving through /dev/fuse",
+				 d->mountpoint, strerror(-rc));
+		d->ctx->uring = d->uring;
 	}
 	if (lfs_privs_drop(&d->privs, err, sizeof(err)) ||
 	    lfs_seccomp_install((enum lfs_seccomp_mode)d->o->seccomp, has_remote(d->stack), err,
@@ -645,6 +669,10 @@ static int run_daemon(struct daemon_state *d)
 	start_traces(d);
 	if (d->took_over)
 		replay_init(d);
+	/* The earlier daemon's INIT set the connection up: its largest
+	 * request is at most max_read's pages, and those at most 1 MiB. */
+	if (d->took_over && d->uring)
+		lfs_uring_start(d->uring, 1u << 20);
 	cfg = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_max_threads(cfg, 16);
 	/* Workers never exit once started: with few idle workers allowed,
@@ -676,6 +704,9 @@ static int run_daemon(struct daemon_state *d)
 	stop_traces(d);
 	lfs_notify("STOPPING=1");
 	release_mount(d);
+	d->ctx->uring = NULL;
+	lfs_uring_stop(d->uring);
+	d->uring = NULL;
 	fuse_remove_signal_handlers(d->se);
 	return rc < 0 ? 1 : 0;
 }
@@ -792,7 +823,7 @@ static int find_stored(struct daemon_state *d)
 		if (!strncmp(fds[i].name, "fuse-", 5))
 			(void)lfs_notify_forget_fd(fds[i].name);
 		if (!dead && !strncmp(fds[i].name, mine, strlen(mine))) {
-			lfs_warn("%s: the stack changed since the mount was made (list or zips): mounting afresh",
+			lfs_warn("%s: the stack changed since the mount was made (list or zips, or -o uring): mounting afresh",
 				 d->mountpoint);
 			if (umount2(d->mountpoint, MNT_DETACH) && errno != EINVAL)
 				lfs_warn("%s: cannot detach the previous mount: %s", d->mountpoint,
@@ -883,8 +914,11 @@ int lfs_daemon_mount(struct lfs_options *o)
 		lfs_err("%s", err);
 		goto out;
 	}
-	snprintf(d.fdname, sizeof(d.fdname), "fuse-%08x-%016llx", hash32(mnt),
-		 (unsigned long long)lfs_stack_fingerprint(d.stack));
+	/* "-u": a connection served through io_uring, which a later daemon
+	 * must serve the same way; a mismatch mounts afresh (find_stored) */
+	snprintf(d.fdname, sizeof(d.fdname), "fuse-%08x-%016llx%s", hash32(mnt),
+		 (unsigned long long)lfs_stack_fingerprint(d.stack),
+		 o->uring == LFS_URING_ON ? "-u" : "");
 	if (o->foreground && o->fdstore)
 		stored_fd = find_stored(&d);
 	if (stored_fd < 0) {

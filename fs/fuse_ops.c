@@ -29,7 +29,8 @@ static void settle_policy(const struct lfs_fuse_ctx *ctx, int streaming)
 	struct sched_param sp = { 0 };
 	int rc;
 
-	if (!ctx->sched_auto || streaming == batch || __atomic_load_n(&refused, __ATOMIC_RELAXED))
+	if (!ctx->sched_auto || streaming == batch || __atomic_load_n(&refused, __ATOMIC_RELAXED) ||
+	    lfs_uring_owns_policy())
 		return;
 	rc = pthread_setschedparam(pthread_self(), streaming ? SCHED_BATCH : SCHED_OTHER, &sp);
 	if (!rc)
@@ -390,6 +391,12 @@ static void do_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	else
 		n = ctx->metrics ? lfs_metrics_stats_text(ctx->metrics, s, buf, cap)
 				 : lfs_stack_stats_text(s, buf, cap);
+	if (stats && n >= 0 && (size_t)n < cap) {
+		int m = snprintf(buf + n, cap - (size_t)n, "uring_requests %llu\n",
+				 (unsigned long long)lfs_uring_served(ctx->uring));
+
+		n = m < 0 || (size_t)m >= cap - (size_t)n ? -ERANGE : n + m;
+	}
 	if (n == -ERANGE && !layer)
 		n = -E2BIG; /* past what an attribute may hold, whatever the caller's size */
 	if (n < 0)

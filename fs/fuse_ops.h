@@ -16,6 +16,7 @@
 #include "options.h"
 #include "push.h"
 #include "stack.h"
+#include "uring.h"
 
 #define LFS_XATTR_LAYER "user.layerfs.layer"
 #define LFS_STATTERS 64	/* slots of lfs_fuse_ctx.statters */
@@ -30,6 +31,7 @@ struct lfs_fuse_ctx {
 	struct lfs_inval *inval; /* page caches to drop after a member fails
 				  * (NULL: none) */
 	struct lfs_push *push;	/* a replay's pushes into the page cache (NULL: none) */
+	struct lfs_uring *uring; /* the io_uring queues (NULL: none) */
 	/* Stats and metrics are the operator's: they answer root and, when
 	 * has_admin_gid, the members of admin_gid.  Everyone else sees
 	 * user.layerfs.layer as `provenance` says. */

@@ -19,6 +19,7 @@
 #define DEFAULT_CACHE_LEVEL 1	/* docs/performance.md */
 #define DEFAULT_CACHE_DIR_MIN (256u << 10) /* docs/performance.md */
 #define MAX_REMOTE_TIMEOUT 3600.0
+#define DEFAULT_URING_THREADS 2	/* docs/performance.md */
 
 enum type {
 	T_SIZE,		/* bytes, with K/M/G */
@@ -35,7 +36,7 @@ enum target {
 	O_ENTRY_TIMEOUT, O_ATTR_TIMEOUT, O_TIMEOUT, O_UID, O_GID, O_MAX_LAYERS,
 	O_MAX_ENTRIES, O_MAX_TOTAL, O_MAX_NAME, O_CACHE_DIR, O_CACHE_DIR_SIZE, O_CACHE_DIR_MIN,
 	O_CACHE_LEVEL,
-	O_TRACE, O_TRACE_SECONDS, O_PREFETCH, O_PREFETCH_JUMPS, O_PREFETCH_PUSH, O_SCHED, O_DIRPLUS, O_DEBUG, O_JOURNAL,
+	O_TRACE, O_TRACE_SECONDS, O_PREFETCH, O_PREFETCH_JUMPS, O_PREFETCH_PUSH, O_SCHED, O_DIRPLUS, O_URING, O_URING_THREADS, O_URING_IDLE, O_DEBUG, O_JOURNAL,
 	O_USER, O_SECCOMP, O_ADMIN_GROUP, O_PROVENANCE, O_METRICS_FILE, O_METRICS_INTERVAL,
 	O_FDSTORE,
 	O_REMOTE_TIMEOUT, O_REMOTE_CHUNK, O_REMOTE_CACHE, O_REMOTE_CONNS, O_S3_REGION,
@@ -122,6 +123,21 @@ static const struct optdef defs[] = {
 	  "                           in order, so their wake-ups do not preempt the\n"
 	  "                           inflater or the reader; normal otherwise, so small\n"
 	  "                           requests are answered at once on a busy host)" },
+	{ "uring", T_CHOICE, O_URING, 0, 0, "auto|on|off",
+	  "FUSE over io_uring (Linux 6.14+, once root sets\n"
+	  "                           /sys/module/fuse/parameters/enable_uring): each\n"
+	  "                           request is answered on the CPU that made it.  auto\n"
+	  "                           (default): when the kernel offers it and the\n"
+	  "                           connection is not kept in an fd store (fdstore);\n"
+	  "                           on: also then; off: never" },
+	{ "uring_threads", T_COUNT, O_URING_THREADS, 1, 16, "N",
+	  "threads serving each CPU's queue, one request each\n"
+	  "                           at a time (default 2)" },
+	{ "uring_idle", T_FLAG, O_URING_IDLE, 0, 0, NULL,
+	  "run those threads as SCHED_IDLE: the kernel then keeps\n"
+	  "                           a woken caller on its CPU instead of moving it to an\n"
+	  "                           idle one, but on a busy CPU they wait behind every\n"
+	  "                           other task (for hosts with cores to spare)" },
 	{ "readdirplus", T_CHOICE, O_DIRPLUS, 0, 0, "auto|always|never",
 	  "which directory listings carry each entry's attributes\n"
 	  "                           (the kernel then makes its inode, sparing a lookup\n"
@@ -405,6 +421,9 @@ static int apply(struct lfs_options *o, const struct optdef *d, const char *val)
 	case O_CACHE_LEVEL: o->stack.cache_level = (int)v; break;
 	case O_SCHED: o->sched = (enum lfs_sched)v; break;
 	case O_DIRPLUS: o->dirplus = (enum lfs_dirplus)v; break;
+	case O_URING: o->uring = (enum lfs_uring_mode)v; break;
+	case O_URING_THREADS: o->uring_threads = (unsigned)v; break;
+	case O_URING_IDLE: o->uring_idle = 1; break;
 	case O_SECCOMP: o->seccomp = (int)v; break;
 	case O_PROVENANCE: o->provenance = (int)v; break;
 	case O_USER: case O_ADMIN_GROUP: case O_METRICS_FILE: {
@@ -485,6 +504,7 @@ int lfs_options_parse(int argc, char **argv, struct lfs_options *o)
 	o->max_read = DEFAULT_MAX_READ;
 	o->sched = LFS_SCHED_AUTO; /* docs/performance.md: small requests wait for a batch worker */
 	o->stack.cache_level = DEFAULT_CACHE_LEVEL;
+	o->uring_threads = DEFAULT_URING_THREADS;
 	o->stack.reader.disk_min = DEFAULT_CACHE_DIR_MIN;
 	o->trace_seconds = 60;
 	o->metrics_interval = 15;

@@ -18,6 +18,8 @@
 
 /* -o sched=, in the order of its choices. */
 enum lfs_sched { LFS_SCHED_AUTO, LFS_SCHED_NORMAL, LFS_SCHED_BATCH };
+/* -o uring=, in the order of its choices. */
+enum lfs_uring_mode { LFS_URING_AUTO, LFS_URING_ON, LFS_URING_OFF };
 /* -o readdirplus=, in the order of its choices. */
 enum lfs_dirplus { LFS_DIRPLUS_AUTO, LFS_DIRPLUS_ALWAYS, LFS_DIRPLUS_NEVER };
 
@@ -29,6 +31,9 @@ struct lfs_options {
 	int foreground, debug, journal;
 	enum lfs_sched sched;	/* the serving threads' scheduling policy */
 	enum lfs_dirplus dirplus; /* which listings carry attributes */
+	enum lfs_uring_mode uring; /* FUSE over io_uring, when the kernel offers it */
+	unsigned uring_threads;	/* threads per CPU queue */
+	int uring_idle;		/* ring threads as SCHED_IDLE */
 	const char *pos[2];	/* LIST, MOUNTPOINT */
 	int npos;
 	struct fuse_args fuse_args; /* what goes to FUSE, argv[0] first */

@@ -242,7 +242,7 @@ static int load(struct prog *p, uint32_t deny, unsigned flags, char *err, size_t
 static const long serving_calls[] = {
 	/* requests and replies on /dev/fuse, zips, the cache directory, the
 	 * metrics file */
-	SYS_read, SYS_write, SYS_readv, SYS_writev, SYS_pread64, SYS_pwrite64, SYS_preadv,
+	SYS_read, SYS_write, SYS_readv, SYS_writev, SYS_io_uring_enter, SYS_pread64, SYS_pwrite64, SYS_preadv,
 	SYS_preadv2, SYS_pwritev, SYS_openat, SYS_close, SYS_lseek, SYS_fstat, SYS_newfstatat,
 	SYS_statx, SYS_fstatfs, SYS_statfs, SYS_fcntl, SYS_dup, SYS_dup3, SYS_fsync,
 	SYS_fdatasync, SYS_ftruncate, SYS_fallocate, SYS_fadvise64, SYS_readahead, SYS_mkdirat,

@@ -24,6 +24,8 @@
 #   MOUNT_OPTS=...        passed to layerfs mount -o
 #   WAIT_IDLE=5           before each run, wait up to this many seconds for the
 #                         rest of the machine to go idle (other builds skew timings)
+#   URING=1               set the fuse module's enable_uring for the run (put back
+#                         at the end): every mount serves through io_uring (-o uring)
 # The results of every experiment are also gathered in OUT/results.md.
 set -euo pipefail
 
@@ -46,7 +48,9 @@ LAYERFS=${LAYERFS:-$REPO/build/layerfs}
 STRATEGIES=${STRATEGIES:-extract,cold,hostfirst,hostwarm,hostauto,traced,warm,hot,disk,floor}
 MOUNT_OPTS=${MOUNT_OPTS:-}
 WAIT_IDLE=${WAIT_IDLE:-5}
+URING=${URING:-0}
 export LAYERFS_COLDSTART_CACHE=$CACHE
+URING_PARAM=/sys/module/fuse/parameters/enable_uring
 
 ALL=(python-pandas python-scipy node-aws-sdk stack-find stack-read)
 WANT=("$@")
@@ -73,7 +77,13 @@ esac
 # The experiments all use one private copy of the binary, so a rebuild while
 # they run cannot mix two builds in one set of results.
 BIN=$(mktemp -d "${TMPDIR:-/tmp}/coldstart-bin.XXXXXX")
-trap 'rm -rf "$BIN"' EXIT
+uring_was=
+trap 'rm -rf "$BIN"; [ -z "$uring_was" ] || echo "$uring_was" >"$URING_PARAM"' EXIT
+if [ "$URING" = 1 ]; then
+	[ -w "$URING_PARAM" ] || { echo "coldstart-all: URING=1: this kernel has no FUSE over io_uring ($URING_PARAM)" >&2; exit 1; }
+	uring_was=$(cat "$URING_PARAM")
+	echo Y >"$URING_PARAM"
+fi
 if [ -x "$LAYERFS" ]; then
 	for try in 1 2 3 4 5; do # a build may be writing it right now
 		cp -p "$LAYERFS" "$BIN/layerfs"
@@ -153,7 +163,7 @@ done
 {
 	echo "# Cold-start results"
 	echo
-	echo "Written by \`tools/coldstart-all.sh\` (RUNS=$RUNS); see ../coldstart.md for what they mean."
+	echo "Written by \`tools/coldstart-all.sh\` (RUNS=$RUNS${MOUNT_OPTS:+, MOUNT_OPTS=$MOUNT_OPTS}$([ "$URING" = 1 ] && echo ', URING=1')); see ../coldstart.md for what they mean."
 	for e in "${ALL[@]}"; do
 		[ -f "$OUT/$e.md" ] || continue
 		echo

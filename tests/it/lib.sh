@@ -46,6 +46,18 @@ lfs_list() {
 # stat_of MNT KEY: one value of `layerfs stats MNT`.
 stat_of() { "$LAYERFS" stats "$1" | awk -v k="$2" '$1 == k { print $2 }'; }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
+# flip_middle_byte FILE: one byte in the middle of FILE changed, in place
+# (same size, same inode): a layer changed under its mount.
+flip_middle_byte() {
+	python3 - "$1" <<'EOF'
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+size = os.fstat(fd).st_size
+b = os.pread(fd, 1, size // 2)
+os.pwrite(fd, bytes([b[0] ^ 0x5a]), size // 2)
+os.close(fd)
+EOF
+}
 # drop_all MNT: the daemon's blocks and the kernel's pages of the mount go.
 drop_all() {
 	"$LAYERFS" dropcache "$1"

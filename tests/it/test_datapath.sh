@@ -172,14 +172,7 @@ lfs_fg_mount "$T/chg.log" -o cache_size=16M "$T/changing.list" "$T/chg"
 f=$T/chg/big/big40.bin
 if check "changed in place: mounted, read whole" bash -c 'cmp "$1" "$2"' _ "$f" "$G/src/big/big/big40.bin"; then
 	# flip a byte in the middle of the zip, in place (same size, inode)
-	python3 - "$T/changing.zip" <<'EOF'
-import os, sys
-fd = os.open(sys.argv[1], os.O_RDWR)
-size = os.fstat(fd).st_size
-b = os.pread(fd, 1, size // 2)
-os.pwrite(fd, bytes([b[0] ^ 0x5a]), size // 2)
-os.close(fd)
-EOF
+	flip_middle_byte "$T/changing.zip"
 	"$LAYERFS" dropcache "$T/chg"
 	python3 "$LFS_IT_DIR/../bench/readbench.py" evict "$f"
 	check "changed in place: reading it again fails with EIO" \

@@ -1,0 +1,621 @@
+#include "uring.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <linux/fuse.h>
+#include <linux/io_uring.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+/* The kernel's side of it (include/uapi/linux/fuse.h, ABI 7.42), which
+ * Debian 12's headers predate. */
+#define OVER_IO_URING_FLAGS2 (1u << 9)	/* FUSE_OVER_IO_URING, bit 41 */
+#define CMD_REGISTER 1u
+#define CMD_COMMIT_AND_FETCH 2u
+#define HEADER_IN_OUT 128
+#define HEADER_OP_IN 128
+
+struct ring_ent_in_out {
+	uint64_t flags;
+	uint64_t commit_id;	/* the request's, echoed in the commit */
+	uint32_t payload_sz;	/* bytes of the payload, either way */
+	uint32_t padding;
+	uint64_t reserved;
+};
+
+struct ring_req_header {
+	char in_out[HEADER_IN_OUT];	/* fuse_in_header / fuse_out_header */
+	char op_in[HEADER_OP_IN];	/* the opcode's own argument struct */
+	struct ring_ent_in_out ent;
+};
+
+struct ring_cmd_req {			/* in the SQE's 80-byte command area */
+	uint64_t flags;
+	uint64_t commit_id;
+	uint16_t qid;
+	uint8_t padding[6];
+};
+
+_Static_assert(sizeof(struct ring_cmd_req) <= 80, "the SQE128 command area holds it");
+_Static_assert(sizeof(struct ring_req_header) == 288, "the kernel's struct fuse_uring_req_header");
+
+#define STOP_TAG 1u	/* user_data of the eventfd poll; an entry's is 2 */
+#define ENT_TAG 2u
+/* Room before the payload for the request's headers, so that libfuse gets
+ * the request as one buffer, the way /dev/fuse would have given it. */
+#define PAD 4096u
+
+struct worker {
+	struct lfs_uring *u;
+	pthread_t tid;
+	unsigned qid;
+	int started;
+	/* the io_uring */
+	int ring_fd, stop_fd;
+	unsigned *sq_head, *sq_tail, *sq_mask, *sq_array;
+	unsigned *cq_head, *cq_tail, *cq_mask;
+	struct io_uring_cqe *cqes;
+	unsigned char *sqes;	/* 128-byte entries */
+	void *sq_map, *cq_map;
+	size_t sq_map_len, cq_map_len, sqes_len;
+	/* the one FUSE request it serves at a time */
+	struct ring_req_header *hdr;
+	char *region;		/* PAD + payload */
+	size_t region_len;
+	struct iovec iov[2];
+	uint64_t unique;	/* atomic: the request being served, 0: none */
+	int replied;		/* under lock */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+struct lfs_uring {
+	struct fuse_session *se;
+	int fd;
+	uint64_t init_unique;	/* atomic */
+	atomic_int offered;	/* the kernel offered the ring at INIT */
+	int state;		/* under lock: 0 waiting for INIT, 1 go, -1 no */
+	size_t payload;		/* bytes of each payload buffer */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int idle;		/* the workers run as SCHED_IDLE */
+	atomic_int active;
+	atomic_uint_fast64_t served;
+	unsigned nworkers;
+	struct worker *w;
+};
+
+static struct lfs_uring *the_uring;
+static _Thread_local struct worker *current_worker;
+
+static int sys_setup(unsigned entries, struct io_uring_params *p)
+{
+	return (int)syscall(__NR_io_uring_setup, entries, p);
+}
+
+static int sys_enter(int fd, unsigned submit, unsigned wait, unsigned flags)
+{
+	return (int)syscall(__NR_io_uring_enter, fd, submit, wait, flags, NULL, 0);
+}
+
+static int ring_open(struct worker *w)
+{
+	struct io_uring_params p;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQSIZE;
+	p.cq_entries = 8;
+	w->ring_fd = sys_setup(4, &p);
+	if (w->ring_fd < 0)
+		return -errno;
+	w->sq_map_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+	w->cq_map_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+	if (p.features & IORING_FEAT_SINGLE_MMAP) {
+		if (w->cq_map_len > w->sq_map_len)
+			w->sq_map_len = w->cq_map_len;
+		w->cq_map_len = 0;
+	}
+	w->sq_map = mmap(NULL, w->sq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+			 w->ring_fd, IORING_OFF_SQ_RING);
+	if (w->sq_map == MAP_FAILED)
+		return -errno;
+	w->cq_map = w->sq_map;
+	if (w->cq_map_len) {
+		w->cq_map = mmap(NULL, w->cq_map_len, PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_POPULATE, w->ring_fd, IORING_OFF_CQ_RING);
+		if (w->cq_map == MAP_FAILED)
+			return -errno;
+	}
+	w->sqes_len = p.sq_entries * 128u;
+	w->sqes = mmap(NULL, w->sqes_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+		       w->ring_fd, IORING_OFF_SQES);
+	if (w->sqes == MAP_FAILED)
+		return -errno;
+	w->sq_head = (unsigned *)((char *)w->sq_map + p.sq_off.head);
+	w->sq_tail = (unsigned *)((char *)w->sq_map + p.sq_off.tail);
+	w->sq_mask = (unsigned *)((char *)w->sq_map + p.sq_off.ring_mask);
+	w->sq_array = (unsigned *)((char *)w->sq_map + p.sq_off.array);
+	w->cq_head = (unsigned *)((char *)w->cq_map + p.cq_off.head);
+	w->cq_tail = (unsigned *)((char *)w->cq_map + p.cq_off.tail);
+	w->cq_mask = (unsigned *)((char *)w->cq_map + p.cq_off.ring_mask);
+	w->cqes = (struct io_uring_cqe *)((char *)w->cq_map + p.cq_off.cqes);
+	return 0;
+}
+
+static struct io_uring_sqe *sqe_next(struct worker *w)
+{
+	unsigned tail = *w->sq_tail, idx = tail & *w->sq_mask;
+	struct io_uring_sqe *sqe = (struct io_uring_sqe *)(w->sqes + (size_t)idx * 128u);
+
+	memset(sqe, 0, 128);
+	w->sq_array[idx] = idx;
+	__atomic_store_n(w->sq_tail, tail + 1, __ATOMIC_RELEASE);
+	return sqe;
+}
+
+/* The entry's command: REGISTER hands the kernel its buffers, COMMIT_AND_
+ * FETCH the reply now in them, and each waits for the next request. */
+static void queue_cmd(struct worker *w, unsigned cmd, uint64_t commit_id)
+{
+	struct io_uring_sqe *sqe;
+	struct ring_cmd_req *req;
+
+	sqe = sqe_next(w);
+	sqe->opcode = IORING_OP_URING_CMD;
+	sqe->fd = w->u->fd;
+	sqe->cmd_op = cmd;
+	sqe->user_data = ENT_TAG;
+	if (cmd == CMD_REGISTER) {
+		sqe->addr = (uint64_t)(uintptr_t)w->iov;
+		sqe->len = 2;
+	}
+	req = (struct ring_cmd_req *)sqe->cmd;
+	req->qid = (uint16_t)w->qid;
+	req->commit_id = commit_id;
+}
+
+static void queue_stop_poll(struct worker *w)
+{
+	struct io_uring_sqe *sqe = sqe_next(w);
+
+	sqe->opcode = IORING_OP_POLL_ADD;
+	sqe->fd = w->stop_fd;
+	sqe->poll32_events = 1; /* POLLIN */
+	sqe->user_data = STOP_TAG;
+}
+
+/* Submits what is queued and waits for one completion: 0 and its result,
+ * or -1 when the ring itself fails. */
+static int ring_wait(struct worker *w, uint64_t *tag, int *res)
+{
+	unsigned submit = *w->sq_tail - __atomic_load_n(w->sq_head, __ATOMIC_ACQUIRE);
+
+	for (;;) {
+		unsigned head = *w->cq_head;
+
+		if (head != __atomic_load_n(w->cq_tail, __ATOMIC_ACQUIRE)) {
+			struct io_uring_cqe *c = &w->cqes[head & *w->cq_mask];
+
+			*tag = c->user_data;
+			*res = c->res;
+			__atomic_store_n(w->cq_head, head + 1, __ATOMIC_RELEASE);
+			if (submit && sys_enter(w->ring_fd, submit, 0, 0) < 0 && errno != EINTR)
+				return -1;
+			return 0;
+		}
+		if (sys_enter(w->ring_fd, submit, 1, IORING_ENTER_GETEVENTS) < 0) {
+			if (errno != EINTR && errno != EAGAIN)
+				return -1;
+		} else {
+			submit = 0;
+		}
+	}
+}
+
+/* One request, given to libfuse as /dev/fuse would have given it. */
+static void serve(struct worker *w)
+{
+	struct fuse_in_header in;
+	size_t op;
+	char *payload = w->region + PAD, *start;
+	struct fuse_buf buf = { 0 };
+
+	memcpy(&in, w->hdr->in_out, sizeof(in));
+	if (in.len < sizeof(in) + w->hdr->ent.payload_sz ||
+	    in.len - sizeof(in) - w->hdr->ent.payload_sz > HEADER_OP_IN) {
+		/* not a request this module can rebuild: answer it so that
+		 * the caller is not left waiting */
+		struct fuse_out_header *out = (struct fuse_out_header *)w->hdr->in_out;
+
+		lfs_warn("io_uring: request %u (opcode %u) of %u bytes with a %u-byte payload: answered EIO",
+			 (unsigned)in.unique, in.opcode, in.len, w->hdr->ent.payload_sz);
+		out->len = sizeof(*out);
+		out->error = -EIO;
+		out->unique = in.unique;
+		w->hdr->ent.payload_sz = 0;
+		return;
+	}
+	op = in.len - sizeof(in) - w->hdr->ent.payload_sz;
+	start = payload - op - sizeof(in);
+	memcpy(start, &in, sizeof(in));
+	memcpy(start + sizeof(in), w->hdr->op_in, op);
+	buf.mem = start;
+	buf.size = in.len;
+	pthread_mutex_lock(&w->lock);
+	w->replied = 0;
+	pthread_mutex_unlock(&w->lock);
+	__atomic_store_n(&w->unique, in.unique, __ATOMIC_RELEASE);
+	fuse_session_process_buf(w->u->se, &buf);
+	/* a reply made elsewhere, later: wait for it */
+	pthread_mutex_lock(&w->lock);
+	while (!w->replied)
+		pthread_cond_wait(&w->cond, &w->lock);
+	pthread_mutex_unlock(&w->lock);
+	atomic_fetch_add_explicit(&w->u->served, 1, memory_order_relaxed);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct lfs_uring *u = w->u;
+	uint64_t tag;
+	int res, state;
+
+	pthread_mutex_lock(&u->lock);
+	while (!u->state)
+		pthread_cond_wait(&u->cond, &u->lock);
+	state = u->state;
+	pthread_mutex_unlock(&u->lock);
+	if (state < 0)
+		return NULL;
+	current_worker = w;
+	/* A caller woken on a CPU that runs only idle-policy threads stays
+	 * there (the scheduler counts the CPU as idle); otherwise it is
+	 * moved to the other, idle CPU at every reply, and runs there with
+	 * cold caches (docs/performance.md). */
+	if (u->idle) {
+		struct sched_param sp = { 0 };
+		int rc = pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+
+		if (rc)
+			lfs_warn("uring_idle: queue %u: %s", w->qid, strerror(rc));
+	}
+	w->hdr = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	w->region_len = PAD + u->payload;
+	w->region = mmap(NULL, w->region_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			 -1, 0);
+	if (w->hdr == MAP_FAILED || w->region == MAP_FAILED) {
+		lfs_warn("io_uring: queue %u: no memory for its buffers", w->qid);
+		return NULL;
+	}
+	w->iov[0].iov_base = w->hdr;
+	w->iov[0].iov_len = sizeof(*w->hdr);
+	w->iov[1].iov_base = w->region + PAD;
+	w->iov[1].iov_len = u->payload;
+	queue_stop_poll(w);
+	queue_cmd(w, CMD_REGISTER, 0);
+	for (;;) {
+		if (ring_wait(w, &tag, &res)) {
+			lfs_warn("io_uring: queue %u: %s", w->qid, strerror(errno));
+			break;
+		}
+		if (tag == STOP_TAG)
+			break;
+		if (res == -EINTR || res == -EAGAIN) {
+			uint64_t id = __atomic_load_n(&w->unique, __ATOMIC_ACQUIRE);
+
+			queue_cmd(w, id ? CMD_COMMIT_AND_FETCH : CMD_REGISTER, id);
+			continue;
+		}
+		if (res < 0) {
+			if (res != -ENOTCONN && res != -ENODEV)
+				lfs_warn("io_uring: queue %u: the kernel ended it: %s", w->qid,
+					 strerror(-res));
+			break;
+		}
+		atomic_store_explicit(&u->active, 1, memory_order_relaxed);
+		serve(w);
+		queue_cmd(w, CMD_COMMIT_AND_FETCH, w->hdr->ent.commit_id);
+		__atomic_store_n(&w->unique, 0, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+/* The reply for a request a worker serves, into its buffers. */
+static ssize_t fill(struct worker *w, const struct iovec *iov, int count)
+{
+	struct fuse_out_header *out = (struct fuse_out_header *)w->hdr->in_out;
+	size_t len = 0, total = iov[0].iov_len;
+
+	memcpy(out, iov[0].iov_base, sizeof(*out));
+	for (int i = 1; i < count; i++) {
+		total += iov[i].iov_len;
+		if (len + iov[i].iov_len > w->u->payload) {
+			out->error = -EIO;
+			len = 0;
+			break;
+		}
+		memcpy(w->region + PAD + len, iov[i].iov_base, iov[i].iov_len);
+		len += iov[i].iov_len;
+	}
+	w->hdr->ent.payload_sz = (uint32_t)len;
+	pthread_mutex_lock(&w->lock);
+	w->replied = 1;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	return (ssize_t)total;
+}
+
+static ssize_t init_reply(struct lfs_uring *u, int fd, struct iovec *iov, int count)
+{
+	struct fuse_init_out o;
+	struct iovec v[2];
+	ssize_t n;
+	int ok;
+
+	if (count != 2 || iov[1].iov_len < offsetof(struct fuse_init_out, unused) ||
+	    iov[1].iov_len > sizeof(o) || !u->offered)
+		return writev(fd, iov, count);
+	memcpy(&o, iov[1].iov_base, iov[1].iov_len);
+	o.flags |= FUSE_INIT_EXT;
+	o.flags2 |= OVER_IO_URING_FLAGS2;
+	v[0] = iov[0];
+	v[1].iov_base = &o;
+	v[1].iov_len = iov[1].iov_len;
+	n = writev(fd, v, 2);
+	ok = n == (ssize_t)(iov[0].iov_len + iov[1].iov_len);
+	u->payload = o.max_write > 8192 ? o.max_write : 8192;
+	if ((size_t)o.max_pages * 4096u > u->payload)
+		u->payload = (size_t)o.max_pages * 4096u;
+	pthread_mutex_lock(&u->lock);
+	u->state = ok ? 1 : -1;
+	pthread_cond_broadcast(&u->cond);
+	pthread_mutex_unlock(&u->lock);
+	return n;
+}
+
+static ssize_t hook_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	struct lfs_uring *u = the_uring;
+	struct worker *w = current_worker;
+	uint64_t unique;
+
+	(void)userdata;
+	if (count < 1 || iov[0].iov_len < sizeof(struct fuse_out_header))
+		return writev(fd, iov, count);
+	unique = ((const struct fuse_out_header *)iov[0].iov_base)->unique;
+	if (unique && w && __atomic_load_n(&w->unique, __ATOMIC_ACQUIRE) == unique)
+		return fill(w, iov, count);
+	if (unique && unique == __atomic_load_n(&u->init_unique, __ATOMIC_ACQUIRE))
+		return init_reply(u, fd, iov, count);
+	for (unsigned i = 0; unique && i < u->nworkers; i++)
+		if (__atomic_load_n(&u->w[i].unique, __ATOMIC_ACQUIRE) == unique)
+			return fill(&u->w[i], iov, count);
+	return writev(fd, iov, count);
+}
+
+static ssize_t hook_read(int fd, void *buf, size_t len, void *userdata)
+{
+	struct lfs_uring *u = the_uring;
+	ssize_t n = read(fd, buf, len);
+	const struct fuse_in_header *in = buf;
+
+	(void)userdata;
+	if (n >= (ssize_t)(sizeof(*in) + offsetof(struct fuse_init_in, unused)) &&
+	    in->opcode == FUSE_INIT) {
+		const struct fuse_init_in *a = (const void *)(in + 1);
+
+		u->offered = (a->flags & FUSE_INIT_EXT) && (a->flags2 & OVER_IO_URING_FLAGS2);
+		__atomic_store_n(&u->init_unique, in->unique, __ATOMIC_RELEASE);
+		if (!u->offered) {
+			pthread_mutex_lock(&u->lock);
+			u->state = -1;
+			pthread_cond_broadcast(&u->cond);
+			pthread_mutex_unlock(&u->lock);
+		}
+	}
+	return n;
+}
+
+static void worker_close(struct worker *w)
+{
+	if (w->sqes && w->sqes != MAP_FAILED)
+		munmap(w->sqes, w->sqes_len);
+	if (w->cq_map && w->cq_map != MAP_FAILED && w->cq_map != w->sq_map)
+		munmap(w->cq_map, w->cq_map_len);
+	if (w->sq_map && w->sq_map != MAP_FAILED)
+		munmap(w->sq_map, w->sq_map_len);
+	if (w->ring_fd >= 0)
+		close(w->ring_fd);
+	if (w->stop_fd >= 0)
+		close(w->stop_fd);
+	if (w->hdr && w->hdr != MAP_FAILED)
+		munmap(w->hdr, 4096);
+	if (w->region && w->region != MAP_FAILED)
+		munmap(w->region, w->region_len);
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->cond);
+}
+
+/* The kernel keeps a queue for every possible CPU, and takes the ring
+ * only once each has a request slot: the highest possible CPU's number,
+ * plus one. */
+static long possible_cpus(void)
+{
+	FILE *f = fopen("/sys/devices/system/cpu/possible", "re");
+	char line[256];
+	long last = -1;
+
+	if (f) {
+		if (fgets(line, sizeof(line), f)) {
+			char *p = line;
+
+			while (*p) {	/* "0-3,8-11": the last number */
+				char *end;
+				long v = strtol(p, &end, 10);
+
+				if (end == p)
+					break;
+				last = v;
+				p = *end ? end + 1 : end;
+			}
+		}
+		fclose(f);
+	}
+	return last >= 0 ? last + 1 : sysconf(_SC_NPROCESSORS_CONF);
+}
+
+int lfs_uring_owns_policy(void)
+{
+	return current_worker && current_worker->u->idle;
+}
+
+int lfs_uring_attach(struct fuse_session *se, unsigned per_cpu, int idle, struct lfs_uring **out)
+{
+	static const struct fuse_custom_io io = { .writev = hook_writev, .read = hook_read };
+	struct lfs_uring *u;
+	long cpus = possible_cpus();
+	cpu_set_t allowed;
+	sigset_t all, old;
+	int rc = 0;
+
+	*out = NULL;
+	if (the_uring || cpus < 1 || cpus > CPU_SETSIZE || per_cpu < 1)
+		return -EINVAL;
+	if (sched_getaffinity(0, sizeof(allowed), &allowed))
+		CPU_ZERO(&allowed);
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	u->se = se;
+	u->idle = idle;
+	u->fd = fuse_session_fd(se);
+	pthread_mutex_init(&u->lock, NULL);
+	pthread_cond_init(&u->cond, NULL);
+	u->nworkers = (unsigned)cpus * per_cpu;
+	u->w = calloc(u->nworkers, sizeof(*u->w));
+	if (!u->w) {
+		free(u);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < u->nworkers; i++) {
+		struct worker *w = &u->w[i];
+
+		w->u = u;
+		w->qid = i / per_cpu;
+		w->ring_fd = w->stop_fd = -1;
+		pthread_mutex_init(&w->lock, NULL);
+		pthread_cond_init(&w->cond, NULL);
+		w->stop_fd = eventfd(0, EFD_CLOEXEC);
+		if (w->stop_fd < 0)
+			rc = -errno;
+		if (!rc)
+			rc = ring_open(w);
+		if (rc)
+			break;
+	}
+	if (!rc)
+		rc = fuse_session_custom_io(se, &io, u->fd);
+	if (rc) {
+		for (unsigned i = 0; i < u->nworkers; i++)
+			worker_close(&u->w[i]);
+		free(u->w);
+		free(u);
+		return rc < 0 ? rc : -EINVAL;
+	}
+	the_uring = u;
+	/* The daemon's signals are its signal thread's to take (sigwait):
+	 * the workers block them all, whatever the creating thread does. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (unsigned i = 0; i < u->nworkers; i++) {
+		struct worker *w = &u->w[i];
+		cpu_set_t set;
+		pthread_attr_t attr;
+
+		/* A CPU this process may not run on (offline, or outside
+		 * its cpuset) gets its queue served from elsewhere. */
+		CPU_ZERO(&set);
+		CPU_SET(w->qid, &set);
+		pthread_attr_init(&attr);
+		if (CPU_ISSET(w->qid, &allowed))
+			pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
+		w->started = !pthread_create(&w->tid, &attr, worker_main, w);
+		pthread_attr_destroy(&attr);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	*out = u;
+	return 0;
+}
+
+void lfs_uring_start(struct lfs_uring *u, size_t payload)
+{
+	pthread_mutex_lock(&u->lock);
+	if (!u->state) {
+		u->payload = payload;
+		u->state = 1;
+	}
+	pthread_cond_broadcast(&u->cond);
+	pthread_mutex_unlock(&u->lock);
+}
+
+int lfs_uring_kernel_offers(void)
+{
+	char c = 'N';
+	FILE *f = fopen("/sys/module/fuse/parameters/enable_uring", "re");
+
+	if (f) {
+		if (fread(&c, 1, 1, f) != 1)
+			c = 'N';
+		fclose(f);
+	}
+	return c == 'Y' || c == '1';
+}
+
+int lfs_uring_active(const struct lfs_uring *u)
+{
+	return u && atomic_load_explicit(&u->active, memory_order_relaxed);
+}
+
+uint64_t lfs_uring_served(const struct lfs_uring *u)
+{
+	return u ? atomic_load_explicit(&u->served, memory_order_relaxed) : 0;
+}
+
+void lfs_uring_stop(struct lfs_uring *u)
+{
+	if (!u)
+		return;
+	pthread_mutex_lock(&u->lock);
+	if (!u->state)
+		u->state = -1;
+	pthread_cond_broadcast(&u->cond);
+	pthread_mutex_unlock(&u->lock);
+	for (unsigned i = 0; i < u->nworkers; i++) {
+		uint64_t one = 1;
+
+		if (u->w[i].stop_fd >= 0 && write(u->w[i].stop_fd, &one, sizeof(one)) < 0)
+			lfs_warn("io_uring: cannot stop queue %u: %s", u->w[i].qid, strerror(errno));
+	}
+	for (unsigned i = 0; i < u->nworkers; i++) {
+		if (u->w[i].started)
+			pthread_join(u->w[i].tid, NULL);
+		worker_close(&u->w[i]);
+	}
+	the_uring = NULL;
+	free(u->w);
+	pthread_mutex_destroy(&u->lock);
+	pthread_cond_destroy(&u->cond);
+	free(u);
+}

@@ -1,0 +1,64 @@
+/* FUSE over io_uring: requests served on the CPU that made them.
+ *
+ * On /dev/fuse a request made on one CPU is read by whichever worker the
+ * kernel wakes, often on the other CPU: each round trip then costs an
+ * inter-processor wake-up of a halted vCPU (docs/performance.md).  Linux
+ * 6.14 can instead hand each request to a queue of the requester's own CPU
+ * (the fuse module's enable_uring parameter; the daemon offers it at INIT).
+ * libfuse supports that from 3.18; this module does it for the libfuse of
+ * Debian 12 (3.14) through its custom I/O hooks: it reads and writes the
+ * connection for libfuse, turns on FUSE_OVER_IO_URING in libfuse's INIT
+ * reply when the kernel offers it, and then serves the kernel's queues with
+ * threads pinned to their CPUs, each request passed to libfuse's own
+ * dispatch (fuse_session_process_buf) and its reply taken back from the
+ * write hook.
+ *
+ * Forgets, interrupts and notifications still travel on /dev/fuse (the
+ * kernel sends and takes them there), so libfuse's own loop keeps running
+ * beside the rings.  When the kernel does not offer the ring (module
+ * parameter off, older kernel), nothing changes: every request comes
+ * through libfuse's loop as before.
+ *
+ * One per process (the hooks find it through a static). */
+#ifndef LFS_URING_H
+#define LFS_URING_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include <stdint.h>
+
+struct lfs_uring;
+
+/* Installs the hooks on se (after fuse_session_mount, before the loop
+ * starts) and starts the queue threads, which wait for INIT.  per_cpu:
+ * threads (each one request at a time) per CPU queue; idle: they run as
+ * SCHED_IDLE.  Returns 0, or a
+ * negative errno with nothing installed. */
+int lfs_uring_attach(struct fuse_session *se, unsigned per_cpu, int idle, struct lfs_uring **out);
+
+/* Whether the calling thread is a ring thread whose policy is the ring's
+ * (idle): nobody else may change it. */
+int lfs_uring_owns_policy(void);
+
+/* For a connection taken over (its INIT was an earlier daemon's): start
+ * registering now, with payload buffers of `payload` bytes (at least the
+ * largest request or reply the connection was set up for).  Call once
+ * libfuse has been given the INIT it replays; a no-op after INIT. */
+void lfs_uring_start(struct lfs_uring *u, size_t payload);
+
+/* Whether the fuse module would offer the ring to a new connection (its
+ * enable_uring parameter). */
+int lfs_uring_kernel_offers(void);
+
+/* Whether a request has come through the ring (0 before, or without). */
+int lfs_uring_active(const struct lfs_uring *u);
+
+/* Requests served through the rings so far. */
+uint64_t lfs_uring_served(const struct lfs_uring *u);
+
+/* Stops and joins the threads and frees u (after the loop has ended;
+ * NULL is a no-op). */
+void lfs_uring_stop(struct lfs_uring *u);
+
+#endif

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# FUSE over io_uring (fs/uring.c): with the fuse module's enable_uring on,
+# a mount's requests come through the rings (layerfs stats: uring_requests)
+# and the tree, its bytes, a corrupt member's EIO, signals, many readers at
+# once and the unmount behave as on /dev/fuse; with it off, or -o uring=off,
+# nothing comes through a ring.  The module parameter is the host's: set
+# for this file's mounts, put back as it was at exit.  (tests/it/run.sh with
+# LFS_URING=1 runs every suite over the rings.)
+set -uo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lfs_init
+PARAM=/sys/module/fuse/parameters/enable_uring
+[[ -w $PARAM ]] || lfs_skip "this kernel has no FUSE over io_uring ($PARAM)"
+lfs_gen
+lfs_tmpdir T
+
+was=$(cat "$PARAM")
+restore_param() { echo "$was" >"$PARAM"; }
+lfs_on_exit restore_param
+set_param() { echo "$1" >"$PARAM" && [[ $(cat "$PARAM") == "$1" ]]; }
+
+lfs_list "$T/stack.list" "$L/stack1.zip" "$L/stack2.zip" "$L/stack3.zip"
+lfs_ref "$T/ref" "$L/stack1.zip" "$L/stack2.zip" "$L/stack3.zip"
+lfs_list "$T/big.list" "$L/big.zip" "$L/py_mixed.zip"
+# the daemon's serving threads named by their policy (field 41 of
+# /proc/PID/task/TID/stat: 0 SCHED_OTHER, 3 SCHED_BATCH, 5 SCHED_IDLE)
+policies() {
+	local pid=$1 t
+	for t in /proc/"$pid"/task/*; do
+		awk '{ sub(/^.*\) /, ""); print $39 }' "$t/stat"
+	done | sort | uniq -c | awk '{ printf "%s:%s ", $2, $1 }'
+}
+
+check "enable_uring set" set_param Y
+
+# --- the tree and its bytes over the rings ----------------------------------------
+M=$T/m
+if check "uring=auto: mounted" lfs_mount "$T/stack.list" "$M"; then
+	check "uring=auto: tree equals sequential unzip -o" same_manifest "$T/ref" "$M"
+	n=$(stat_of "$M" uring_requests)
+	check "uring=auto: the requests came through the rings ($n)" test "${n:-0}" -gt 20
+	check "uring=auto: dropcache (a signal) is answered" timeout 20 "$LAYERFS" dropcache "$M"
+	check "uring=auto: after dropcache, bytes still right" \
+		bash -c '[[ $(sha256sum <"$1") == $(unzip -p "$2" lib/data/mid.bin | sha256sum) ]]' _ \
+		"$M/lib/data/mid.bin" "$L/stack2.zip"
+	check "uring=auto: stats answered after the signal" test "$(stat_of "$M" uring_requests)" -gt "$n"
+	check "uring=auto: layerfs umount" lfs_umount "$M"
+	check "uring=auto: nothing mounted afterwards" bash -c '! mountpoint -q "$1"' _ "$M"
+fi
+
+# --- many readers at once: random ranges of large members, each checked ----------
+B=$T/b
+S=$G/src
+RR=("$PY" "$LFS_IT_DIR/randread.py")
+if check "readers: mounted (cache_size=16M)" lfs_mount -o cache_size=16M "$T/big.list" "$B"; then
+	pids=()
+	for seed in 1 2 3 4; do
+		timeout 150 "${RR[@]}" --seed "$seed" --reads 60 "$B/big/big40.bin" "$S/big/big/big40.bin" \
+			>"$T/rr$seed.log" 2>&1 &
+		pids+=($!)
+	done
+	fails=0
+	for p in "${pids[@]}"; do wait "$p" || fails=$((fails + 1)); done
+	check "readers: four at once, random ranges of 40 MiB, every byte right" \
+		eq "$fails" 0 "failed readers ($(cat "$T"/rr*.log | head -c 300))"
+	check "readers: a whole copy reads back right" cmp "$B/big/big40.bin" "$S/big/big/big40.bin"
+	check "readers: served through the rings" test "$(stat_of "$B" uring_requests)" -gt 100
+	lfs_umount "$B"
+fi
+
+# --- a layer changed under the mount: EIO, the mount keeps answering --------------
+cp "$L/big.zip" "$T/changing.zip"
+lfs_list "$T/changing.list" "$T/changing.zip"
+C=$T/c
+if check "corrupt: mounted" lfs_fg_mount "$T/chg.log" -o cache_size=16M "$T/changing.list" "$C"; then
+	f=$C/big/big40.bin
+	flip_middle_byte "$T/changing.zip"
+	check "corrupt: reading the changed member fails with EIO" \
+		bash -c 'out=$(cat "$1" 2>&1 >/dev/null) && exit 1; [[ $out == *"Input/output error"* ]] || { echo "$out"; exit 1; }' _ "$f"
+	check "corrupt: the mount still lists and stats" bash -c '[[ $(ls -l "$1/big" | wc -l) -eq 4 ]]' _ "$C"
+	check "corrupt: served through the rings" test "$(stat_of "$C" uring_requests)" -gt 0
+	lfs_umount "$C"
+fi
+
+# --- -o uring_idle: the ring's threads are SCHED_IDLE ----------------------------
+I=$T/i
+if check "uring_idle: mounted" lfs_mount -o uring_idle "$T/stack.list" "$I"; then
+	check "uring_idle: tree equals sequential unzip -o" same_manifest "$T/ref" "$I"
+	p=$(policies "$(stat_of "$I" pid)")
+	idle=$(grep -o '5:[0-9]*' <<<"$p" | cut -d: -f2)
+	slots=$((2 * ($(sed 's/.*[-,]//' /sys/devices/system/cpu/possible) + 1)))
+	check "uring_idle: the $slots ring threads are SCHED_IDLE (threads by policy: $p)" \
+		test "${idle:-0}" -ge "$slots"
+	check "uring_idle: served through the rings" test "$(stat_of "$I" uring_requests)" -gt 20
+	lfs_umount "$I"
+fi
+
+# --- off: nothing through a ring ------------------------------------------------
+O=$T/o
+if check "uring=off: mounted" lfs_mount -o uring=off "$T/stack.list" "$O"; then
+	check "uring=off: tree equals sequential unzip -o" same_manifest "$T/ref" "$O"
+	check "uring=off: no request came through a ring" eq "$(stat_of "$O" uring_requests)" 0
+	lfs_umount "$O"
+fi
+check "enable_uring cleared" set_param N
+N=$T/n
+if check "enable_uring=N: mounted (uring=auto)" lfs_mount "$T/stack.list" "$N"; then
+	check "enable_uring=N: tree equals sequential unzip -o" same_manifest "$T/ref" "$N"
+	check "enable_uring=N: no request came through a ring" eq "$(stat_of "$N" uring_requests)" 0
+	lfs_umount "$N"
+fi
+lfs_finish
