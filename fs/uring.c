@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -94,6 +95,20 @@ struct lfs_uring {
 	atomic_uint_fast64_t served;
 	unsigned nworkers;
 	struct worker *w;
+	unsigned registered;	/* under lock: workers whose slot the kernel has
+				 * (or that gave up) */
+	unsigned started;	/* workers running */
+	unsigned kickers_waiting; /* under lock: kickers that still look at u */
+	int stopping;		/* under lock */
+};
+
+/* A connection taken over may hold requests queued while no daemon
+ * served it.  The kernel hands a queued request to a slot only when that
+ * slot commits a reply, not when it is registered: one request of our own
+ * on each CPU's queue (statfs is never cached) sets that going. */
+struct kicker {
+	struct lfs_uring *u;
+	char *path;		/* owned */
 };
 
 static struct lfs_uring *the_uring;
@@ -297,6 +312,10 @@ static void *worker_main(void *arg)
 			 -1, 0);
 	if (w->hdr == MAP_FAILED || w->region == MAP_FAILED) {
 		lfs_warn("io_uring: queue %u: no memory for its buffers", w->qid);
+		pthread_mutex_lock(&u->lock);
+		u->registered++; /* given up: no kicker waits for it */
+		pthread_cond_broadcast(&u->cond);
+		pthread_mutex_unlock(&u->lock);
 		return NULL;
 	}
 	w->iov[0].iov_base = w->hdr;
@@ -305,6 +324,13 @@ static void *worker_main(void *arg)
 	w->iov[1].iov_len = u->payload;
 	queue_stop_poll(w);
 	queue_cmd(w, CMD_REGISTER, 0);
+	/* submitted alone, so that the slot is known to be the kernel's */
+	if (sys_enter(w->ring_fd, 2, 0, 0) < 0)
+		lfs_warn("io_uring: queue %u: cannot register: %s", w->qid, strerror(errno));
+	pthread_mutex_lock(&u->lock);
+	u->registered++;
+	pthread_cond_broadcast(&u->cond);
+	pthread_mutex_unlock(&u->lock);
 	for (;;) {
 		if (ring_wait(w, &tag, &res)) {
 			lfs_warn("io_uring: queue %u: %s", w->qid, strerror(errno));
@@ -329,6 +355,28 @@ static void *worker_main(void *arg)
 		queue_cmd(w, CMD_COMMIT_AND_FETCH, w->hdr->ent.commit_id);
 		__atomic_store_n(&w->unique, 0, __ATOMIC_RELEASE);
 	}
+	return NULL;
+}
+
+static void *kicker_main(void *arg)
+{
+	struct kicker *k = arg;
+	struct lfs_uring *u = k->u;
+	struct statfs sfs;
+	int go;
+
+	pthread_mutex_lock(&u->lock);
+	while (!u->stopping && (u->state == 0 || (u->state > 0 && u->registered < u->started)))
+		pthread_cond_wait(&u->cond, &u->lock);
+	go = !u->stopping && u->state > 0;
+	u->kickers_waiting--;
+	pthread_cond_broadcast(&u->cond);
+	pthread_mutex_unlock(&u->lock);
+	/* u may be gone from here on */
+	if (go && statfs(k->path, &sfs) < 0)
+		lfs_warn("io_uring: %s: statfs: %s", k->path, strerror(errno));
+	free(k->path);
+	free(k);
 	return NULL;
 }
 
@@ -481,7 +529,8 @@ int lfs_uring_owns_policy(void)
 	return current_worker && current_worker->u->idle;
 }
 
-int lfs_uring_attach(struct fuse_session *se, unsigned per_cpu, int idle, struct lfs_uring **out)
+int lfs_uring_attach(struct fuse_session *se, unsigned per_cpu, int idle, const char *taken_over,
+		     struct lfs_uring **out)
 {
 	static const struct fuse_custom_io io = { .writev = hook_writev, .read = hook_read };
 	struct lfs_uring *u;
@@ -553,6 +602,46 @@ int lfs_uring_attach(struct fuse_session *se, unsigned per_cpu, int idle, struct
 			pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
 		w->started = !pthread_create(&w->tid, &attr, worker_main, w);
 		pthread_attr_destroy(&attr);
+		/* A filter may forbid the pinning (a unit without @resources):
+		 * an unpinned thread still serves its queue, which must have
+		 * one, or the kernel would never take the ring */
+		if (!w->started)
+			w->started = !pthread_create(&w->tid, NULL, worker_main, w);
+		if (!w->started)
+			lfs_warn("io_uring: no thread for queue %u: the ring stays unused", w->qid);
+		else
+			u->started++;
+	}
+	for (long cpu = 0; taken_over && cpu < cpus; cpu++) {
+		struct kicker *k;
+		cpu_set_t set;
+		pthread_attr_t attr;
+		pthread_t tid;
+
+		if (!CPU_ISSET(cpu, &allowed))
+			continue; /* nobody makes requests there */
+		k = calloc(1, sizeof(*k));
+		if (!k || !(k->path = strdup(taken_over))) {
+			free(k);
+			break;
+		}
+		k->u = u;
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		pthread_attr_init(&attr);
+		pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_mutex_lock(&u->lock);
+		u->kickers_waiting++;
+		pthread_mutex_unlock(&u->lock);
+		if (pthread_create(&tid, &attr, kicker_main, k)) {
+			pthread_mutex_lock(&u->lock);
+			u->kickers_waiting--;
+			pthread_mutex_unlock(&u->lock);
+			free(k->path);
+			free(k);
+		}
+		pthread_attr_destroy(&attr);
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	*out = u;
@@ -600,7 +689,10 @@ void lfs_uring_stop(struct lfs_uring *u)
 	pthread_mutex_lock(&u->lock);
 	if (!u->state)
 		u->state = -1;
+	u->stopping = 1;
 	pthread_cond_broadcast(&u->cond);
+	while (u->kickers_waiting)
+		pthread_cond_wait(&u->cond, &u->lock);
 	pthread_mutex_unlock(&u->lock);
 	for (unsigned i = 0; i < u->nworkers; i++) {
 		uint64_t one = 1;

@@ -33,9 +33,13 @@ struct lfs_uring;
 /* Installs the hooks on se (after fuse_session_mount, before the loop
  * starts) and starts the queue threads, which wait for INIT.  per_cpu:
  * threads (each one request at a time) per CPU queue; idle: they run as
- * SCHED_IDLE.  Returns 0, or a
+ * SCHED_IDLE; taken_over: the mount point of a connection taken over
+ * (else NULL), to which a request is made from each CPU once every slot is
+ * registered, since the kernel hands requests it queued meanwhile only to
+ * a slot that commits.  Returns 0, or a
  * negative errno with nothing installed. */
-int lfs_uring_attach(struct fuse_session *se, unsigned per_cpu, int idle, struct lfs_uring **out);
+int lfs_uring_attach(struct fuse_session *se, unsigned per_cpu, int idle, const char *taken_over,
+		     struct lfs_uring **out);
 
 /* Whether the calling thread is a ring thread whose policy is the ring's
  * (idle): nobody else may change it. */

@@ -427,6 +427,47 @@ t_changed_stack() {
 	timeout 60 nsenter -t "$SDPID" -m -p -r -w systemctl restart layerfs@t.service
 }
 check "a restart with a changed list mounts afresh" t_changed_stack
+# -o uring=on with the fd store: the first start with it mounts afresh (the
+# stored connection's name says how it was served), the next restart takes
+# the connection over and serves it through the rings again.
+URING_PARAM=/sys/module/fuse/parameters/enable_uring
+uring_of() { sd /lfs/bin/layerfs stats /srv/t/opt | awk '$1 == "uring_requests" { print $2 }'; }
+t_uring_takeover() {
+	local was old n
+	was=$(cat "$URING_PARAM")
+	echo Y >"$URING_PARAM" || return 1
+	sd sh -c 'cp /etc/layerfs/t.conf /run/t.conf.orig; sed -i "s/^LAYERFS_OPTIONS=.*/&,uring=on/" /etc/layerfs/t.conf'
+	local rc=0
+	{
+		# the restarts before these would hit the unit's start limit
+		sd systemctl reset-failed layerfs@t.service 2>/dev/null
+		timeout 60 nsenter -t "$SDPID" -m -p -r -w systemctl restart layerfs@t.service || { rc=1; echo "first restart failed"; }
+		uring_of >/dev/null
+		n=$(uring_of)
+		echo "after the first restart: uring_requests ${n:-none}; mounts: $(in_mountinfo /srv/t/opt)"
+		[[ ${n:-0} -ge 1 && $(in_mountinfo /srv/t/opt) -eq 1 ]] || rc=1
+		old=$(mainpid)
+		sd systemctl reset-failed layerfs@t.service 2>/dev/null
+		timeout 60 nsenter -t "$SDPID" -m -p -r -w systemctl restart layerfs@t.service || { rc=1; echo "second restart failed"; }
+		[[ $(host cat /srv/t/opt/bin/hello.txt) == "from top" ]] || { rc=1; echo "not served after the takeover"; }
+		uring_of >/dev/null
+		n=$(uring_of)
+		echo "main pid $old -> $(mainpid); uring_requests ${n:-none}; mounts: $(in_mountinfo /srv/t/opt)"
+		[[ $(mainpid) != "$old" && ${n:-0} -ge 1 && $(in_mountinfo /srv/t/opt) -eq 1 ]] || rc=1
+		if [[ $JOURNAL == yes ]]; then
+			sd journalctl -q --no-pager -u layerfs@t.service -o cat | grep -q 'took over the mount' ||
+				{ rc=1; echo "no 'took over' line"; }
+		fi
+	}
+	sd sh -c 'cp /run/t.conf.orig /etc/layerfs/t.conf'
+	sd systemctl reset-failed layerfs@t.service 2>/dev/null
+	timeout 60 nsenter -t "$SDPID" -m -p -r -w systemctl restart layerfs@t.service
+	echo "$was" >"$URING_PARAM"
+	return $rc
+}
+if [[ -w $URING_PARAM ]]; then
+	check "uring=on with the fd store: mounted afresh, then taken over and served through the rings" t_uring_takeover
+fi
 t_watchdog() {
 	sd mkdir -p /etc/systemd/system/layerfs@t.service.d
 	sd sh -c 'printf "[Service]\nWatchdogSec=2s\n" >/etc/systemd/system/layerfs@t.service.d/wd.conf'
