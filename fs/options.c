@@ -19,7 +19,6 @@
 #define DEFAULT_CACHE_LEVEL 1	/* docs/performance.md */
 #define DEFAULT_CACHE_DIR_MIN (256u << 10) /* docs/performance.md */
 #define MAX_REMOTE_TIMEOUT 3600.0
-#define DEFAULT_URING_THREADS 2	/* docs/performance.md */
 
 enum type {
 	T_SIZE,		/* bytes, with K/M/G */
@@ -132,7 +131,8 @@ static const struct optdef defs[] = {
 	  "                           on: also then; off: never" },
 	{ "uring_threads", T_COUNT, O_URING_THREADS, 1, 16, "N",
 	  "threads serving each CPU's queue, one request each\n"
-	  "                           at a time (default 2)" },
+	  "                           at a time (default 4, fewer past 8 CPUs: at\n"
+	  "                           most 32 in all, at least 1 per CPU)" },
 	{ "uring_idle", T_FLAG, O_URING_IDLE, 0, 0, NULL,
 	  "run those threads as SCHED_IDLE: the kernel then keeps\n"
 	  "                           a woken caller on its CPU instead of moving it to an\n"
@@ -504,7 +504,6 @@ int lfs_options_parse(int argc, char **argv, struct lfs_options *o)
 	o->max_read = DEFAULT_MAX_READ;
 	o->sched = LFS_SCHED_AUTO; /* docs/performance.md: small requests wait for a batch worker */
 	o->stack.cache_level = DEFAULT_CACHE_LEVEL;
-	o->uring_threads = DEFAULT_URING_THREADS;
 	o->stack.reader.disk_min = DEFAULT_CACHE_DIR_MIN;
 	o->trace_seconds = 60;
 	o->metrics_interval = 15;

@@ -32,7 +32,7 @@ struct lfs_options {
 	enum lfs_sched sched;	/* the serving threads' scheduling policy */
 	enum lfs_dirplus dirplus; /* which listings carry attributes */
 	enum lfs_uring_mode uring; /* FUSE over io_uring, when the kernel offers it */
-	unsigned uring_threads;	/* threads per CPU queue */
+	unsigned uring_threads;	/* threads per CPU queue (0: the default) */
 	int uring_idle;		/* ring threads as SCHED_IDLE */
 	const char *pos[2];	/* LIST, MOUNTPOINT */
 	int npos;

@@ -540,8 +540,14 @@ int lfs_uring_attach(struct fuse_session *se, unsigned per_cpu, int idle, const 
 	int rc = 0;
 
 	*out = NULL;
-	if (the_uring || cpus < 1 || cpus > CPU_SETSIZE || per_cpu < 1)
+	if (the_uring || cpus < 1 || cpus > CPU_SETSIZE)
 		return -EINVAL;
+	/* Each slot holds a payload buffer of the largest request (1 MiB by
+	 * default), resident once used: four per CPU kept four cold readers
+	 * on two CPUs as fast as /dev/fuse (two did not, docs/performance.md),
+	 * and past 8 CPUs the slots are shared out, at least one per CPU. */
+	if (!per_cpu)
+		per_cpu = cpus >= 32 ? 1 : cpus > 8 ? (unsigned)(32 / cpus) : 4;
 	if (sched_getaffinity(0, sizeof(allowed), &allowed))
 		CPU_ZERO(&allowed);
 	u = calloc(1, sizeof(*u));

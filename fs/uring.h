@@ -32,7 +32,7 @@ struct lfs_uring;
 
 /* Installs the hooks on se (after fuse_session_mount, before the loop
  * starts) and starts the queue threads, which wait for INIT.  per_cpu:
- * threads (each one request at a time) per CPU queue; idle: they run as
+ * threads (each one request at a time) per CPU queue, 0 for the default; idle: they run as
  * SCHED_IDLE; taken_over: the mount point of a connection taken over
  * (else NULL), to which a request is made from each CPU once every slot is
  * registered, since the kernel hands requests it queued meanwhile only to

@@ -88,7 +88,8 @@ if check "uring_idle: mounted" lfs_mount -o uring_idle "$T/stack.list" "$I"; the
 	check "uring_idle: tree equals sequential unzip -o" same_manifest "$T/ref" "$I"
 	p=$(policies "$(stat_of "$I" pid)")
 	idle=$(grep -o '5:[0-9]*' <<<"$p" | cut -d: -f2)
-	slots=$((2 * ($(sed 's/.*[-,]//' /sys/devices/system/cpu/possible) + 1)))
+	cpus=$(($(sed 's/.*[-,]//' /sys/devices/system/cpu/possible) + 1))
+	slots=$((cpus > 8 ? cpus : 4 * cpus)) # the default: 4 per CPU up to 8 CPUs
 	check "uring_idle: the $slots ring threads are SCHED_IDLE (threads by policy: $p)" \
 		test "${idle:-0}" -ge "$slots"
 	check "uring_idle: served through the rings" test "$(stat_of "$I" uring_requests)" -gt 20
