@@ -4,7 +4,7 @@
 #                   over io_uring where the kernel has it),
 #                   remote sources against real servers on loopback
 #   make asan       the same under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make tsan       the unit tests and remote-test under ThreadSanitizer
+#   make tsan       the unit tests, remote-test and the daemon's io_uring test under ThreadSanitizer
 #   make bench      benchmarks, with baselines measured in the same run
 #   make bench-vs   make bench of this tree and of commit REV (default HEAD~1), side by side
 #   make remote-bench  cold starts from a store 2 and 20 ms away (docs/remote.md; root)
@@ -214,9 +214,20 @@ asan:
 # The cache and the read path are where threads meet (claims, parked
 # streams, read-ahead jobs); their unit tests run many threads at once, as
 # does the remote source's test (single-flight chunks, the connection pool).
+# The daemon too, where its threads meet those of FUSE over io_uring
+# (fs/uring.c: the rings' threads, libfuse's, the teardown): test_uring.sh
+# mounts with a ThreadSanitizer build, whose reports go to files.
+TSAN_REPORTS := $(abspath build-tsan/reports)
 tsan:
 	TSAN_OPTIONS=halt_on_error=1 $(MAKE) BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" \
-		LDFLAGS="-fsanitize=thread" unit remote-test
+		LDFLAGS="-fsanitize=thread" unit remote-test build-tsan/layerfs
+	rm -rf $(TSAN_REPORTS) && mkdir -p $(TSAN_REPORTS) && chmod 1777 $(TSAN_REPORTS)
+	@if [ "$$(id -u)" = 0 ]; then \
+		TSAN_OPTIONS=log_path=$(TSAN_REPORTS)/tsan LAYERFS=$(abspath build-tsan/layerfs) \
+			bash tests/it/run.sh tests/it/test_uring.sh || exit 1; \
+		if ls $(TSAN_REPORTS)/* >/dev/null 2>&1; then cat $(TSAN_REPORTS)/*; \
+			echo "tsan: the daemon's reports above"; exit 1; fi; \
+	else echo "tsan: not root: the daemon's run (test_uring.sh) left out"; fi
 	@echo "tsan: no data races reported"
 
 $(BUILD)/tests/inflate_speed: tests/bench/inflate_speed.c $(CORE_OBJ)

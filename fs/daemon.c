@@ -682,6 +682,12 @@ static int run_daemon(struct daemon_state *d)
 	fuse_loop_cfg_set_idle_threads(cfg, 16);
 	rc = fuse_session_loop_mt(d->se, cfg);
 	fuse_loop_cfg_destroy(cfg);
+	/* The rings' threads serve as libfuse's workers did, and libfuse's
+	 * are joined by now: they go too (each finishing the request it
+	 * answers) before anything they use is taken down.  What comes
+	 * later waits in the kernel's queues for the unmount or the next
+	 * daemon, as on /dev/fuse. */
+	lfs_uring_stop(d->uring);
 	pthread_mutex_lock(&d->lock);
 	d->stopping = 1;
 	pthread_cond_broadcast(&d->cond);
@@ -705,9 +711,6 @@ static int run_daemon(struct daemon_state *d)
 	stop_traces(d);
 	lfs_notify("STOPPING=1");
 	release_mount(d);
-	d->ctx->uring = NULL;
-	lfs_uring_stop(d->uring);
-	d->uring = NULL;
 	fuse_remove_signal_handlers(d->se);
 	return rc < 0 ? 1 : 0;
 }
@@ -1048,6 +1051,7 @@ out_unmount:
 		fuse_session_unmount(d.se);
 out_session:
 	fuse_session_destroy(d.se);
+	lfs_uring_free(d.uring);
 out:
 	stop_traces(&d);
 	if (d.metrics_dir >= 0)

@@ -435,12 +435,12 @@ static ssize_t init_reply(struct lfs_uring *u, int fd, struct iovec *iov, int co
 
 static ssize_t hook_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
-	struct lfs_uring *u = the_uring;
+	struct lfs_uring *u = __atomic_load_n(&the_uring, __ATOMIC_ACQUIRE);
 	struct worker *w = current_worker;
 	uint64_t unique;
 
 	(void)userdata;
-	if (count < 1 || iov[0].iov_len < sizeof(struct fuse_out_header))
+	if (!u || count < 1 || iov[0].iov_len < sizeof(struct fuse_out_header))
 		return writev(fd, iov, count);
 	unique = ((const struct fuse_out_header *)iov[0].iov_base)->unique;
 	if (unique && w && __atomic_load_n(&w->unique, __ATOMIC_ACQUIRE) == unique)
@@ -455,12 +455,12 @@ static ssize_t hook_writev(int fd, struct iovec *iov, int count, void *userdata)
 
 static ssize_t hook_read(int fd, void *buf, size_t len, void *userdata)
 {
-	struct lfs_uring *u = the_uring;
+	struct lfs_uring *u = __atomic_load_n(&the_uring, __ATOMIC_ACQUIRE);
 	ssize_t n = read(fd, buf, len);
 	const struct fuse_in_header *in = buf;
 
 	(void)userdata;
-	if (n >= (ssize_t)(sizeof(*in) + offsetof(struct fuse_init_in, unused)) &&
+	if (u && n >= (ssize_t)(sizeof(*in) + offsetof(struct fuse_init_in, unused)) &&
 	    in->opcode == FUSE_INIT) {
 		const struct fuse_init_in *a = (const void *)(in + 1);
 
@@ -492,8 +492,11 @@ static void worker_close(struct worker *w)
 		munmap(w->hdr, 4096);
 	if (w->region && w->region != MAP_FAILED)
 		munmap(w->region, w->region_len);
-	pthread_mutex_destroy(&w->lock);
-	pthread_cond_destroy(&w->cond);
+	w->sqes = NULL;
+	w->sq_map = w->cq_map = NULL;
+	w->hdr = NULL;
+	w->region = NULL;
+	w->ring_fd = w->stop_fd = -1;
 }
 
 /* The kernel keeps a queue for every possible CPU, and takes the ring
@@ -580,16 +583,17 @@ int lfs_uring_attach(struct fuse_session *se, unsigned per_cpu, int idle, const 
 		if (rc)
 			break;
 	}
-	if (!rc)
+	if (!rc) {
+		/* before the hooks, which find u through it */
+		__atomic_store_n(&the_uring, u, __ATOMIC_RELEASE);
 		rc = fuse_session_custom_io(se, &io, u->fd);
+	}
 	if (rc) {
 		for (unsigned i = 0; i < u->nworkers; i++)
 			worker_close(&u->w[i]);
-		free(u->w);
-		free(u);
+		lfs_uring_free(u);
 		return rc < 0 ? rc : -EINVAL;
 	}
-	the_uring = u;
 	/* The daemon's signals are its signal thread's to take (sigwait):
 	 * the workers block them all, whatever the creating thread does. */
 	sigfillset(&all);
@@ -709,9 +713,20 @@ void lfs_uring_stop(struct lfs_uring *u)
 	for (unsigned i = 0; i < u->nworkers; i++) {
 		if (u->w[i].started)
 			pthread_join(u->w[i].tid, NULL);
+		u->w[i].started = 0;
 		worker_close(&u->w[i]);
 	}
-	the_uring = NULL;
+}
+
+void lfs_uring_free(struct lfs_uring *u)
+{
+	if (!u)
+		return;
+	__atomic_store_n(&the_uring, NULL, __ATOMIC_RELEASE);
+	for (unsigned i = 0; i < u->nworkers; i++) {
+		pthread_mutex_destroy(&u->w[i].lock);
+		pthread_cond_destroy(&u->w[i].cond);
+	}
 	free(u->w);
 	pthread_mutex_destroy(&u->lock);
 	pthread_cond_destroy(&u->cond);
