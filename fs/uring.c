@@ -100,6 +100,7 @@ struct lfs_uring {
 	unsigned started;	/* workers running */
 	unsigned kickers_waiting; /* under lock: kickers that still look at u */
 	int stopping;		/* under lock */
+	int stopped;		/* lfs_uring_stop's, its caller's thread only */
 };
 
 /* A connection taken over may hold requests queued while no daemon
@@ -694,8 +695,9 @@ uint64_t lfs_uring_served(const struct lfs_uring *u)
 
 void lfs_uring_stop(struct lfs_uring *u)
 {
-	if (!u)
+	if (!u || u->stopped)
 		return;
+	u->stopped = 1;
 	pthread_mutex_lock(&u->lock);
 	if (!u->state)
 		u->state = -1;
@@ -722,6 +724,7 @@ void lfs_uring_free(struct lfs_uring *u)
 {
 	if (!u)
 		return;
+	lfs_uring_stop(u); /* a daemon that failed before its loop ran */
 	__atomic_store_n(&the_uring, NULL, __ATOMIC_RELEASE);
 	for (unsigned i = 0; i < u->nworkers; i++) {
 		pthread_mutex_destroy(&u->w[i].lock);

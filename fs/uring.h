@@ -62,12 +62,14 @@ int lfs_uring_active(const struct lfs_uring *u);
 uint64_t lfs_uring_served(const struct lfs_uring *u);
 
 /* Stops and joins the threads, each finishing the request it serves, and
- * closes the rings (after libfuse's loop has ended; NULL is a no-op).
+ * closes the rings (after libfuse's loop has ended; NULL, or a second
+ * call, is a no-op).
  * The hooks stay installed and pass everything to /dev/fuse. */
 void lfs_uring_stop(struct lfs_uring *u);
 
 /* Frees u, once the session is destroyed: until then its hooks read u.
- * NULL is a no-op. */
+ * Stops it first if lfs_uring_stop was not called (a daemon that failed
+ * before its loop).  NULL is a no-op. */
 void lfs_uring_free(struct lfs_uring *u);
 
 #endif

@@ -96,6 +96,14 @@ if check "uring_idle: mounted" lfs_mount -o uring_idle "$T/stack.list" "$I"; the
 	lfs_umount "$I"
 fi
 
+# --- a daemon that fails after its rings were made: refused, never a hang ---------
+# (metrics_file is written as the daemon's user, after the rings' threads
+# are started; a folder only root may write makes that fail)
+mkdir -p "$T/closed" && chmod 700 "$T/closed"
+check "a start that fails after the rings were made: refused in one line, within 20 s, nothing mounted" \
+	bash -c 'mkdir -p "$3"; out=$(timeout 20 "$1" mount -o metrics_file="$4/x.prom" "$2" "$3" 2>&1); rc=$?; [[ $rc -ne 0 && $rc -ne 124 && $(wc -l <<<"$out") -eq 1 ]] && grep -q "metrics_file" <<<"$out" && ! mountpoint -q "$3" || { echo "exit $rc: $out"; exit 1; }' \
+	_ "$LAYERFS" "$T/stack.list" "$T/failed" "$T/closed"
+
 # --- off: nothing through a ring ------------------------------------------------
 O=$T/o
 if check "uring=off: mounted" lfs_mount -o uring=off "$T/stack.list" "$O"; then
