@@ -91,7 +91,6 @@ struct lfs_uring {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int idle;		/* the workers run as SCHED_IDLE */
-	atomic_int active;
 	atomic_uint_fast64_t served;
 	unsigned nworkers;
 	struct worker *w;
@@ -351,7 +350,6 @@ static void *worker_main(void *arg)
 					 strerror(-res));
 			break;
 		}
-		atomic_store_explicit(&u->active, 1, memory_order_relaxed);
 		serve(w);
 		queue_cmd(w, CMD_COMMIT_AND_FETCH, w->hdr->ent.commit_id);
 		__atomic_store_n(&w->unique, 0, __ATOMIC_RELEASE);
@@ -533,6 +531,36 @@ int lfs_uring_owns_policy(void)
 	return current_worker && current_worker->u->idle;
 }
 
+/* A thread on `cpu` (pinned where this process may run there), else
+ * unpinned: a filter may forbid the pinning (a unit without @resources),
+ * and a queue needs a thread all the same, or the kernel never takes the
+ * ring.  0, or an errno. */
+static int start_on_cpu(pthread_t *tid, long cpu, const cpu_set_t *allowed, int detached,
+			void *(*fn)(void *), void *arg)
+{
+	pthread_attr_t attr;
+	cpu_set_t set;
+	int rc;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	pthread_attr_init(&attr);
+	if (detached)
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (CPU_ISSET(cpu, allowed))
+		pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
+	rc = pthread_create(tid, &attr, fn, arg);
+	if (rc) {
+		pthread_attr_destroy(&attr);
+		pthread_attr_init(&attr);
+		if (detached)
+			pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		rc = pthread_create(tid, &attr, fn, arg);
+	}
+	pthread_attr_destroy(&attr);
+	return rc;
+}
+
 int lfs_uring_attach(struct fuse_session *se, unsigned per_cpu, int idle, const char *taken_over,
 		     struct lfs_uring **out)
 {
@@ -544,7 +572,7 @@ int lfs_uring_attach(struct fuse_session *se, unsigned per_cpu, int idle, const 
 	int rc = 0;
 
 	*out = NULL;
-	if (the_uring || cpus < 1 || cpus > CPU_SETSIZE)
+	if (__atomic_load_n(&the_uring, __ATOMIC_ACQUIRE) || cpus < 1 || cpus > CPU_SETSIZE)
 		return -EINVAL;
 	/* Each slot holds a payload buffer of the largest request (1 MiB by
 	 * default), resident once used: four per CPU kept four cold readers
@@ -601,23 +629,10 @@ int lfs_uring_attach(struct fuse_session *se, unsigned per_cpu, int idle, const 
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (unsigned i = 0; i < u->nworkers; i++) {
 		struct worker *w = &u->w[i];
-		cpu_set_t set;
-		pthread_attr_t attr;
 
-		/* A CPU this process may not run on (offline, or outside
-		 * its cpuset) gets its queue served from elsewhere. */
-		CPU_ZERO(&set);
-		CPU_SET(w->qid, &set);
-		pthread_attr_init(&attr);
-		if (CPU_ISSET(w->qid, &allowed))
-			pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
-		w->started = !pthread_create(&w->tid, &attr, worker_main, w);
-		pthread_attr_destroy(&attr);
-		/* A filter may forbid the pinning (a unit without @resources):
-		 * an unpinned thread still serves its queue, which must have
-		 * one, or the kernel would never take the ring */
-		if (!w->started)
-			w->started = !pthread_create(&w->tid, NULL, worker_main, w);
+		/* a CPU this process may not run on (offline, or outside its
+		 * cpuset) gets its queue served from elsewhere */
+		w->started = !start_on_cpu(&w->tid, w->qid, &allowed, 0, worker_main, w);
 		if (!w->started)
 			lfs_warn("io_uring: no thread for queue %u: the ring stays unused", w->qid);
 		else
@@ -625,8 +640,6 @@ int lfs_uring_attach(struct fuse_session *se, unsigned per_cpu, int idle, const 
 	}
 	for (long cpu = 0; taken_over && cpu < cpus; cpu++) {
 		struct kicker *k;
-		cpu_set_t set;
-		pthread_attr_t attr;
 		pthread_t tid;
 
 		if (!CPU_ISSET(cpu, &allowed))
@@ -637,22 +650,16 @@ int lfs_uring_attach(struct fuse_session *se, unsigned per_cpu, int idle, const 
 			break;
 		}
 		k->u = u;
-		CPU_ZERO(&set);
-		CPU_SET(cpu, &set);
-		pthread_attr_init(&attr);
-		pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 		pthread_mutex_lock(&u->lock);
 		u->kickers_waiting++;
 		pthread_mutex_unlock(&u->lock);
-		if (pthread_create(&tid, &attr, kicker_main, k)) {
+		if (start_on_cpu(&tid, cpu, &allowed, 1, kicker_main, k)) {
 			pthread_mutex_lock(&u->lock);
 			u->kickers_waiting--;
 			pthread_mutex_unlock(&u->lock);
 			free(k->path);
 			free(k);
 		}
-		pthread_attr_destroy(&attr);
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	*out = u;
@@ -681,11 +688,6 @@ int lfs_uring_kernel_offers(void)
 		fclose(f);
 	}
 	return c == 'Y' || c == '1';
-}
-
-int lfs_uring_active(const struct lfs_uring *u)
-{
-	return u && atomic_load_explicit(&u->active, memory_order_relaxed);
 }
 
 uint64_t lfs_uring_served(const struct lfs_uring *u)

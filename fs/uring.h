@@ -55,9 +55,6 @@ void lfs_uring_start(struct lfs_uring *u, size_t payload);
  * enable_uring parameter). */
 int lfs_uring_kernel_offers(void);
 
-/* Whether a request has come through the ring (0 before, or without). */
-int lfs_uring_active(const struct lfs_uring *u);
-
 /* Requests served through the rings so far. */
 uint64_t lfs_uring_served(const struct lfs_uring *u);
 
