@@ -615,7 +615,8 @@ static int run_daemon(struct daemon_state *d)
 	/* The rings' files and threads are made now: after the drop and the
 	 * filter, only io_uring_enter is allowed. */
 	if (use_uring(d)) {
-		rc = lfs_uring_attach(d->se, d->o->uring_threads, d->o->uring_idle,
+		rc = lfs_uring_attach(d->se, d->o->uring_threads,
+				      (enum lfs_uring_idle)d->o->uring_idle,
 				      d->took_over ? d->mountpoint : NULL, &d->uring);
 		if (rc)
 			lfs_warn("%s: FUSE over io_uring unavailable (%s); serving through /dev/fuse",

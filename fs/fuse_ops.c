@@ -392,8 +392,12 @@ static void do_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		n = ctx->metrics ? lfs_metrics_stats_text(ctx->metrics, s, buf, cap)
 				 : lfs_stack_stats_text(s, buf, cap);
 	if (stats && n >= 0 && (size_t)n < cap) {
-		int m = snprintf(buf + n, cap - (size_t)n, "uring_requests %llu\n",
-				 (unsigned long long)lfs_uring_served(ctx->uring));
+		uint64_t switches;
+		int idle = lfs_uring_idle_now(ctx->uring, &switches);
+		int m = snprintf(buf + n, cap - (size_t)n,
+				 "uring_requests %llu\nuring_idle %d\nuring_idle_switches %llu\n",
+				 (unsigned long long)lfs_uring_served(ctx->uring), idle,
+				 (unsigned long long)switches);
 
 		n = m < 0 || (size_t)m >= cap - (size_t)n ? -ERANGE : n + m;
 	}

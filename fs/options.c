@@ -1,6 +1,7 @@
 #include "options.h"
 
 #include "log.h"
+#include "uring.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -133,11 +134,13 @@ static const struct optdef defs[] = {
 	  "threads serving each CPU's queue, one request each\n"
 	  "                           at a time (default 4, fewer past 8 CPUs: at\n"
 	  "                           most 32 in all, at least 1 per CPU)" },
-	{ "uring_idle", T_FLAG, O_URING_IDLE, 0, 0, NULL,
-	  "run those threads as SCHED_IDLE: the kernel then keeps\n"
-	  "                           a woken caller on its CPU instead of moving it to an\n"
-	  "                           idle one, but on a busy CPU they wait behind every\n"
-	  "                           other task (for hosts with cores to spare)" },
+	{ "uring_idle", T_CHOICE, O_URING_IDLE, 0, 0, "auto|on|off",
+	  "when those threads run as SCHED_IDLE, which keeps a\n"
+	  "                           woken caller on its CPU instead of moving it to an\n"
+	  "                           idle one, but has them wait behind every other task\n"
+	  "                           on a busy CPU.  auto (default): while the host has no\n"
+	  "                           more runnable tasks than CPUs; on (also bare\n"
+	  "                           uring_idle): always; off: never" },
 	{ "readdirplus", T_CHOICE, O_DIRPLUS, 0, 0, "auto|always|never",
 	  "which directory listings carry each entry's attributes\n"
 	  "                           (the kernel then makes its inode, sparing a lookup\n"
@@ -318,6 +321,10 @@ static int apply(struct lfs_options *o, const struct optdef *d, const char *val)
 		const char *w = d->arg;
 		size_t n = val ? strlen(val) : 0;
 
+		if (!val && d->target == O_URING_IDLE) {
+			v = LFS_URING_IDLE_ON; /* the flag it was before auto */
+			break;
+		}
 		for (v = 0; val && w; v++, w = strchr(w, '|') ? strchr(w, '|') + 1 : NULL)
 			if (!strncmp(w, val, n) && (w[n] == '|' || !w[n]))
 				break;
@@ -423,7 +430,7 @@ static int apply(struct lfs_options *o, const struct optdef *d, const char *val)
 	case O_DIRPLUS: o->dirplus = (enum lfs_dirplus)v; break;
 	case O_URING: o->uring = (enum lfs_uring_mode)v; break;
 	case O_URING_THREADS: o->uring_threads = (unsigned)v; break;
-	case O_URING_IDLE: o->uring_idle = 1; break;
+	case O_URING_IDLE: o->uring_idle = (int)v; break;
 	case O_SECCOMP: o->seccomp = (int)v; break;
 	case O_PROVENANCE: o->provenance = (int)v; break;
 	case O_USER: case O_ADMIN_GROUP: case O_METRICS_FILE: {

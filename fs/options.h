@@ -33,7 +33,7 @@ struct lfs_options {
 	enum lfs_dirplus dirplus; /* which listings carry attributes */
 	enum lfs_uring_mode uring; /* FUSE over io_uring, when the kernel offers it */
 	unsigned uring_threads;	/* threads per CPU queue (0: the default) */
-	int uring_idle;		/* ring threads as SCHED_IDLE */
+	int uring_idle;		/* enum lfs_uring_idle: ring threads as SCHED_IDLE */
 	const char *pos[2];	/* LIST, MOUNTPOINT */
 	int npos;
 	struct fuse_args fuse_args; /* what goes to FUSE, argv[0] first */

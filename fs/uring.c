@@ -2,7 +2,9 @@
 
 #include "log.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <linux/fuse.h>
 #include <linux/io_uring.h>
@@ -14,9 +16,11 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The kernel's side of it (include/uapi/linux/fuse.h, ABI 7.42), which
@@ -60,6 +64,8 @@ _Static_assert(sizeof(struct ring_req_header) == 288, "the kernel's struct fuse_
 struct worker {
 	struct lfs_uring *u;
 	pthread_t tid;
+	pid_t os_tid;		/* atomic: the kernel's id of its thread, 0 until it runs */
+	atomic_uint_fast64_t done; /* requests it has finished */
 	unsigned qid;
 	int started;
 	/* the io_uring */
@@ -90,7 +96,18 @@ struct lfs_uring {
 	size_t payload;		/* bytes of each payload buffer */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	int idle;		/* the workers run as SCHED_IDLE */
+	enum lfs_uring_idle idle;
+	int base_policy;	/* the workers' policy at birth, when not idle */
+	atomic_int owns_policy;	/* the workers' policy is the ring's to set */
+	atomic_int idle_now;	/* the workers run as SCHED_IDLE */
+	atomic_uint_fast64_t idle_switches;
+	/* uring_idle=auto's monitor */
+	pthread_t mon_tid;
+	int mon_started;
+	pthread_cond_t mon_cond; /* on CLOCK_MONOTONIC, with lock: the stop */
+	int nice;		/* the process's nice value at attach */
+	int loadavg_fd;		/* /proc/loadavg */
+	long online;		/* CPUs online at attach */
 	atomic_uint_fast64_t served;
 	unsigned nworkers;
 	struct worker *w;
@@ -278,6 +295,7 @@ static void serve(struct worker *w)
 		pthread_cond_wait(&w->cond, &w->lock);
 	pthread_mutex_unlock(&w->lock);
 	atomic_fetch_add_explicit(&w->u->served, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->done, 1, memory_order_relaxed);
 }
 
 static void *worker_main(void *arg)
@@ -287,6 +305,7 @@ static void *worker_main(void *arg)
 	uint64_t tag;
 	int res, state;
 
+	__atomic_store_n(&w->os_tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
 	pthread_mutex_lock(&u->lock);
 	while (!u->state)
 		pthread_cond_wait(&u->cond, &u->lock);
@@ -299,7 +318,7 @@ static void *worker_main(void *arg)
 	 * there (the scheduler counts the CPU as idle); otherwise it is
 	 * moved to the other, idle CPU at every reply, and runs there with
 	 * cold caches (docs/performance.md). */
-	if (u->idle) {
+	if (u->idle == LFS_URING_IDLE_ON) {
 		struct sched_param sp = { 0 };
 		int rc = pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
 
@@ -376,6 +395,249 @@ static void *kicker_main(void *arg)
 		lfs_warn("io_uring: %s: statfs: %s", k->path, strerror(errno));
 	free(k->path);
 	free(k);
+	return NULL;
+}
+
+/* uring_idle=auto.  A ring thread that runs as SCHED_IDLE leaves the
+ * caller it wakes on its own CPU (the scheduler counts a CPU running only
+ * idle-policy threads as idle, and wakes there), where at every reply a
+ * SCHED_OTHER one has the caller moved to another, halted CPU; but it runs
+ * only when nothing else is runnable on its CPU, so on a busy host its
+ * requests wait behind every other task (docs/performance.md: a read of
+ * every file under two CPU hogs).  How many tasks the host runs says too
+ * little alone (a start's own threads keep two CPUs busy), so the monitor
+ * looks for the harm itself, in the threads' scheduler statistics: one
+ * runnable in two samples in a row without finishing a request in between,
+ * or their waits for a CPU long (STARVED_*).  Waiting behind this
+ * process's own threads (inflating ahead) is no harm, so it acts only when
+ * tasks of others are runnable, as many as the CPUs.  The threads then go
+ * back to their policy at once, and try idle again after a backoff that
+ * doubles, up to MAX_BACKOFF_NS, while the harm recurs.  Samples come every
+ * ACTIVE_NS while requests flow or a ring thread is runnable, every
+ * QUIET_NS otherwise. */
+#define ACTIVE_NS 10000000LL
+#define QUIET_NS 100000000LL
+#define MIN_BACKOFF_NS 1000000000LL
+#define MAX_BACKOFF_NS 16000000000LL
+
+static long long now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* Whether the thread whose /proc stat file is fd is runnable or running
+ * ('R'); 0 when it cannot tell. */
+static int thread_runnable(int fd)
+{
+	char buf[512], *p;
+	ssize_t n = fd >= 0 ? pread(fd, buf, sizeof(buf) - 1, 0) : -1;
+
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	p = strrchr(buf, ')'); /* "tid (comm) S ..." */
+	return p && p[1] == ' ' && p[2] == 'R';
+}
+
+static void set_workers_idle(struct lfs_uring *u, int idle)
+{
+	struct sched_param sp = { 0 };
+	int policy = idle ? SCHED_IDLE : u->base_policy;
+
+	for (unsigned i = 0; i < u->nworkers; i++) {
+		pid_t t = __atomic_load_n(&u->w[i].os_tid, __ATOMIC_ACQUIRE);
+
+		/* a thread that has already ended: ESRCH, nothing to do */
+		if (t > 0 && sched_setscheduler(t, policy, &sp) && errno != ESRCH)
+			lfs_debug("uring_idle=auto: queue %u: %s", u->w[i].qid, strerror(errno));
+	}
+	atomic_store(&u->idle_now, idle);
+	atomic_fetch_add(&u->idle_switches, 1);
+}
+
+/* Whether a thread of this process that went SCHED_IDLE may come back
+ * (without CAP_SYS_NICE, only within RLIMIT_NICE): tried on the calling
+ * thread, which is SCHED_IDLE afterwards if not. */
+static int idle_is_reversible(int base_policy)
+{
+	struct sched_param sp = { 0 };
+
+	return !sched_setscheduler(0, SCHED_IDLE, &sp) && !sched_setscheduler(0, base_policy, &sp);
+}
+
+struct watch {
+	int fd, sched_fd;	/* the worker's /proc stat and schedstat files */
+	uint64_t done;		/* its requests finished at the last sample */
+	int runnable;		/* ... and whether it was runnable then */
+	unsigned long long delay, slices; /* ... its schedstat then */
+};
+
+/* Scheduling delays that say a ring thread waits behind other tasks: its
+ * requests wait for a CPU STARVED_SLICE_NS on average, at least
+ * STARVED_TOTAL_NS in all in one sample (on a calm host, a few
+ * microseconds each: only the caller it serves has to get off the CPU). */
+#define STARVED_SLICE_NS 100000ULL
+#define STARVED_TOTAL_NS 1000000ULL
+
+/* Whether the workers have waited for a CPU since the last sample: one
+ * runnable in both without finishing a request, or their delays above;
+ * *busy: whether one is runnable now. */
+static int any_starved(struct lfs_uring *u, struct watch *ws, int *busy)
+{
+	unsigned long long delay = 0, slices = 0;
+	int stuck = 0;
+
+	*busy = 0;
+	for (unsigned i = 0; i < u->nworkers; i++) {
+		uint64_t done = atomic_load_explicit(&u->w[i].done, memory_order_relaxed);
+		int runnable = thread_runnable(ws[i].fd);
+		unsigned long long on, d, n;
+		char buf[128];
+		ssize_t len = ws[i].sched_fd >= 0 ? pread(ws[i].sched_fd, buf, sizeof(buf) - 1, 0) : -1;
+
+		if (runnable && ws[i].runnable && done == ws[i].done)
+			stuck = 1;
+		*busy |= runnable;
+		ws[i].done = done;
+		ws[i].runnable = runnable;
+		if (len <= 0)
+			continue;
+		buf[len] = 0;
+		/* "time on a CPU, time waiting for one, times run" (ns) */
+		if (sscanf(buf, "%llu %llu %llu", &on, &d, &n) != 3)
+			continue;
+		if (d >= ws[i].delay && n >= ws[i].slices) {
+			delay += d - ws[i].delay;
+			slices += n - ws[i].slices;
+		}
+		ws[i].delay = d;
+		ws[i].slices = n;
+	}
+	return stuck || (delay >= STARVED_TOTAL_NS && delay >= STARVED_SLICE_NS * slices);
+}
+
+/* Tasks runnable on the host that are not this process's threads, now,
+ * or -1: /proc/loadavg's count less ours. */
+static long foreign_runnable(int loadavg_fd)
+{
+	char buf[512], *p;
+	ssize_t n = pread(loadavg_fd, buf, sizeof(buf) - 1, 0);
+	long all, ours = 0;
+	DIR *d;
+	struct dirent *e;
+
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	p = strchr(buf, '/'); /* "0.00 0.01 0.00 3/123 4567" */
+	if (!p)
+		return -1;
+	while (p > buf && p[-1] != ' ')
+		p--;
+	all = strtol(p, NULL, 10);
+	d = opendir("/proc/self/task");
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		char path[sizeof("/proc/self/task//stat") + sizeof(e->d_name)];
+		int fd;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/stat", e->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		ours += thread_runnable(fd);
+		if (fd >= 0)
+			close(fd);
+	}
+	closedir(d);
+	return all - ours;
+}
+
+static void *monitor_main(void *arg)
+{
+	struct lfs_uring *u = arg;
+	struct watch *ws;
+	long long backoff = MIN_BACKOFF_NS, retry_at = 0, idle_since = 0;
+	uint64_t seen = 0;
+	int go;
+
+	pthread_mutex_lock(&u->lock);
+	while (!u->stopping && (u->state == 0 || (u->state > 0 && u->registered < u->started)))
+		pthread_cond_wait(&u->cond, &u->lock);
+	go = !u->stopping && u->state > 0;
+	pthread_mutex_unlock(&u->lock);
+	if (!go)
+		return NULL;
+	ws = calloc(u->nworkers, sizeof(*ws));
+	if (!ws || !idle_is_reversible(u->base_policy)) {
+		if (ws)
+			lfs_info("uring_idle=auto: a thread gone SCHED_IDLE could not come back "
+				 "(RLIMIT_NICE below %d, no CAP_SYS_NICE): the rings' threads stay as they are",
+				 20 - u->nice);
+		free(ws);
+		atomic_store(&u->owns_policy, 0);
+		return NULL;
+	}
+	for (unsigned i = 0; i < u->nworkers; i++) {
+		int tid = (int)__atomic_load_n(&u->w[i].os_tid, __ATOMIC_ACQUIRE);
+		char path[64];
+
+		snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+		ws[i].fd = u->w[i].started ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+		/* without it (no CONFIG_SCHED_INFO), only a thread stuck is seen */
+		snprintf(path, sizeof(path), "/proc/self/task/%d/schedstat", tid);
+		ws[i].sched_fd = u->w[i].started ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+	}
+	pthread_mutex_lock(&u->lock);
+	while (!u->stopping) {
+		uint64_t served = atomic_load_explicit(&u->served, memory_order_relaxed);
+		long long t = now_ns(), wake;
+		struct timespec at;
+		int busy = 0;
+
+		pthread_mutex_unlock(&u->lock);
+		if (atomic_load(&u->idle_now)) {
+			long foreign;
+
+			if (any_starved(u, ws, &busy) &&
+			    ((foreign = foreign_runnable(u->loadavg_fd)) < 0 || foreign >= u->online)) {
+				lfs_debug("uring_idle=auto: a ring thread waits behind other tasks (%lld ms after "
+					  "they went idle): they no longer idle, for %lld ms",
+					  (t - idle_since) / 1000000, backoff / 1000000);
+				set_workers_idle(u, 0);
+				retry_at = t + backoff;
+				backoff = backoff * 2 > MAX_BACKOFF_NS ? MAX_BACKOFF_NS : backoff * 2;
+			} else if (t - idle_since > MAX_BACKOFF_NS) {
+				backoff = MIN_BACKOFF_NS;
+			}
+		} else if (t >= retry_at) {
+			lfs_debug("uring_idle=auto: the rings' threads idle");
+			set_workers_idle(u, 1);
+			idle_since = t;
+			(void)any_starved(u, ws, &busy); /* from now on */
+			busy = 1;
+		}
+		/* a thread that is runnable now is looked at again soon */
+		wake = t + (served != seen || busy ? ACTIVE_NS : QUIET_NS);
+		seen = served;
+		at.tv_sec = (time_t)(wake / 1000000000LL);
+		at.tv_nsec = (long)(wake % 1000000000LL);
+		pthread_mutex_lock(&u->lock);
+		while (!u->stopping && pthread_cond_timedwait(&u->mon_cond, &u->lock, &at) != ETIMEDOUT)
+			;
+	}
+	pthread_mutex_unlock(&u->lock);
+	for (unsigned i = 0; i < u->nworkers; i++) {
+		if (ws[i].fd >= 0)
+			close(ws[i].fd);
+		if (ws[i].sched_fd >= 0)
+			close(ws[i].sched_fd);
+	}
+	free(ws);
 	return NULL;
 }
 
@@ -528,7 +790,31 @@ static long possible_cpus(void)
 
 int lfs_uring_owns_policy(void)
 {
-	return current_worker && current_worker->u->idle;
+	return current_worker && atomic_load_explicit(&current_worker->u->owns_policy,
+						      memory_order_relaxed);
+}
+
+int lfs_uring_idle_now(const struct lfs_uring *u, uint64_t *switches)
+{
+	if (switches)
+		*switches = u ? atomic_load(&u->idle_switches) : 0;
+	return u && atomic_load(&u->idle_now);
+}
+
+/* So that a thread gone SCHED_IDLE may come back to its nice value
+ * unprivileged (sched(7)): allowed from root, before the drop; where it
+ * is not, the monitor finds out and leaves the threads alone. */
+static void allow_return_from_idle(int nice)
+{
+	rlim_t need = (rlim_t)(20 - nice);
+	struct rlimit r;
+
+	if (getrlimit(RLIMIT_NICE, &r) || r.rlim_cur >= need)
+		return;
+	r.rlim_cur = need;
+	if (r.rlim_max < need)
+		r.rlim_max = need;
+	(void)setrlimit(RLIMIT_NICE, &r);
 }
 
 /* A thread on `cpu` (pinned where this process may run there), else
@@ -561,8 +847,8 @@ static int start_on_cpu(pthread_t *tid, long cpu, const cpu_set_t *allowed, int 
 	return rc;
 }
 
-int lfs_uring_attach(struct fuse_session *se, unsigned per_cpu, int idle, const char *taken_over,
-		     struct lfs_uring **out)
+int lfs_uring_attach(struct fuse_session *se, unsigned per_cpu, enum lfs_uring_idle idle,
+		     const char *taken_over, struct lfs_uring **out)
 {
 	static const struct fuse_custom_io io = { .writev = hook_writev, .read = hook_read };
 	struct lfs_uring *u;
@@ -587,13 +873,37 @@ int lfs_uring_attach(struct fuse_session *se, unsigned per_cpu, int idle, const 
 		return -ENOMEM;
 	u->se = se;
 	u->idle = idle;
+	u->base_policy = sched_getscheduler(0) == SCHED_BATCH ? SCHED_BATCH : SCHED_OTHER;
 	u->fd = fuse_session_fd(se);
+	u->loadavg_fd = -1;
 	pthread_mutex_init(&u->lock, NULL);
 	pthread_cond_init(&u->cond, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&u->mon_cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	if (idle == LFS_URING_IDLE_AUTO) {
+		/* the filter to come allows no getpriority */
+		errno = 0;
+		u->nice = getpriority(PRIO_PROCESS, 0); /* -1 is a nice value too */
+		if (errno)
+			u->nice = 0;
+		allow_return_from_idle(u->nice);
+		u->online = sysconf(_SC_NPROCESSORS_ONLN);
+		if (u->online < 1)
+			u->online = 1;
+		u->loadavg_fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+	}
+	atomic_store(&u->owns_policy, idle != LFS_URING_IDLE_OFF);
+	atomic_store(&u->idle_now, idle == LFS_URING_IDLE_ON);
 	u->nworkers = (unsigned)cpus * per_cpu;
 	u->w = calloc(u->nworkers, sizeof(*u->w));
 	if (!u->w) {
-		free(u);
+		lfs_uring_free(u);
 		return -ENOMEM;
 	}
 	for (unsigned i = 0; i < u->nworkers; i++) {
@@ -637,6 +947,11 @@ int lfs_uring_attach(struct fuse_session *se, unsigned per_cpu, int idle, const 
 			lfs_warn("io_uring: no thread for queue %u: the ring stays unused", w->qid);
 		else
 			u->started++;
+	}
+	if (idle == LFS_URING_IDLE_AUTO) {
+		u->mon_started = !pthread_create(&u->mon_tid, NULL, monitor_main, u);
+		if (!u->mon_started)
+			atomic_store(&u->owns_policy, 0);
 	}
 	for (long cpu = 0; taken_over && cpu < cpus; cpu++) {
 		struct kicker *k;
@@ -705,9 +1020,13 @@ void lfs_uring_stop(struct lfs_uring *u)
 		u->state = -1;
 	u->stopping = 1;
 	pthread_cond_broadcast(&u->cond);
+	pthread_cond_broadcast(&u->mon_cond);
 	while (u->kickers_waiting)
 		pthread_cond_wait(&u->cond, &u->lock);
 	pthread_mutex_unlock(&u->lock);
+	if (u->mon_started)
+		pthread_join(u->mon_tid, NULL);
+	u->mon_started = 0;
 	for (unsigned i = 0; i < u->nworkers; i++) {
 		uint64_t one = 1;
 
@@ -733,7 +1052,10 @@ void lfs_uring_free(struct lfs_uring *u)
 		pthread_cond_destroy(&u->w[i].cond);
 	}
 	free(u->w);
+	if (u->loadavg_fd >= 0)
+		close(u->loadavg_fd);
 	pthread_mutex_destroy(&u->lock);
 	pthread_cond_destroy(&u->cond);
+	pthread_cond_destroy(&u->mon_cond);
 	free(u);
 }

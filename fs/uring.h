@@ -30,20 +30,32 @@
 
 struct lfs_uring;
 
+/* -o uring_idle=, in the order of its choices: whether the threads run as
+ * SCHED_IDLE (a caller woken by a reply then stays on its CPU) always,
+ * while the host has a CPU for every runnable task, or never. */
+enum lfs_uring_idle { LFS_URING_IDLE_AUTO, LFS_URING_IDLE_ON, LFS_URING_IDLE_OFF };
+
 /* Installs the hooks on se (after fuse_session_mount, before the loop
  * starts) and starts the queue threads, which wait for INIT.  per_cpu:
- * threads (each one request at a time) per CPU queue, 0 for the default; idle: they run as
- * SCHED_IDLE; taken_over: the mount point of a connection taken over
+ * threads (each one request at a time) per CPU queue, 0 for the default; idle: when they run
+ * as SCHED_IDLE (auto: a monitor thread decides, from the host's runnable
+ * tasks; it may raise RLIMIT_NICE so that the threads can come back,
+ * which only root can before the privileges are dropped); taken_over: the mount point of a connection taken over
  * (else NULL), to which a request is made from each CPU once every slot is
  * registered, since the kernel hands requests it queued meanwhile only to
  * a slot that commits.  Returns 0, or a
  * negative errno with nothing installed. */
-int lfs_uring_attach(struct fuse_session *se, unsigned per_cpu, int idle, const char *taken_over,
-		     struct lfs_uring **out);
+int lfs_uring_attach(struct fuse_session *se, unsigned per_cpu, enum lfs_uring_idle idle,
+		     const char *taken_over, struct lfs_uring **out);
 
 /* Whether the calling thread is a ring thread whose policy is the ring's
- * (idle): nobody else may change it. */
+ * (uring_idle on, or auto with its monitor running): nobody else may
+ * change it. */
 int lfs_uring_owns_policy(void);
+
+/* Whether the threads run as SCHED_IDLE now; *switches (if not NULL): how
+ * many times uring_idle=auto changed that.  NULL u: 0. */
+int lfs_uring_idle_now(const struct lfs_uring *u, uint64_t *switches);
 
 /* For a connection taken over (its INIT was an earlier daemon's): start
  * registering now, with payload buffers of `payload` bytes (at least the

@@ -31,6 +31,10 @@ policies() {
 	done | sort | uniq -c | awk '{ printf "%s:%s ", $2, $1 }'
 }
 
+# the rings' threads: 4 per possible CPU up to 8 CPUs (the default)
+cpus=$(($(sed 's/.*[-,]//' /sys/devices/system/cpu/possible) + 1))
+slots=$((cpus > 8 ? cpus : 4 * cpus))
+
 check "enable_uring set" set_param Y
 
 # --- the tree and its bytes over the rings ----------------------------------------
@@ -82,19 +86,89 @@ if check "corrupt: mounted" lfs_fg_mount "$T/chg.log" -o cache_size=16M "$T/chan
 	lfs_umount "$C"
 fi
 
-# --- -o uring_idle: the ring's threads are SCHED_IDLE ----------------------------
+# --- -o uring_idle (=on): the ring's threads are SCHED_IDLE ----------------------
 I=$T/i
 if check "uring_idle: mounted" lfs_mount -o uring_idle "$T/stack.list" "$I"; then
 	check "uring_idle: tree equals sequential unzip -o" same_manifest "$T/ref" "$I"
 	p=$(policies "$(stat_of "$I" pid)")
 	idle=$(grep -o '5:[0-9]*' <<<"$p" | cut -d: -f2)
-	cpus=$(($(sed 's/.*[-,]//' /sys/devices/system/cpu/possible) + 1))
-	slots=$((cpus > 8 ? cpus : 4 * cpus)) # the default: 4 per CPU up to 8 CPUs
 	check "uring_idle: the $slots ring threads are SCHED_IDLE (threads by policy: $p)" \
 		test "${idle:-0}" -ge "$slots"
 	check "uring_idle: served through the rings" test "$(stat_of "$I" uring_requests)" -gt 20
 	lfs_umount "$I"
 fi
+
+# --- -o uring_idle=auto: idle while the host is calm, back under CPU hogs --------
+# (user=root: CAP_SYS_NICE lets a thread come back from SCHED_IDLE on any
+# host; the default user needs the RLIMIT_NICE only root with
+# CAP_SYS_RESOURCE, or the unit's LimitNICE=, gives, checked below)
+online=$(getconf _NPROCESSORS_ONLN)
+hogs=()
+stop_hogs() { local p; for p in "${hogs[@]}"; do kill "$p" 2>/dev/null; done; hogs=(); }
+lfs_on_exit stop_hogs
+# within SECONDS CMD...: CMD succeeds within SECONDS
+within() { local n=$(($1 * 10)); shift; while ! "$@"; do ((n-- > 0)) || return 1; sleep 0.1; done; }
+idle_is() { [[ $(stat_of "$1" uring_idle) == "$2" ]]; }
+idle_threads() { grep -o '5:[0-9]*' <<<"$(policies "$(stat_of "$1" pid)")" | cut -d: -f2; }
+all_idle() { local n; n=$(idle_threads "$1"); ((${n:-0} >= slots)); }
+not_all_idle() { ! all_idle "$1"; }
+A=$T/a
+if check "uring_idle=auto: mounted (user=root)" lfs_mount -o user=root "$T/stack.list" "$A"; then
+	cat "$A/lib/data/mid.bin" >/dev/null
+	check "uring_idle=auto: on a calm host the threads go SCHED_IDLE" within 10 idle_is "$A" 1
+	check "uring_idle=auto: ... all $slots of them" all_idle "$A"
+	for ((i = 0; i <= online; i++)); do
+		(while :; do :; done) &
+		hogs+=($!)
+	done
+	(for i in $(seq 30); do
+		echo 3 >/proc/sys/vm/drop_caches
+		timeout 120 tar -cf - -C "$A" . >/dev/null || exit 1
+	done) &
+	reader=$!
+	lfs_register_pid "$reader"
+	check "uring_idle=auto: under $((online + 1)) CPU hogs, while the tree is read, the threads come back from SCHED_IDLE" \
+		within 120 not_all_idle "$A"
+	check "uring_idle=auto: ... and the daemon says so" within 5 idle_is "$A" 0
+	kill "$reader" 2>/dev/null
+	wait "$reader" 2>/dev/null
+	check "uring_idle=auto: ... the tree still equals unzip -o" same_manifest "$T/ref" "$A"
+	stop_hogs
+	check "uring_idle=auto: the hogs gone, SCHED_IDLE again within the backoff" within 40 idle_is "$A" 1
+	check "uring_idle=auto: ... all $slots of them again" within 5 all_idle "$A"
+	check "uring_idle=auto: switched at least 3 times ($(stat_of "$A" uring_idle_switches))" \
+		test "$(stat_of "$A" uring_idle_switches)" -ge 3
+	lfs_umount "$A"
+fi
+# Neither CAP_SYS_NICE nor RLIMIT_NICE nor a way to raise it (root without
+# CAP_SYS_RESOURCE, as the daemon's user): a thread gone idle could not come
+# back, so none goes, and the daemon says why.
+printf '#!/bin/sh\nexec setpriv --bounding-set=-sys_resource prlimit --nice=0:0 %q "$@"\n' "$LAYERFS" \
+	>"$T/nonice"
+chmod +x "$T/nonice"
+F=$T/f
+if LAYERFS="$T/nonice" check "uring_idle=auto, no way back from SCHED_IDLE: mounted" \
+	lfs_fg_mount "$T/nonice.log" "$T/stack.list" "$F"; then
+	cat "$F/lib/data/mid.bin" >/dev/null
+	sleep 1
+	check "uring_idle=auto, no way back: one line says why" \
+		grep -q "uring_idle=auto: a thread gone SCHED_IDLE could not come back" "$T/nonice.log"
+	check "uring_idle=auto, no way back: the ring threads not SCHED_IDLE" not_all_idle "$F"
+	check "uring_idle=auto, no way back: never switched" eq "$(stat_of "$F" uring_idle_switches)" 0
+	check "uring_idle=auto, no way back: served through the rings" test "$(stat_of "$F" uring_requests)" -gt 0
+	lfs_umount "$F"
+fi
+X=$T/x
+if check "uring_idle=off: mounted (user=root)" lfs_mount -o user=root,uring_idle=off "$T/stack.list" "$X"; then
+	cat "$X/lib/data/mid.bin" >/dev/null
+	sleep 1
+	check "uring_idle=off: the ring threads not SCHED_IDLE on a calm host" not_all_idle "$X"
+	check "uring_idle=off: never switched" eq "$(stat_of "$X" uring_idle_switches)" 0
+	lfs_umount "$X"
+fi
+check "uring_idle=sometimes: refused in one line naming the option" \
+	bash -c 'out=$("$1" mount -o uring_idle=sometimes "$2" "$3" 2>&1) && exit 1; [[ $(wc -l <<<"$out") -eq 1 && $out == *"uring_idle=sometimes"* ]] || { echo "$out"; exit 1; }' \
+	_ "$LAYERFS" "$T/stack.list" "$T/never"
 
 # --- a daemon that fails after its rings were made: refused, never a hang ---------
 # (metrics_file is written as the daemon's user, after the rings' threads
