@@ -138,9 +138,11 @@ static const struct optdef defs[] = {
 	  "when those threads run as SCHED_IDLE, which keeps a\n"
 	  "                           woken caller on its CPU instead of moving it to an\n"
 	  "                           idle one, but has them wait behind every other task\n"
-	  "                           on a busy CPU.  auto (default): while the host has no\n"
-	  "                           more runnable tasks than CPUs; on (also bare\n"
-	  "                           uring_idle): always; off: never" },
+	  "                           on a busy CPU.  auto (default): until one is seen\n"
+	  "                           waiting behind other processes' tasks, then again\n"
+	  "                           after a backoff (needs CAP_SYS_NICE or RLIMIT_NICE\n"
+	  "                           20, else never); on (also bare uring_idle):\n"
+	  "                           always; off: never" },
 	{ "readdirplus", T_CHOICE, O_DIRPLUS, 0, 0, "auto|always|never",
 	  "which directory listings carry each entry's attributes\n"
 	  "                           (the kernel then makes its inode, sparing a lookup\n"

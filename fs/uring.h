@@ -31,16 +31,17 @@
 struct lfs_uring;
 
 /* -o uring_idle=, in the order of its choices: whether the threads run as
- * SCHED_IDLE (a caller woken by a reply then stays on its CPU) always,
- * while the host has a CPU for every runnable task, or never. */
+ * SCHED_IDLE (a caller woken by a reply then stays on its CPU) until one is
+ * seen waiting behind other processes' tasks, always, or never. */
 enum lfs_uring_idle { LFS_URING_IDLE_AUTO, LFS_URING_IDLE_ON, LFS_URING_IDLE_OFF };
 
 /* Installs the hooks on se (after fuse_session_mount, before the loop
  * starts) and starts the queue threads, which wait for INIT.  per_cpu:
  * threads (each one request at a time) per CPU queue, 0 for the default; idle: when they run
- * as SCHED_IDLE (auto: a monitor thread decides, from the host's runnable
- * tasks; it may raise RLIMIT_NICE so that the threads can come back,
- * which only root can before the privileges are dropped); taken_over: the mount point of a connection taken over
+ * as SCHED_IDLE (auto: a monitor thread decides, from their scheduler
+ * statistics; attach raises RLIMIT_NICE so that they can come back, which
+ * only root with CAP_SYS_RESOURCE can, before the privileges are dropped);
+ * taken_over: the mount point of a connection taken over
  * (else NULL), to which a request is made from each CPU once every slot is
  * registered, since the kernel hands requests it queued meanwhile only to
  * a slot that commits.  Returns 0, or a
